@@ -1,0 +1,24 @@
+# The two commands that do all the set-up on a fresh machine:
+#   make demo   start the local stack and run examples/prompts.jsonl end to end
+#   make test   run every test (unit, adapters on the real emulators, end to end)
+PY := .venv/bin/python
+
+.PHONY: bootstrap demo test up down key
+
+bootstrap:
+	@bash infra/bootstrap.sh
+
+demo: bootstrap
+	$(PY) infra/demo.py
+
+test: bootstrap
+	$(PY) -m pytest tests
+
+up: bootstrap
+	$(PY) infra/stack.py up
+
+down:
+	$(PY) infra/stack.py down
+
+key:
+	@set -a && . .run/dev/stack.env && cd functions && ../$(PY) -m promptforge.admin keys create

@@ -1,0 +1,28 @@
+"""Cloud Functions entry points, one per function; each only parses and delegates.
+
+Nothing heavy is imported here: the Google Cloud clients and provider code load on
+first use, inside the function that needs them, to keep cold starts short.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import functions_framework
+
+from promptforge.api import internal, public
+from promptforge.wiring import live
+
+jobs_init = functions_framework.http(public.endpoint(public.jobs_init, live))
+job_status = functions_framework.http(public.endpoint(public.job_status, live))
+job_results = functions_framework.http(public.endpoint(public.job_results, live))
+plan_job = functions_framework.http(public.endpoint(internal.plan_job, live))
+process_chunk = functions_framework.http(public.endpoint(internal.process_chunk, live))
+
+
+@functions_framework.cloud_event
+def on_upload(event: Any) -> None:
+    internal.on_upload(event, live())
+
+
+__all__ = ["jobs_init", "job_status", "job_results", "plan_job", "process_chunk", "on_upload"]

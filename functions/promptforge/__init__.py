@@ -1,0 +1,1 @@
+"""PromptForge: batch LLM jobs on Google Cloud serverless."""

@@ -1,0 +1,60 @@
+"""Entry points that only Google Cloud calls: Cloud Tasks targets and the upload event.
+
+Their answers steer redelivery: 2xx ends a task, anything else makes Cloud Tasks try
+again later (with ``Retry-After`` where we know when), and an exception from the event
+handler makes Eventarc redeliver.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import flask
+
+from .. import logs
+from ..service.deps import Deps
+from .envelope import ApiError, invalid
+
+
+def _task_body(request: flask.Request, *fields: str) -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or any(f not in body for f in fields):
+        raise invalid("", f"task body must be a JSON object with {', '.join(fields)}")
+    return body
+
+
+def plan_job(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Cloud Tasks target: plan a job."""
+    from ..service.plan import plan_job as plan
+
+    body = _task_body(request, "job_id")
+    outcome = plan(deps, str(body["job_id"]))
+    return 200, {"outcome": outcome}, {}
+
+
+def process_chunk(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Cloud Tasks target: run one chunk."""
+    from ..service.chunks import ChunkBusy
+    from ..service.chunks import process_chunk as run
+
+    body = _task_body(request, "job_id", "chunk")
+    try:
+        outcome = run(deps, str(body["job_id"]), int(body["chunk"]))
+    except ChunkBusy as busy:
+        # Another delivery is working on it: come back when its lease may have ended.
+        raise ApiError(503, "chunk_busy", str(busy), headers={"Retry-After": str(busy.retry_after)}) from None
+    return 200, {"outcome": outcome}, {}
+
+
+def on_upload(event: Any, deps: Deps) -> None:
+    """CloudEvent ``google.cloud.storage.object.v1.finalized`` for the uploads bucket."""
+    from ..service.lifecycle import accept_upload
+
+    data = event.data if isinstance(event.data, dict) else {}
+    bucket, name = data.get("bucket", ""), data.get("name", "")
+    size = int(data.get("size") or 0)
+    stamp = data.get("timeCreated") or data.get("updated") or event["time"]
+    uploaded_at = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    outcome = accept_upload(deps, bucket, name, size, uploaded_at)
+    logs.info("upload event", event_id=event["id"], object=name, outcome=outcome)

@@ -1,0 +1,36 @@
+"""The public paths of the API and the function that serves each.
+
+One table, read by the local gateway (``infra/gateway.py``) and, later, by the
+OpenAPI document and the Terraform checks, so a path is declared once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # with ``{job_id}`` placeholders, as in the contract
+    function: str  # the entry point in functions/main.py
+
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path) + "$")
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("POST", "/v1/jobs/init", "jobs_init"),
+    Route("GET", "/v1/jobs/{job_id}/status", "job_status"),
+    Route("GET", "/v1/jobs/{job_id}/results", "job_results"),
+)
+
+
+def match(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+    """The route serving ``method path`` and its path parameters, or None."""
+    for route in ROUTES:
+        m = route.pattern().match(path)
+        if m and route.method == method.upper():
+            return route, m.groupdict()
+    return None

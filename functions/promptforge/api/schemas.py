@@ -1,0 +1,96 @@
+"""Request and response bodies of the public API, as pydantic models."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..domain.params import params_problem
+
+Provider = Literal["openai", "anthropic", "gemini", "openai_compatible", "fake"]
+
+
+class InitRequest(BaseModel):
+    """Body of ``POST /v1/jobs/init``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Provider
+    model: str = Field(min_length=1, max_length=200)
+    params: dict[str, Any] = Field(default_factory=dict)
+    system_prompt: str | None = Field(default=None, max_length=200_000)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    budget_tokens: int | None = Field(default=None, ge=1)
+    callback_url: str | None = Field(default=None, max_length=2048)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    base_url: str | None = Field(default=None, max_length=2048)
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problem = params_problem(value)
+        if problem:
+            name, message = problem
+            raise ValueError(f"{name} {message}" if name else message)
+        return value
+
+    @field_validator("callback_url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("must be an https:// URL")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+
+class InitResponse(BaseModel):
+    job_id: str
+    status: str
+    upload_url: str
+    upload_method: Literal["PUT"] = "PUT"
+    upload_headers: dict[str, str]
+    upload_expires_at: str
+    max_upload_bytes: int
+
+
+class JobErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class StatusResponse(BaseModel):
+    job_id: str
+    status: str
+    provider: str
+    model: str
+    prompt_count: int | None
+    completed_count: int | None
+    failed_count: int | None
+    created_at: str
+    started_processing_at: str | None
+    completed_at: str | None
+    tokens_used: int
+    input_tokens: int
+    output_tokens: int
+    metadata: dict[str, Any]
+    error: JobErrorBody | None = None
+    retry_after: int | None = None
+
+
+class ResultFile(BaseModel):
+    filename: str
+    url: str
+    expires_at: str
+
+
+class ResultsResponse(BaseModel):
+    job_id: str
+    status: str
+    files: list[ResultFile]

@@ -1,0 +1,84 @@
+"""Settings read from the environment, in one place.
+
+Every function reads the same variables; Terraform sets them in production and
+``infra/stack.py`` sets them on the local stack.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def _list(name: str, default: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in os.environ.get(name, default).split(",") if p.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's configuration; build it with :func:`load`."""
+
+    project: str
+    upload_bucket: str
+    results_bucket: str
+    tasks_location: str
+    plan_queue: str
+    chunk_queues: tuple[str, ...]
+    plan_url: str
+    chunk_url: str
+    # Emulator endpoints: empty in production.
+    tasks_emulator_host: str = ""
+    storage_emulator_host: str = ""
+    # Signed URLs: a local key file on the emulator stack, IAM signBlob in production.
+    signing_key_file: str = ""
+    signing_service_account: str = ""
+    # Identity Cloud Tasks uses for OIDC tokens to the private worker functions.
+    tasks_service_account: str = ""
+    fake_llm_url: str = "http://127.0.0.1:8405/v1"
+    upload_url_ttl_seconds: int = 3600
+    download_url_ttl_seconds: int = 3600
+    max_upload_bytes: int = 512 * 1024 * 1024
+    max_line_bytes: int = 256 * 1024
+    max_prompts_per_job: int = 1_000_000
+    chunk_max_lines: int = 500
+    chunk_max_bytes: int = 8 * 1024 * 1024
+    worker_concurrency: int = 32
+    status_poll_seconds: int = 5
+    # Providers this deployment serves; the fake one only on dev stacks.
+    providers: tuple[str, ...] = ("openai_compatible",)
+
+
+def load() -> Settings:
+    """Read the settings from the process environment."""
+    project = os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCP_PROJECT") or "promptforge-local"
+    return Settings(
+        project=project,
+        upload_bucket=os.environ.get("PROMPTFORGE_UPLOAD_BUCKET", f"{project}-uploads"),
+        results_bucket=os.environ.get("PROMPTFORGE_RESULTS_BUCKET", f"{project}-results"),
+        tasks_location=os.environ.get("PROMPTFORGE_TASKS_LOCATION", "us-central1"),
+        plan_queue=os.environ.get("PROMPTFORGE_PLAN_QUEUE", "promptforge-plan"),
+        chunk_queues=_list("PROMPTFORGE_CHUNK_QUEUES", "promptforge-chunks"),
+        plan_url=os.environ.get("PROMPTFORGE_PLAN_URL", ""),
+        chunk_url=os.environ.get("PROMPTFORGE_CHUNK_URL", ""),
+        tasks_emulator_host=os.environ.get("PROMPTFORGE_TASKS_EMULATOR_HOST", ""),
+        storage_emulator_host=os.environ.get("STORAGE_EMULATOR_HOST", ""),
+        signing_key_file=os.environ.get("PROMPTFORGE_SIGNING_KEY_FILE", ""),
+        signing_service_account=os.environ.get("PROMPTFORGE_SIGNING_SERVICE_ACCOUNT", ""),
+        tasks_service_account=os.environ.get("PROMPTFORGE_TASKS_SERVICE_ACCOUNT", ""),
+        fake_llm_url=os.environ.get("PROMPTFORGE_FAKE_LLM_URL", "http://127.0.0.1:8405/v1"),
+        upload_url_ttl_seconds=_int("PROMPTFORGE_UPLOAD_URL_TTL_SECONDS", 3600),
+        download_url_ttl_seconds=_int("PROMPTFORGE_DOWNLOAD_URL_TTL_SECONDS", 3600),
+        max_upload_bytes=_int("PROMPTFORGE_MAX_UPLOAD_BYTES", 512 * 1024 * 1024),
+        max_line_bytes=_int("PROMPTFORGE_MAX_LINE_BYTES", 256 * 1024),
+        max_prompts_per_job=_int("PROMPTFORGE_MAX_PROMPTS_PER_JOB", 1_000_000),
+        chunk_max_lines=_int("PROMPTFORGE_CHUNK_MAX_LINES", 500),
+        chunk_max_bytes=_int("PROMPTFORGE_CHUNK_MAX_BYTES", 8 * 1024 * 1024),
+        worker_concurrency=_int("PROMPTFORGE_WORKER_CONCURRENCY", 32),
+        status_poll_seconds=_int("PROMPTFORGE_STATUS_POLL_SECONDS", 5),
+        providers=_list("PROMPTFORGE_PROVIDERS", "openai_compatible"),
+    )

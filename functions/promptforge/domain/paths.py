@@ -1,0 +1,38 @@
+"""Where every object of a job lives in Cloud Storage: the one place that knows."""
+
+from __future__ import annotations
+
+import re
+
+ERRORS_FILENAME = "errors.jsonl"
+_UPLOAD = re.compile(r"^uploads/(?P<client>[A-Za-z0-9_-]+)/(?P<job>[0-9a-f-]{36})\.jsonl$")
+
+
+def upload_object(client_id: str, job_id: str) -> str:
+    """The object the client uploads its prompts to (uploads bucket)."""
+    return f"uploads/{client_id}/{job_id}.jsonl"
+
+
+def parse_upload_object(name: str) -> tuple[str, str] | None:
+    """``(client_id, job_id)`` of an upload object name, or None for any other object."""
+    m = _UPLOAD.match(name)
+    return (m["client"], m["job"]) if m else None
+
+
+def part_filename(chunk_index: int) -> str:
+    return f"results_part_{chunk_index + 1:03d}.jsonl"
+
+
+def result_object(client_id: str, job_id: str, filename: str) -> str:
+    """A file the client downloads (results bucket)."""
+    return f"results/{client_id}/{job_id}/{filename}"
+
+
+def plan_errors_object(client_id: str, job_id: str) -> str:
+    """Invalid lines found by planning (results bucket, not shown to the client)."""
+    return f"staging/{client_id}/{job_id}/errors_plan.jsonl"
+
+
+def chunk_errors_object(client_id: str, job_id: str, chunk_index: int) -> str:
+    """Failed prompts of one chunk (results bucket, not shown to the client)."""
+    return f"staging/{client_id}/{job_id}/errors_chunk_{chunk_index + 1:05d}.jsonl"

@@ -1,0 +1,120 @@
+"""Use cases that move a job through its first and last states: create, accept the
+upload, fail."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .. import logs
+from ..domain import paths
+from ..domain.job import Job, JobError, JobStatus
+from ..domain.records import ClientState
+from .deps import Deps
+from .ports import Tx
+from .slots import hand_over, read_successor
+
+UPLOAD_CONTENT_TYPE = "application/x-ndjson"
+
+
+@dataclass(frozen=True)
+class NewJob:
+    job: Job
+    upload_url: str
+    upload_headers: dict[str, str]
+    max_upload_bytes: int
+
+
+def create_job(deps: Deps, client_id: str, spec: dict[str, Any]) -> NewJob:
+    """Create a job AWAITING_UPLOAD and sign the URL its file goes to.
+
+    ``spec`` holds the validated init fields (provider, model, params, ...).
+    """
+    now = deps.now()
+    ttl = timedelta(seconds=deps.settings.upload_url_ttl_seconds)
+    job = Job(
+        job_id=str(uuid.uuid4()),
+        client_id=client_id,
+        status=JobStatus.AWAITING_UPLOAD,
+        created_at=now,
+        upload_expires_at=now + ttl,
+        **spec,
+    )
+    url = deps.blobs.signed_upload_url(
+        deps.settings.upload_bucket, paths.upload_object(client_id, job.job_id), UPLOAD_CONTENT_TYPE, ttl
+    )
+    deps.store.create_job(job)
+    logs.info("job created", job_id=job.job_id, client_id=client_id, provider=job.provider)
+    return NewJob(job, url, {"Content-Type": UPLOAD_CONTENT_TYPE}, deps.settings.max_upload_bytes)
+
+
+def accept_upload(deps: Deps, bucket: str, name: str, size: int, uploaded_at: datetime) -> str:
+    """React to a finalized upload: QUEUED (and enqueue planning) or PENDING.
+
+    Returns what happened, for the log. A repeated or stray event changes nothing.
+    """
+    if bucket != deps.settings.upload_bucket:
+        return "ignored: not the uploads bucket"
+    parsed = paths.parse_upload_object(name)
+    if parsed is None:
+        return "ignored: not an upload object"
+    client_id, job_id = parsed
+    job = deps.store.get_job(job_id)
+    if job is None or job.client_id != client_id:
+        logs.warning("upload for an unknown job", job_id=job_id)
+        return "ignored: unknown job"
+    if job.status is not JobStatus.AWAITING_UPLOAD:
+        return f"ignored: job is {job.status.value}"
+    if size > deps.settings.max_upload_bytes:
+        fail_job(
+            deps,
+            job_id,
+            JobError("file_too_large", f"the file is {size} bytes, over the limit of {deps.settings.max_upload_bytes}"),
+        )
+        return "failed: file too large"
+    if size == 0:
+        fail_job(deps, job_id, JobError("empty_file", "the uploaded file is empty"))
+        return "failed: empty file"
+    now = deps.now()
+
+    def take_slot(tx: Tx) -> JobStatus | None:
+        current = tx.get_job(job_id)
+        if current is None or current.status is not JobStatus.AWAITING_UPLOAD:
+            return None
+        client = tx.get_client(client_id)
+        holder = tx.get_job(client.active_job_id) if client.active_job_id else None
+        uploaded = current.replace(upload_size=size, uploaded_at=uploaded_at)
+        if holder is not None and holder.job_id != job_id and holder.status.active:
+            tx.put_job(uploaded.transition(JobStatus.PENDING, now))
+            return JobStatus.PENDING
+        tx.put_job(uploaded.transition(JobStatus.QUEUED, now))
+        tx.put_client(ClientState(client_id, job_id))
+        return JobStatus.QUEUED
+
+    outcome = deps.store.run_transaction(take_slot)
+    if outcome is JobStatus.QUEUED:
+        deps.tasks.enqueue_plan(job_id)
+    logs.info("upload accepted", job_id=job_id, outcome=outcome.value if outcome else "duplicate", size=size)
+    return outcome.value if outcome else "ignored: duplicate"
+
+
+def fail_job(deps: Deps, job_id: str, error: JobError) -> bool:
+    """Move a non-terminal job to FAILED and pass its slot on. False if already terminal."""
+    now = deps.now()
+
+    def fail(tx: Tx) -> tuple[bool, Job | None]:
+        job = tx.get_job(job_id)
+        if job is None or job.status.terminal:
+            return False, None
+        client, successor = read_successor(tx, job)
+        tx.put_job(job.transition(JobStatus.FAILED, now, error))
+        return True, hand_over(tx, client, job_id, successor, now)
+
+    failed, promoted = deps.store.run_transaction(fail)
+    if failed:
+        logs.warning("job failed", job_id=job_id, code=error.code)
+    if promoted is not None:
+        deps.tasks.enqueue_plan(promoted.job_id)
+    return failed

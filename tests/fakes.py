@@ -1,0 +1,165 @@
+"""In-memory adapters for fast service tests. The same tests also run against the
+emulators (see conftest), so these must behave like the real ones where it matters:
+transactions read before they write and commit all or nothing."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any, BinaryIO, TypeVar
+
+from promptforge.adapters.firestore_store import AlreadyExists
+from promptforge.domain.job import Job, JobStatus
+from promptforge.domain.records import ApiKey, Chunk, ClientState, Totals
+
+T = TypeVar("T")
+
+
+class _MemTx:
+    def __init__(self, store: MemoryStore) -> None:
+        self._s = store
+        self._writes: list[Callable[[], None]] = []
+
+    def _read(self) -> None:
+        if self._writes:
+            raise AssertionError("read after write in a transaction (Firestore refuses this)")
+
+    def get_job(self, job_id: str) -> Job | None:
+        self._read()
+        return self._s.jobs.get(job_id)
+
+    def get_client(self, client_id: str) -> ClientState:
+        self._read()
+        return self._s.clients.get(client_id, ClientState(client_id))
+
+    def oldest_pending_job(self, client_id: str) -> Job | None:
+        self._read()
+        pending = [j for j in self._s.jobs.values() if j.client_id == client_id and j.status is JobStatus.PENDING]
+        return min(pending, key=lambda j: (j.uploaded_at, j.job_id), default=None)
+
+    def get_chunk(self, job_id: str, index: int) -> Chunk | None:
+        self._read()
+        return self._s.chunks.get((job_id, index))
+
+    def put_job(self, job: Job) -> None:
+        self._writes.append(lambda: self._s.jobs.__setitem__(job.job_id, job))
+
+    def put_client(self, client: ClientState) -> None:
+        self._writes.append(lambda: self._s.clients.__setitem__(client.client_id, client))
+
+    def put_chunk(self, chunk: Chunk) -> None:
+        self._writes.append(lambda: self._s.chunks.__setitem__((chunk.job_id, chunk.index), chunk))
+
+    def commit(self) -> None:
+        for write in self._writes:
+            write()
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.jobs: dict[str, Job] = {}
+        self.clients: dict[str, ClientState] = {}
+        self.chunks: dict[tuple[str, int], Chunk] = {}
+        self.keys: dict[str, ApiKey] = {}
+        self._lock = threading.RLock()
+
+    def run_transaction(self, fn: Callable[[Any], T]) -> T:
+        with self._lock:
+            tx = _MemTx(self)
+            result = fn(tx)
+            tx.commit()
+            return result
+
+    def create_job(self, job: Job) -> None:
+        with self._lock:
+            if job.job_id in self.jobs:
+                raise AlreadyExists(job.job_id)
+            self.jobs[job.job_id] = job
+
+    def get_job(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
+    def save_chunks(self, chunks: Iterable[Chunk]) -> None:
+        with self._lock:
+            for c in chunks:
+                self.chunks[(c.job_id, c.index)] = c
+
+    def list_chunks(self, job_id: str) -> list[Chunk]:
+        return sorted((c for (j, _), c in self.chunks.items() if j == job_id), key=lambda c: c.index)
+
+    def save_chunk_progress(self, chunk: Chunk) -> None:
+        with self._lock:
+            current = self.chunks[(chunk.job_id, chunk.index)]
+            self.chunks[(chunk.job_id, chunk.index)] = current.replace(
+                completed=chunk.completed,
+                failed=chunk.failed,
+                input_tokens=chunk.input_tokens,
+                output_tokens=chunk.output_tokens,
+                lease_until=chunk.lease_until,
+            )
+
+    def chunk_totals(self, job_id: str) -> Totals:
+        cs = self.list_chunks(job_id)
+        return Totals(
+            sum(c.completed for c in cs),
+            sum(c.failed for c in cs),
+            sum(c.input_tokens for c in cs),
+            sum(c.output_tokens for c in cs),
+        )
+
+    def put_api_key(self, key: ApiKey) -> None:
+        self.keys[key.key_hash] = key
+
+    def get_api_key(self, key_hash: str) -> ApiKey | None:
+        return self.keys.get(key_hash)
+
+    def list_api_keys(self) -> list[ApiKey]:
+        return sorted(self.keys.values(), key=lambda k: k.created_at)
+
+
+class MemoryBlobs:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+
+    def signed_upload_url(self, bucket: str, name: str, content_type: str, ttl: timedelta) -> str:
+        return f"memory://{bucket}/{name}?method=PUT&ttl={int(ttl.total_seconds())}"
+
+    def signed_download_url(self, bucket: str, name: str, filename: str, ttl: timedelta) -> str:
+        return f"memory://{bucket}/{name}?method=GET&ttl={int(ttl.total_seconds())}"
+
+    @contextmanager
+    def open_read(self, bucket: str, name: str, start: int = 0, end: int | None = None) -> Iterator[BinaryIO]:
+        data = self.objects[(bucket, name)]
+        yield io.BytesIO(data[start:end])
+
+    @contextmanager
+    def open_write(self, bucket: str, name: str) -> Iterator[BinaryIO]:
+        buf = io.BytesIO()
+        yield buf
+        self.objects[(bucket, name)] = buf.getvalue()
+
+    def write(self, bucket: str, name: str, data: bytes, content_type: str = "application/x-ndjson") -> None:
+        self.objects[(bucket, name)] = bytes(data)
+
+    def exists(self, bucket: str, name: str) -> bool:
+        return (bucket, name) in self.objects
+
+    def concatenate(self, bucket: str, sources: list[str], target: str) -> None:
+        self.objects[(bucket, target)] = b"".join(self.objects[(bucket, s)] for s in sources)
+
+
+class RecordingTasks:
+    """Records what was enqueued; tests deliver the tasks themselves."""
+
+    def __init__(self) -> None:
+        self.plans: list[str] = []
+        self.chunks: list[tuple[str, int]] = []
+
+    def enqueue_plan(self, job_id: str) -> None:
+        self.plans.append(job_id)
+
+    def enqueue_chunk(self, job_id: str, index: int) -> None:
+        self.chunks.append((job_id, index))

@@ -1,0 +1,243 @@
+"""Each adapter against the real emulator it talks to in the local stack."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlparse
+
+import pytest
+import requests
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from promptforge.adapters.firestore_store import AlreadyExists
+from promptforge.domain.job import Job, JobStatus
+from promptforge.domain.records import ApiKey, Chunk, ChunkStatus, ClientState
+from promptforge.wiring import LiveDeps
+from tests.conftest import make_settings
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def live(stack: Any) -> LiveDeps:
+    env = stack.env()
+    for key in ("FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"):
+        os.environ[key] = env[key]
+    settings = dataclasses.replace(
+        make_settings(),
+        project=env["GOOGLE_CLOUD_PROJECT"],
+        upload_bucket=env["PROMPTFORGE_UPLOAD_BUCKET"],
+        results_bucket=env["PROMPTFORGE_RESULTS_BUCKET"],
+        storage_emulator_host=env["STORAGE_EMULATOR_HOST"],
+        signing_key_file=env["PROMPTFORGE_SIGNING_KEY_FILE"],
+        tasks_emulator_host=env["PROMPTFORGE_TASKS_EMULATOR_HOST"],
+        chunk_queues=tuple(env["PROMPTFORGE_CHUNK_QUEUES"].split(",")),
+        plan_queue=env["PROMPTFORGE_PLAN_QUEUE"],
+    )
+    return LiveDeps(settings)
+
+
+def job(client: str, status: JobStatus = JobStatus.AWAITING_UPLOAD, **kw: Any) -> Job:
+    return Job(str(uuid.uuid4()), client, status, "fake", "m", T0, T0 + timedelta(hours=1), **kw)
+
+
+# --- Firestore -------------------------------------------------------------------------
+
+
+def test_jobs_round_trip_and_create_refuses_an_existing_job(live: LiveDeps) -> None:
+    j = job("c-rt", params={"temperature": 0.5}, metadata={"team": "x"})
+    live.store.create_job(j)
+    assert live.store.get_job(j.job_id) == j
+    with pytest.raises(AlreadyExists):
+        live.store.create_job(j)
+    assert live.store.get_job(str(uuid.uuid4())) is None
+
+
+def test_a_transaction_commits_all_or_nothing(live: LiveDeps) -> None:
+    j = job("c-tx")
+    live.store.create_job(j)
+
+    def half(tx: Any) -> None:
+        current = tx.get_job(j.job_id)
+        tx.put_job(current.transition(JobStatus.QUEUED, T0))
+        raise RuntimeError("crash before commit")
+
+    with pytest.raises(RuntimeError):
+        live.store.run_transaction(half)
+    assert live.store.get_job(j.job_id).status is JobStatus.AWAITING_UPLOAD  # type: ignore[union-attr]
+
+
+def test_the_oldest_pending_job_is_the_first_uploaded(live: LiveDeps) -> None:
+    client = f"c-{uuid.uuid4().hex[:6]}"
+    late = job(client, JobStatus.PENDING, uploaded_at=T0 + timedelta(seconds=9))
+    early = job(client, JobStatus.PENDING, uploaded_at=T0 + timedelta(seconds=1))
+    other = job("someone-else", JobStatus.PENDING, uploaded_at=T0)
+    for j in (late, early, other):
+        live.store.create_job(j)
+    found = live.store.run_transaction(lambda tx: tx.oldest_pending_job(client))
+    assert found is not None and found.job_id == early.job_id
+    live.store.run_transaction(lambda tx: tx.put_client(ClientState(client, early.job_id)))
+    assert live.store.run_transaction(lambda tx: tx.get_client(client)) == ClientState(client, early.job_id)
+
+
+def test_chunk_progress_is_summed_across_chunks(live: LiveDeps) -> None:
+    j = job("c-sum")
+    chunks = [Chunk(j.job_id, i, i * 10, i * 10 + 10, i + 1, 1) for i in range(3)]
+    live.store.save_chunks(chunks)
+    live.store.save_chunk_progress(chunks[0].replace(completed=4, failed=1, input_tokens=10, output_tokens=20))
+    live.store.save_chunk_progress(chunks[2].replace(completed=2, output_tokens=5))
+    totals = live.store.chunk_totals(j.job_id)
+    assert (totals.completed, totals.failed, totals.input_tokens, totals.output_tokens) == (6, 1, 10, 25)
+    assert [c.index for c in live.store.list_chunks(j.job_id)] == [0, 1, 2]
+    assert live.store.list_chunks(j.job_id)[0].status is ChunkStatus.PENDING
+
+
+def test_api_keys_are_stored_by_hash(live: LiveDeps) -> None:
+    digest = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
+    live.store.put_api_key(ApiKey(digest, "c-key", "pf_abcdefg", T0))
+    assert live.store.get_api_key(digest) == ApiKey(digest, "c-key", "pf_abcdefg", T0)
+    assert live.store.get_api_key("0" * 64) is None
+
+
+# --- Cloud Storage ---------------------------------------------------------------------
+
+
+def test_objects_write_read_ranges_and_stream(live: LiveDeps) -> None:
+    b, name = live.settings.results_bucket, f"t/{uuid.uuid4()}.jsonl"
+    assert not live.blobs.exists(b, name)
+    live.blobs.write(b, name, b"0123456789")
+    assert live.blobs.exists(b, name)
+    with live.blobs.open_read(b, name, 3, 7) as f:
+        assert f.read() == b"3456"
+    streamed = f"t/{uuid.uuid4()}.jsonl"
+    with live.blobs.open_write(b, streamed) as w:
+        for i in range(1000):
+            w.write(b"line %d\n" % i)
+    with live.blobs.open_read(b, streamed) as f:
+        assert f.read().count(b"\n") == 1000
+
+
+def test_a_failed_stream_leaves_no_object(live: LiveDeps) -> None:
+    b, name = live.settings.results_bucket, f"t/{uuid.uuid4()}.jsonl"
+    with pytest.raises(RuntimeError), live.blobs.open_write(b, name) as w:
+        w.write(b"partial\n")
+        raise RuntimeError("worker died")
+    assert not live.blobs.exists(b, name)
+
+
+def test_concatenate_keeps_order_beyond_one_compose_request(live: LiveDeps) -> None:
+    b, prefix = live.settings.results_bucket, f"t/{uuid.uuid4()}"
+    names = [f"{prefix}/{i:03d}" for i in range(70)]  # more than 2 x 32 sources
+    for i, n in enumerate(names):
+        live.blobs.write(b, n, b"%d\n" % i)
+    live.blobs.concatenate(b, names, f"{prefix}/all")
+    with live.blobs.open_read(b, f"{prefix}/all") as f:
+        assert f.read() == b"".join(b"%d\n" % i for i in range(70))
+    live.blobs.concatenate(b, [], f"{prefix}/empty")
+    with live.blobs.open_read(b, f"{prefix}/empty") as f:
+        assert f.read() == b""
+
+
+def _verify_v4(url: str, method: str, content_type: str | None, key_file: str) -> bool:
+    """Check a V4 signature the way Cloud Storage does (fake-gcs-server does not)."""
+    u = urlparse(url)
+    query = [(k, v) for k, v in parse_qsl(u.query, keep_blank_values=True) if k != "X-Goog-Signature"]
+    signature = dict(parse_qsl(u.query))["X-Goog-Signature"]
+    canonical_query = u.query.split("&X-Goog-Signature=")[0]
+    params = dict(query)
+    headers = {"host": u.netloc}
+    if content_type:
+        headers["content-type"] = content_type
+    signed = params["X-Goog-SignedHeaders"].split(";")
+    canonical_headers = "".join(f"{h}:{headers[h]}\n" for h in signed)
+    request = "\n".join([method, u.path, canonical_query, canonical_headers, ";".join(signed), "UNSIGNED-PAYLOAD"])
+    scope = params["X-Goog-Credential"].split("/", 1)[1]
+    to_sign = "\n".join(["GOOG4-RSA-SHA256", params["X-Goog-Date"], scope, hashlib.sha256(request.encode()).hexdigest()])
+    with open(key_file) as f:
+        key = load_pem_private_key(json.load(f)["private_key"].encode(), None)
+    try:
+        key.public_key().verify(bytes.fromhex(signature), to_sign.encode(), padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr,call-arg,arg-type]
+        return True
+    except Exception:
+        return False
+
+
+def test_signed_upload_urls_bind_method_content_type_object_and_expiry(live: LiveDeps) -> None:
+    b, name = live.settings.upload_bucket, f"uploads/c/{uuid.uuid4()}.jsonl"
+    url = live.blobs.signed_upload_url(b, name, "application/x-ndjson", timedelta(minutes=60))
+    params = dict(parse_qsl(urlparse(url).query))
+    assert params["X-Goog-Expires"] == "3600"
+    assert params["X-Goog-SignedHeaders"] == "content-type;host"
+    assert params["X-Goog-Credential"].endswith("/auto/storage/goog4_request")
+    key_file = live.settings.signing_key_file
+    assert _verify_v4(url, "PUT", "application/x-ndjson", key_file)
+    assert not _verify_v4(url, "GET", "application/x-ndjson", key_file)
+    assert not _verify_v4(url, "PUT", "text/plain", key_file)
+    assert not _verify_v4(url.replace(name, name.replace("uploads/c/", "uploads/d/")), "PUT", "application/x-ndjson", key_file)
+    # and the emulator takes the upload through it
+    put = requests.put(
+        url, data=b'{"prompt_id":"a","prompt":"b"}\n', headers={"Content-Type": "application/x-ndjson"}, timeout=10
+    )
+    assert put.status_code == 200 and live.blobs.exists(b, name)
+
+
+def test_signed_download_urls_name_the_file(live: LiveDeps) -> None:
+    b, name = live.settings.results_bucket, f"results/c/{uuid.uuid4()}/results_part_001.jsonl"
+    live.blobs.write(b, name, b'{"x": 1}\n')
+    url = live.blobs.signed_download_url(b, name, "results_part_001.jsonl", timedelta(minutes=60))
+    params = dict(parse_qsl(urlparse(url).query))
+    assert params["response-content-disposition"] == 'attachment; filename="results_part_001.jsonl"'
+    assert _verify_v4(url, "GET", None, live.settings.signing_key_file)
+    assert requests.get(url, timeout=10).content == b'{"x": 1}\n'
+
+
+# --- Cloud Tasks -----------------------------------------------------------------------
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    got: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+    event = threading.Event()
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        # Header names are case-insensitive; the emulator's urllib re-cases them.
+        self.got.append((self.path, body, {k.lower(): v for k, v in self.headers.items()}))
+        self.event.set()
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_tasks_reach_their_worker_with_their_payload(live: LiveDeps) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        settings = dataclasses.replace(live.settings, plan_url=f"{base}/plan", chunk_url=f"{base}/chunk")
+        from promptforge.adapters.cloud_tasks import CloudTasksQueue, make_client
+
+        queue = CloudTasksQueue(make_client(settings), settings)
+        job_id = str(uuid.uuid4())
+        queue.enqueue_plan(job_id)
+        queue.enqueue_chunk(job_id, 5)
+        deadline = datetime.now() + timedelta(seconds=20)
+        while len(_Receiver.got) < 2 and datetime.now() < deadline:
+            _Receiver.event.wait(0.2)
+        paths = sorted((p, b.get("chunk")) for p, b, _ in _Receiver.got if b["job_id"] == job_id)
+        assert paths == [("/chunk", 5), ("/plan", None)]
+        names = {h.get("x-cloudtasks-taskname") for _, b, h in _Receiver.got if b["job_id"] == job_id}
+        assert names == {f"plan-{job_id}", f"chunk-{job_id}-00005"}
+    finally:
+        server.shutdown()

@@ -1,0 +1,690 @@
+"""Tests of the fake LLM server (infra/fake_llm): the pure reply functions, the ASGI app
+through Starlette's TestClient, and the real server started as a subprocess.
+
+Every network wait has an explicit timeout, so a hung server fails a test instead of
+hanging the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from infra.fake_llm import (
+    REPLY_PREFIX,
+    apply_stop,
+    complete,
+    create_app,
+    estimate_tokens,
+    prompt_tokens,
+    reply_for,
+    truncate_to_tokens,
+)
+from infra.fake_llm.server import FakeLLM, FakeLLMConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+KEY = "sk-test-key-never-logged"
+MESSAGES: list[dict[str, Any]] = [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "Say hello to the fake server."},
+]
+CHAT = "/v1/chat/completions"
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    """A TestClient on a fresh app with no latency, sending a bearer key by default."""
+    with TestClient(create_app(FakeLLMConfig()), headers={"Authorization": f"Bearer {KEY}"}) as c:
+        yield c
+
+
+# TestClient answers with httpx2's Response when httpx2 is installed (Starlette 1.x prefers
+# it) and with httpx's otherwise; both have the same interface, hence Any.
+def _chat(client: TestClient, **body: Any) -> Any:
+    body.setdefault("model", "gpt-4o-mini")
+    body.setdefault("messages", MESSAGES)
+    return client.post(CHAT, json=body)
+
+
+def _assert_openai_error(response: Any, status: int, param: str | None, code: str | None) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error"
+    assert isinstance(error["message"], str) and error["message"]
+    assert error["param"] == param
+    assert error["code"] == code
+    return error["message"]
+
+
+# --------------------------------------------------------------------------------------
+# Pure functions
+# --------------------------------------------------------------------------------------
+
+
+def test_estimate_tokens_is_ceil_chars_over_four_and_at_least_one() -> None:
+    assert [estimate_tokens("x" * n) for n in (0, 1, 4, 5, 8, 9, 400)] == [1, 1, 1, 2, 2, 3, 100]
+    assert estimate_tokens("é" * 5) == 2  # code points, not UTF-8 bytes
+
+
+def test_reply_for_is_a_pure_function_of_messages_and_model() -> None:
+    reply = reply_for(MESSAGES, "gpt-4o-mini")
+    assert re.fullmatch(r"fake reply [0-9a-f]{16}", reply)
+    assert reply.startswith(REPLY_PREFIX)
+    assert reply_for([dict(m) for m in MESSAGES], "gpt-4o-mini") == reply
+    # Key order inside a message does not matter; content, order of messages and model do.
+    reordered = [{"content": m["content"], "role": m["role"]} for m in MESSAGES]
+    assert reply_for(reordered, "gpt-4o-mini") == reply
+    assert reply_for(MESSAGES, "gpt-4o") != reply
+    assert reply_for(list(reversed(MESSAGES)), "gpt-4o-mini") != reply
+    assert reply_for([{"role": "user", "content": "Say hello to the fake server!"}], "gpt-4o-mini") != reply
+
+
+def test_reply_for_pins_the_documented_formula() -> None:
+    # A literal value: a change to the formula breaks every test elsewhere that relies on
+    # it, so it must be a deliberate change here too.
+    import hashlib
+
+    canonical = '{"messages":[{"content":"hi","role":"user"}],"model":"m"}'
+    expected = "fake reply " + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    assert reply_for([{"role": "user", "content": "hi"}], "m") == expected
+
+
+def test_truncation_and_stop_helpers() -> None:
+    assert truncate_to_tokens("abcdefghij", None) == ("abcdefghij", False)
+    assert truncate_to_tokens("abcdefghij", 3) == ("abcdefghij", False)  # 10 chars = 3 tokens
+    assert truncate_to_tokens("abcdefghij", 2) == ("abcdefgh", True)
+    assert apply_stop("fake reply 0123", "reply") == ("fake ", True)
+    assert apply_stop("fake reply 0123", ["zz", " 01", "ply"]) == ("fake re", True)  # earliest match wins
+    assert apply_stop("fake reply 0123", ["", "zz"]) == ("fake reply 0123", False)
+
+
+def test_complete_reports_consistent_usage() -> None:
+    full = complete(MESSAGES, "m")
+    assert full.text == reply_for(MESSAGES, "m") and full.finish_reason == "stop"
+    assert full.completion_tokens == estimate_tokens(full.text) == 7  # 27 characters
+    assert (
+        full.prompt_tokens
+        == prompt_tokens(MESSAGES)
+        == estimate_tokens("You are terse.\nSay hello to the fake server.")
+    )
+    cut = complete(MESSAGES, "m", max_tokens=2)
+    assert (cut.text, cut.finish_reason, cut.completion_tokens) == (full.text[:8], "length", 2)
+    assert complete(MESSAGES, "m", max_tokens=7).finish_reason == "stop"  # exactly fits
+
+
+def test_prompt_tokens_counts_text_parts_only() -> None:
+    parts = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "abcd"}, {"type": "image_url", "image_url": {"url": "x"}}],
+        }
+    ]
+    assert prompt_tokens(parts) == 1
+    assert prompt_tokens([{"role": "assistant", "content": None, "tool_calls": [{}]}]) == 1
+
+
+# --------------------------------------------------------------------------------------
+# The app: response shape and determinism
+# --------------------------------------------------------------------------------------
+
+
+def test_chat_completion_has_openai_shape(client: TestClient) -> None:
+    before = int(time.time())
+    response = _chat(client)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-request-id"].startswith("req_")
+    assert int(response.headers["openai-processing-ms"]) >= 0
+    body = response.json()
+    assert re.fullmatch(r"chatcmpl-[A-Za-z0-9]{29}", body["id"])
+    assert body["object"] == "chat.completion"
+    assert before <= body["created"] <= int(time.time()) + 1
+    assert body["model"] == "gpt-4o-mini"
+    expected = complete(MESSAGES, "gpt-4o-mini")
+    assert body["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": expected.text, "refusal": None, "annotations": []},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ]
+    usage = body["usage"]
+    assert usage["prompt_tokens"] == expected.prompt_tokens
+    assert usage["completion_tokens"] == expected.completion_tokens
+    assert usage["total_tokens"] == expected.prompt_tokens + expected.completion_tokens
+    # Two calls get distinct ids but the same content.
+    again = _chat(client).json()
+    assert again["id"] != body["id"]
+    assert again["choices"][0]["message"]["content"] == expected.text
+
+
+def test_reply_ignores_json_formatting_of_the_request(client: TestClient) -> None:
+    raw = json.dumps({"messages": [{"content": "hi", "role": "user"}], "model": "m"}, indent=3)
+    response = client.post(CHAT, content=raw, headers={"content-type": "application/json"})
+    assert response.json()["choices"][0]["message"]["content"] == reply_for([{"role": "user", "content": "hi"}], "m")
+
+
+@pytest.mark.parametrize(
+    ("limits", "max_tokens"),
+    [({"max_tokens": 2}, 2), ({"max_completion_tokens": 3}, 3), ({"max_tokens": 5, "max_completion_tokens": 1}, 1)],
+)
+def test_max_tokens_truncates_with_finish_reason_length(
+    client: TestClient, limits: dict[str, int], max_tokens: int
+) -> None:
+    body = _chat(client, **limits).json()
+    full = reply_for(MESSAGES, "gpt-4o-mini")
+    choice = body["choices"][0]
+    assert choice["message"]["content"] == full[: 4 * max_tokens]
+    assert choice["finish_reason"] == "length"
+    assert body["usage"]["completion_tokens"] == max_tokens
+
+
+def test_max_tokens_large_enough_keeps_whole_reply(client: TestClient) -> None:
+    body = _chat(client, max_tokens=1000, max_completion_tokens=None).json()
+    assert body["choices"][0]["message"]["content"] == reply_for(MESSAGES, "gpt-4o-mini")
+    assert body["choices"][0]["finish_reason"] == "stop"
+
+
+def test_stop_sequence_and_n_choices(client: TestClient) -> None:
+    body = _chat(client, stop=["reply"], n=3).json()
+    assert [c["index"] for c in body["choices"]] == [0, 1, 2]
+    assert {c["message"]["content"] for c in body["choices"]} == {"fake "}
+    assert {c["finish_reason"] for c in body["choices"]} == {"stop"}
+    assert body["usage"]["completion_tokens"] == 3 * estimate_tokens("fake ")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Content as parts, tool turns, and parameters OpenAI-compatible servers take.
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "u"}}],
+                }
+            ]
+        },
+        {
+            "messages": [
+                {"role": "developer", "content": "d"},
+                {"role": "user", "content": "u"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "r"},
+            ]
+        },
+        {
+            "messages": MESSAGES,
+            "temperature": 0,
+            "top_p": 1,
+            "top_k": 40,
+            "seed": 7,
+            "stream": False,
+            "stop": "zz",
+            "n": None,
+        },
+    ],
+)
+def test_accepts_valid_variants(client: TestClient, body: dict[str, Any]) -> None:
+    response = client.post(CHAT, json={"model": "m", **body})
+    assert response.status_code == 200, response.text
+    assert (
+        response.json()["choices"][0]["message"]["content"]
+        == complete(body["messages"], "m", stop=body.get("stop")).text
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The app: validation, auth, unknown routes
+# --------------------------------------------------------------------------------------
+
+_M = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "code"),
+    [
+        ({"messages": _M}, None, None),
+        ({"model": "", "messages": _M}, None, None),
+        ({"model": 4, "messages": _M}, "model", "invalid_type"),
+        ({"model": "m"}, "messages", "missing_required_parameter"),
+        ({"model": "m", "messages": "hi"}, "messages", "invalid_type"),
+        ({"model": "m", "messages": []}, "messages", "empty_array"),
+        ({"model": "m", "messages": ["hi"]}, "messages[0]", "invalid_type"),
+        ({"model": "m", "messages": [{"content": "hi"}]}, "messages[0].role", "missing_required_parameter"),
+        ({"model": "m", "messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role", "invalid_value"),
+        ({"model": "m", "messages": [{"role": 1, "content": "hi"}]}, "messages[0].role", "invalid_type"),
+        ({"model": "m", "messages": [*_M, {"role": "user"}]}, "messages[1].content", "missing_required_parameter"),
+        (
+            {"model": "m", "messages": [{"role": "assistant", "content": None}]},
+            "messages[0].content",
+            "missing_required_parameter",
+        ),
+        ({"model": "m", "messages": [{"role": "user", "content": 5}]}, "messages[0].content", "invalid_type"),
+        ({"model": "m", "messages": [{"role": "user", "content": []}]}, "messages[0].content", "empty_array"),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": [{"text": "a"}]}]},
+            "messages[0].content[0].type",
+            "missing_required_parameter",
+        ),
+        (
+            {"model": "m", "messages": [{"role": "system", "content": [{"type": "image_url"}]}]},
+            "messages[0].content[0].type",
+            "invalid_value",
+        ),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": [{"type": "text"}]}]},
+            "messages[0].content[0].text",
+            "missing_required_parameter",
+        ),
+        (
+            {"model": "m", "messages": [{"role": "tool", "content": "r"}]},
+            "messages[0].tool_call_id",
+            "missing_required_parameter",
+        ),
+        ({"model": "m", "messages": _M, "max_tokens": 0}, "max_tokens", "integer_below_min_value"),
+        ({"model": "m", "messages": _M, "max_tokens": 2.5}, "max_tokens", "invalid_type"),
+        ({"model": "m", "messages": _M, "max_tokens": True}, "max_tokens", "invalid_type"),
+        (
+            {"model": "m", "messages": _M, "max_completion_tokens": -1},
+            "max_completion_tokens",
+            "integer_below_min_value",
+        ),
+        ({"model": "m", "messages": _M, "n": 129}, "n", "integer_above_max_value"),
+        ({"model": "m", "messages": _M, "temperature": 2.5}, "temperature", "decimal_above_max_value"),
+        ({"model": "m", "messages": _M, "top_p": "1"}, "top_p", "invalid_type"),
+        ({"model": "m", "messages": _M, "stream": True}, "stream", "unsupported_value"),
+        ({"model": "m", "messages": _M, "stream": "no"}, "stream", "invalid_type"),
+        ({"model": "m", "messages": _M, "stop": ["a", "b", "c", "d", "e"]}, "stop", "array_above_max_length"),
+        ({"model": "m", "messages": _M, "stop": [1]}, "stop[0]", "invalid_type"),
+        (["not", "an", "object"], None, "invalid_type"),
+    ],
+)
+def test_invalid_bodies_get_openai_400(client: TestClient, body: Any, param: str | None, code: str | None) -> None:
+    _assert_openai_error(client.post(CHAT, json=body), 400, param, code)
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b'{"model": "m", "messages": [], "temperature": NaN}', b"\xff\xfe", b""])
+def test_unparseable_body_gets_openai_400(client: TestClient, raw: bytes) -> None:
+    message = _assert_openai_error(client.post(CHAT, content=raw), 400, None, None)
+    assert "could not parse the JSON body" in message
+
+
+def test_role_error_lists_supported_values(client: TestClient) -> None:
+    response = client.post(CHAT, json={"model": "m", "messages": [{"role": "robot", "content": "hi"}]})
+    assert response.json()["error"]["message"] == (
+        "Invalid value: 'robot'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'."
+    )
+
+
+@pytest.mark.parametrize("authorization", [None, "", "Bearer", "Bearer ", "Bearer    ", "Basic dXNlcjpwYXNz", KEY])
+def test_missing_or_malformed_bearer_gets_401(authorization: str | None) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    with TestClient(create_app(), headers=headers) as c:
+        # The body is invalid too: auth is checked first, as OpenAI does.
+        response = c.post(CHAT, json={"messages": []})
+    message = _assert_openai_error(response, 401, None, None)
+    assert "API key" in message
+    assert KEY not in response.text
+
+
+def test_any_non_empty_bearer_key_is_accepted() -> None:
+    with TestClient(create_app(), headers={"Authorization": "bearer k"}) as c:
+        assert c.post(CHAT, json={"model": "m", "messages": _M}).status_code == 200
+
+
+def test_unknown_route_and_wrong_method_use_openai_error_shape(client: TestClient) -> None:
+    message = _assert_openai_error(client.post("/v1/nope", json={}), 404, None, None)
+    assert message == "Invalid URL (POST /v1/nope)"
+    response = client.get(CHAT)
+    assert _assert_openai_error(response, 405, None, None) == f"Invalid method for URL (GET {CHAT})"
+    assert response.headers["allow"] == "POST"
+
+
+# --------------------------------------------------------------------------------------
+# The app: control endpoints
+# --------------------------------------------------------------------------------------
+
+
+def test_healthz(client: TestClient) -> None:
+    response = client.get("/healthz", headers={"Authorization": ""})
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_stats_count_api_requests_and_reset_zeroes_them(client: TestClient) -> None:
+    assert _chat(client, model="a").status_code == 200
+    assert _chat(client, model="a", max_tokens=1).status_code == 200
+    assert _chat(client, model="b").status_code == 200
+    assert _chat(client, model="b", messages=[]).status_code == 400
+    assert client.post(CHAT, json={"model": "c", "messages": _M}, headers={"Authorization": ""}).status_code == 401
+    assert client.post("/v1/other", json={}).status_code == 404
+    # Control endpoints are not counted.
+    for path in ("/healthz", "/_stats", "/_config"):
+        client.get(path)
+
+    stats = client.get("/_stats").json()
+    full = complete(MESSAGES, "a")
+    assert stats == {
+        "requests_total": 6,
+        "by_status": {"200": 3, "400": 1, "401": 1, "404": 1},
+        # The 401 was refused before its body was read, so model "c" is not counted.
+        "by_model": {"a": 2, "b": 2},
+        "chat_completions": 5,
+        "usage": {"prompt_tokens": 3 * full.prompt_tokens, "completion_tokens": 2 * full.completion_tokens + 1},
+        "in_flight": 0,
+        "max_in_flight": 1,
+    }
+
+    reset = client.post("/_reset")
+    assert reset.status_code == 200
+    zero = client.get("/_stats").json()
+    assert zero == {
+        "requests_total": 0,
+        "by_status": {},
+        "by_model": {},
+        "chat_completions": 0,
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0},
+        "in_flight": 0,
+        "max_in_flight": 0,
+    }
+    assert reset.json() == zero
+    _chat(client)
+    assert client.get("/_stats").json()["requests_total"] == 1
+
+
+def test_config_changes_latency_at_run_time(client: TestClient) -> None:
+    assert client.get("/_config").json() == {"latency_ms": 0.0, "jitter_ms": 0.0, "seed": 0}
+    response = client.post("/_config", json={"latency_ms": 250})
+    assert response.status_code == 200
+    assert response.json() == {"latency_ms": 250.0, "jitter_ms": 0.0, "seed": 0}
+
+    start = time.monotonic()
+    assert _chat(client).status_code == 200
+    assert time.monotonic() - start >= 0.24
+
+    # Errors are answered at once, as a real provider does, whatever the latency.
+    client.post("/_config", json={"latency_ms": 5000})
+    start = time.monotonic()
+    assert _chat(client, messages=[]).status_code == 400
+    assert time.monotonic() - start < 2.0
+
+    client.post("/_config", json={"latency_ms": 0})
+    start = time.monotonic()
+    assert _chat(client).status_code == 200
+    assert time.monotonic() - start < 2.0
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"jitter_ms": 7, "latency_ms": -1}',
+        '{"jitter_ms": "5"}',
+        '{"jitter_ms": 7, "latency_ms": true}',
+        '{"jitter_ms": 7, "seed": 1.5}',
+        '{"jitter_ms": 7, "latency": 3}',
+        '{"jitter_ms": 7, "latency_ms": 1e400}',
+        '{"jitter_ms": NaN}',
+        "[1]",
+        "{",
+    ],
+)
+def test_invalid_config_is_refused_and_changes_nothing(client: TestClient, raw: str) -> None:
+    # Each body but the last three also carries a valid change, which must not be applied.
+    response = client.post("/_config", content=raw)
+    assert response.status_code == 400
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+    assert client.get("/_config").json() == {"latency_ms": 0.0, "jitter_ms": 0.0, "seed": 0}
+
+
+def test_jitter_is_seeded_bounded_and_never_negative() -> None:
+    fake = FakeLLM(FakeLLMConfig(latency_ms=100, jitter_ms=50, seed=42))
+    delays = [fake.delay_seconds() for _ in range(200)]
+    assert all(0.05 <= d <= 0.15 for d in delays)
+    assert len(set(delays)) > 100  # actually jittered
+    same = FakeLLM(FakeLLMConfig(latency_ms=100, jitter_ms=50, seed=42))
+    assert [same.delay_seconds() for _ in range(200)] == delays
+    # Re-seeding through the run-time config replays the sequence.
+    fake.configure({"seed": 42})
+    assert [fake.delay_seconds() for _ in range(200)] == delays
+
+    clamped = FakeLLM(FakeLLMConfig(latency_ms=10, jitter_ms=1000, seed=1))
+    assert min(clamped.delay_seconds() for _ in range(200)) == 0.0
+
+
+def test_concurrent_requests_overlap_in_process() -> None:
+    app = create_app(FakeLLMConfig(latency_ms=300))
+
+    async def run() -> float:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://fake", headers={"Authorization": "Bearer k"}
+        ) as c:
+            start = time.monotonic()
+            responses = await asyncio.gather(
+                *(
+                    c.post(CHAT, json={"model": "m", "messages": [{"role": "user", "content": f"p{i}"}]})
+                    for i in range(200)
+                )
+            )
+            elapsed = time.monotonic() - start
+        assert [r.status_code for r in responses] == [200] * 200
+        for i, r in enumerate(responses):
+            assert r.json()["choices"][0]["message"]["content"] == reply_for(
+                [{"role": "user", "content": f"p{i}"}], "m"
+            )
+        return elapsed
+
+    elapsed = asyncio.run(asyncio.wait_for(run(), timeout=30))
+    assert elapsed < 2.0, f"200 requests at 300 ms took {elapsed:.2f} s: they did not overlap"
+    stats = app.state.fake_llm.stats.snapshot()
+    assert stats["max_in_flight"] == 200 and stats["in_flight"] == 0 and stats["by_status"] == {"200": 200}
+
+
+# --------------------------------------------------------------------------------------
+# The real server, as a subprocess
+# --------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """``python -m infra.fake_llm.server`` on a free port, logs captured in files."""
+
+    def __init__(self, tmp: Path, *extra: str) -> None:
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.stdout_path = tmp / "fake_llm.out"
+        self.stderr_path = tmp / "fake_llm.err"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # Files, not pipes: a full pipe buffer would block the server and hang the test.
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "infra.fake_llm.server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    *extra,
+                ],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+            )
+        self._wait_ready(timeout=20.0)
+
+    def logs(self) -> str:
+        return self.stdout_path.read_text(errors="replace") + self.stderr_path.read_text(errors="replace")
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"fake LLM server exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        pytest.fail(f"fake LLM server not ready within {timeout} s:\n{self.logs()}")
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, then SIGKILL if it does not exit in time; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=timeout)
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = LiveServer(tmp_path_factory.mktemp("fake_llm"), "--latency-ms", "300")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_live_server_answers_over_http(live_server: LiveServer) -> None:
+    with httpx.Client(base_url=live_server.base_url, timeout=10.0) as c:
+        c.post("/_reset").raise_for_status()
+        start = time.monotonic()
+        response = c.post(
+            CHAT, json={"model": "gpt-4o", "messages": MESSAGES}, headers={"Authorization": f"Bearer {KEY}"}
+        )
+        assert time.monotonic() - start >= 0.29  # the --latency-ms flag took effect
+        assert response.status_code == 200
+        body = response.json()
+        assert body["object"] == "chat.completion"
+        assert body["choices"][0]["message"]["content"] == reply_for(MESSAGES, "gpt-4o")
+        assert c.post(CHAT, json={"model": "gpt-4o", "messages": MESSAGES}).status_code == 401
+        stats = c.get("/_stats").json()
+        assert stats["requests_total"] == 2 and stats["by_status"] == {"200": 1, "401": 1}
+
+
+async def _raw_post(port: int, path: str, body: Any) -> tuple[int, Any]:
+    """One HTTP/1.1 POST on its own connection, with nothing but asyncio streams.
+
+    Not httpx: measured here, httpx.AsyncClient's connection pool spends 2-10 s of CPU on
+    200 concurrent requests, so a timing assertion through it would measure the client.
+    """
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        payload = json.dumps(body).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer k\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+        )
+        writer.write(head.encode() + payload)
+        await writer.drain()
+        raw = await reader.read()  # to EOF: the server closes after answering (Connection: close)
+    finally:
+        writer.close()
+    status_line, _, rest = raw.partition(b"\r\n")
+    _, _, content = rest.partition(b"\r\n\r\n")
+    return int(status_line.split(b" ")[1]), json.loads(content)
+
+
+def test_live_server_overlaps_200_concurrent_requests(live_server: LiveServer) -> None:
+    with httpx.Client(base_url=live_server.base_url, timeout=10.0) as c:
+        c.post("/_config", json={"latency_ms": 300, "jitter_ms": 0}).raise_for_status()
+        c.post("/_reset").raise_for_status()
+
+    async def run() -> tuple[float, list[tuple[int, Any]]]:
+        start = time.monotonic()
+        results = await asyncio.gather(
+            *(
+                _raw_post(live_server.port, CHAT, {"model": "m", "messages": [{"role": "user", "content": f"q{i}"}]})
+                for i in range(200)
+            )
+        )
+        return time.monotonic() - start, results
+
+    elapsed, results = asyncio.run(asyncio.wait_for(run(), timeout=60))
+    assert [status for status, _ in results] == [200] * 200
+    for i, (_, body) in enumerate(results):
+        assert body["choices"][0]["message"]["content"] == reply_for([{"role": "user", "content": f"q{i}"}], "m")
+    assert elapsed < 2.0, f"200 concurrent requests at 300 ms took {elapsed:.2f} s (sequential: 60 s)"
+    with httpx.Client(base_url=live_server.base_url, timeout=10.0) as c:
+        stats = c.get("/_stats").json()
+    assert stats["chat_completions"] == 200 and stats["in_flight"] == 0
+    assert stats["max_in_flight"] >= 100, stats  # most of them really slept at the same time
+
+
+def test_live_server_with_openai_sdk(live_server: LiveServer) -> None:
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=f"{live_server.base_url}/v1", api_key=KEY, timeout=10.0, max_retries=0)
+    try:
+        completion = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=3)
+        assert completion.object == "chat.completion"
+        assert completion.model == "gpt-4o-mini"
+        assert completion.choices[0].message.content == reply_for(MESSAGES, "gpt-4o-mini")[:12]
+        assert completion.choices[0].finish_reason == "length"
+        assert completion.usage is not None and completion.usage.completion_tokens == 3
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(model="gpt-4o-mini", messages=[])
+        assert caught.value.code == "empty_array" and caught.value.param == "messages"
+    finally:
+        client.close()
+
+
+def test_live_server_stops_cleanly_on_sigterm_and_keeps_secrets_out_of_logs(tmp_path: Path) -> None:
+    server = LiveServer(tmp_path, "--access-log", "--latency-ms", "0")
+    try:
+        secret_prompt = "SECRET-PROMPT-7f3a"
+        with httpx.Client(base_url=server.base_url, timeout=10.0) as c:
+            ok = c.post(
+                CHAT,
+                json={"model": "m", "messages": [{"role": "user", "content": secret_prompt}]},
+                headers={"Authorization": f"Bearer {KEY}"},
+            )
+            assert ok.status_code == 200
+            bad = c.post(
+                CHAT,
+                json={"model": "m", "messages": [{"role": "user", "content": secret_prompt}], "n": 0},
+                headers={"Authorization": f"Bearer {KEY}"},
+            )
+            assert bad.status_code == 400
+    finally:
+        code = server.stop()
+    assert code == 0, server.logs()
+    logs = server.logs()
+    assert "POST /v1/chat/completions" in logs  # the access log is on
+    assert secret_prompt not in logs
+    assert KEY not in logs
