@@ -3,7 +3,7 @@
 #   make test   run every test (unit, adapters on the real emulators, end to end)
 PY := .venv/bin/python
 
-.PHONY: bootstrap demo test up down key
+.PHONY: bootstrap demo test lint up down key
 
 bootstrap:
 	@bash infra/bootstrap.sh
@@ -11,8 +11,13 @@ bootstrap:
 demo: bootstrap
 	$(PY) infra/demo.py
 
-test: bootstrap
+test: bootstrap lint
 	$(PY) -m pytest tests
+
+lint: bootstrap
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 
 up: bootstrap
 	$(PY) infra/stack.py up

@@ -305,9 +305,7 @@ def _invalid_type(param: str, expected: str, value: Any) -> OpenAIError:
 
 def _invalid_value(param: str, value: str, supported: Sequence[str]) -> OpenAIError:
     # Only ever called with short enum-like values (roles, part types), never prompt text.
-    return OpenAIError(
-        400, f"Invalid value: '{value}'. Supported values are: {_quoted_list(supported)}.", param, "invalid_value"
-    )
+    return OpenAIError(400, f"Invalid value: '{value}'. Supported values are: {_quoted_list(supported)}.", param, "invalid_value")
 
 
 def _is_int(value: Any) -> bool:
@@ -472,9 +470,7 @@ def parse_chat_request(body: Any) -> ChatCompletionRequest:
     for i, message in enumerate(messages):
         _check_message(i, message)
 
-    limits = [
-        v for v in (_check_int(body, "max_tokens", 1), _check_int(body, "max_completion_tokens", 1)) if v is not None
-    ]
+    limits = [v for v in (_check_int(body, "max_tokens", 1), _check_int(body, "max_completion_tokens", 1)) if v is not None]
     n = _check_int(body, "n", 1, _N_MAX) or 1
     _check_number(body, "temperature", 0, 2)
     _check_number(body, "top_p", 0, 1)
@@ -505,9 +501,7 @@ def parse_chat_request(body: Any) -> ChatCompletionRequest:
             if not isinstance(item, str):
                 raise _invalid_type(f"stop[{j}]", "a string", item)
 
-    return ChatCompletionRequest(
-        model=model, messages=messages, max_tokens=min(limits) if limits else None, stop=stop, n=n
-    )
+    return ChatCompletionRequest(model=model, messages=messages, max_tokens=min(limits) if limits else None, stop=stop, n=n)
 
 
 def _reject_constant(name: str) -> Any:
@@ -772,16 +766,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8405, help="TCP port (default: %(default)s)")
-    parser.add_argument(
-        "--latency-ms", type=_non_negative, default=0.0, help="simulated latency per completion (default: 0)"
-    )
-    parser.add_argument(
-        "--jitter-ms", type=_non_negative, default=0.0, help="uniform jitter of +/- this many ms (default: 0)"
-    )
+    parser.add_argument("--latency-ms", type=_non_negative, default=0.0, help="simulated latency per completion (default: 0)")
+    parser.add_argument("--jitter-ms", type=_non_negative, default=0.0, help="uniform jitter of +/- this many ms (default: 0)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the jitter RNG (default: %(default)s)")
-    parser.add_argument(
-        "--access-log", action="store_true", help="log one line per request (method, path, status; never bodies)"
-    )
+    parser.add_argument("--access-log", action="store_true", help="log one line per request (method, path, status; never bodies)")
     parser.add_argument(
         "--log-level",
         default="info",

@@ -180,3 +180,37 @@ def test_keys_authenticate_one_client_and_revoke() -> None:
     revoked = keys.revoke_key(deps, record.prefix)
     assert [k.key_hash for k in revoked] == [record.key_hash]
     assert keys.authenticate(deps, key) is None
+
+
+def test_a_chunk_that_fails_midway_is_handed_back_for_the_retry(deps: StaticDeps) -> None:
+    _, job_id = submit(deps, prompts_file(3))
+    plan_job(deps, deps.tasks.plans.pop(0))  # type: ignore[attr-defined]
+    original = deps.blobs
+
+    class Broken:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(original, name)
+
+        def open_read(self, *args: Any, **kwargs: Any) -> Any:
+            raise ConnectionError("storage went away")
+
+    deps.blobs = Broken()  # type: ignore[assignment]
+    with pytest.raises(ConnectionError):
+        process_chunk(deps, job_id, 0)
+    deps.blobs = original
+    chunk = deps.store.list_chunks(job_id)[0]
+    assert chunk.status.value == "PENDING" and chunk.lease_until is None
+    assert process_chunk(deps, job_id, 0) == "done"  # the retry runs at once, no lease to wait out
+    assert deps.store.get_job(job_id).status is JobStatus.COMPLETED  # type: ignore[union-attr]
+
+
+def test_a_provider_switched_off_after_submission_fails_the_job_with_a_reason(deps: StaticDeps) -> None:
+    import dataclasses
+
+    _, job_id = submit(deps, prompts_file(2))
+    plan_job(deps, deps.tasks.plans.pop(0))  # type: ignore[attr-defined]
+    deps.settings = dataclasses.replace(deps.settings, providers=("openai_compatible",))
+    assert process_chunk(deps, job_id, 0) == "failed: provider unavailable"
+    job = deps.store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.FAILED and job.error is not None
+    assert job.error.code == "provider_unavailable"

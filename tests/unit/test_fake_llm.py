@@ -119,11 +119,7 @@ def test_complete_reports_consistent_usage() -> None:
     full = complete(MESSAGES, "m")
     assert full.text == reply_for(MESSAGES, "m") and full.finish_reason == "stop"
     assert full.completion_tokens == estimate_tokens(full.text) == 7  # 27 characters
-    assert (
-        full.prompt_tokens
-        == prompt_tokens(MESSAGES)
-        == estimate_tokens("You are terse.\nSay hello to the fake server.")
-    )
+    assert full.prompt_tokens == prompt_tokens(MESSAGES) == estimate_tokens("You are terse.\nSay hello to the fake server.")
     cut = complete(MESSAGES, "m", max_tokens=2)
     assert (cut.text, cut.finish_reason, cut.completion_tokens) == (full.text[:8], "length", 2)
     assert complete(MESSAGES, "m", max_tokens=7).finish_reason == "stop"  # exactly fits
@@ -186,9 +182,7 @@ def test_reply_ignores_json_formatting_of_the_request(client: TestClient) -> Non
     ("limits", "max_tokens"),
     [({"max_tokens": 2}, 2), ({"max_completion_tokens": 3}, 3), ({"max_tokens": 5, "max_completion_tokens": 1}, 1)],
 )
-def test_max_tokens_truncates_with_finish_reason_length(
-    client: TestClient, limits: dict[str, int], max_tokens: int
-) -> None:
+def test_max_tokens_truncates_with_finish_reason_length(client: TestClient, limits: dict[str, int], max_tokens: int) -> None:
     body = _chat(client, **limits).json()
     full = reply_for(MESSAGES, "gpt-4o-mini")
     choice = body["choices"][0]
@@ -250,10 +244,7 @@ def test_stop_sequence_and_n_choices(client: TestClient) -> None:
 def test_accepts_valid_variants(client: TestClient, body: dict[str, Any]) -> None:
     response = client.post(CHAT, json={"model": "m", **body})
     assert response.status_code == 200, response.text
-    assert (
-        response.json()["choices"][0]["message"]["content"]
-        == complete(body["messages"], "m", stop=body.get("stop")).text
-    )
+    assert response.json()["choices"][0]["message"]["content"] == complete(body["messages"], "m", stop=body.get("stop")).text
 
 
 # --------------------------------------------------------------------------------------
@@ -478,22 +469,15 @@ def test_concurrent_requests_overlap_in_process() -> None:
 
     async def run() -> float:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://fake", headers={"Authorization": "Bearer k"}
-        ) as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://fake", headers={"Authorization": "Bearer k"}) as c:
             start = time.monotonic()
             responses = await asyncio.gather(
-                *(
-                    c.post(CHAT, json={"model": "m", "messages": [{"role": "user", "content": f"p{i}"}]})
-                    for i in range(200)
-                )
+                *(c.post(CHAT, json={"model": "m", "messages": [{"role": "user", "content": f"p{i}"}]}) for i in range(200))
             )
             elapsed = time.monotonic() - start
         assert [r.status_code for r in responses] == [200] * 200
         for i, r in enumerate(responses):
-            assert r.json()["choices"][0]["message"]["content"] == reply_for(
-                [{"role": "user", "content": f"p{i}"}], "m"
-            )
+            assert r.json()["choices"][0]["message"]["content"] == reply_for([{"role": "user", "content": f"p{i}"}], "m")
         return elapsed
 
     elapsed = asyncio.run(asyncio.wait_for(run(), timeout=30))
@@ -585,9 +569,7 @@ def test_live_server_answers_over_http(live_server: LiveServer) -> None:
     with httpx.Client(base_url=live_server.base_url, timeout=10.0) as c:
         c.post("/_reset").raise_for_status()
         start = time.monotonic()
-        response = c.post(
-            CHAT, json={"model": "gpt-4o", "messages": MESSAGES}, headers={"Authorization": f"Bearer {KEY}"}
-        )
+        response = c.post(CHAT, json={"model": "gpt-4o", "messages": MESSAGES}, headers={"Authorization": f"Bearer {KEY}"})
         assert time.monotonic() - start >= 0.29  # the --latency-ms flag took effect
         assert response.status_code == 200
         body = response.json()

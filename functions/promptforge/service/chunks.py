@@ -16,17 +16,20 @@ from datetime import timedelta
 from typing import Any
 
 from .. import logs
-from ..adapters.providers import ChatRequest, Provider, ProviderError, open_provider
+from ..adapters.providers import ChatRequest, Provider, ProviderError, ProviderUnavailable, open_provider
 from ..domain import paths
-from ..domain.job import Job
+from ..domain.job import Job, JobError
 from ..domain.jsonl import PromptLine, iter_raw_lines, parse_line
 from ..domain.records import Chunk, ChunkStatus
 from ..domain.retry import RetryPolicy
 from .deps import Deps
 from .finalize import finalize_if_done
+from .lifecycle import fail_job
 from .ports import Tx
 
-LEASE = timedelta(minutes=5)
+# Renewed with every progress write, so a live worker keeps it; a killed one frees
+# its chunk for the task's retry within this time.
+LEASE = timedelta(seconds=60)
 PROGRESS_EVERY_S = 2.0
 
 
@@ -56,22 +59,49 @@ def process_chunk(deps: Deps, job_id: str, index: int) -> str:
         finalize_if_done(deps, job_id)
         return "already done"
 
-    s = deps.settings
-    part = paths.result_object(job.client_id, job_id, paths.part_filename(index))
-    errors_name = paths.chunk_errors_object(job.client_id, job_id, index)
-    if deps.blobs.exists(s.results_bucket, part):
-        # An earlier delivery wrote the part, then died before recording it: keep its work.
-        done = _recount(deps, chunk, part, errors_name)
-    else:
-        outcome = asyncio.run(_run(deps, job, chunk))
-        # Errors first, part last: an existing part means both are complete.
-        deps.blobs.write(s.results_bucket, errors_name, _jsonl(outcome.errors))
-        deps.blobs.write(s.results_bucket, part, _jsonl(outcome.rows))
-        done = _counted(chunk, outcome.rows, outcome.errors)
+    try:
+        done = _produce(deps, job, chunk)
+    except ProviderUnavailable as exc:
+        _release(deps, chunk)
+        fail_job(deps, job_id, JobError("provider_unavailable", str(exc)))
+        return "failed: provider unavailable"
+    except BaseException:
+        # Hand the chunk back at once so the task's retry need not wait out the lease.
+        _release(deps, chunk)
+        raise
     if _record_done(deps, done):
         logs.info("chunk done", job_id=job_id, chunk=index, completed=done.completed, failed=done.failed)
     finalize_if_done(deps, job_id)
     return "done"
+
+
+def _produce(deps: Deps, job: Job, chunk: Chunk) -> Chunk:
+    """Write the chunk's part and its errors; the chunk with its counts."""
+    s = deps.settings
+    part = paths.result_object(job.client_id, job.job_id, paths.part_filename(chunk.index))
+    errors_name = paths.chunk_errors_object(job.client_id, job.job_id, chunk.index)
+    if deps.blobs.exists(s.results_bucket, part):
+        # An earlier delivery wrote the part, then died before recording it: keep its work.
+        return _recount(deps, chunk, part, errors_name)
+    outcome = asyncio.run(_run(deps, job, chunk))
+    # Errors first, part last: an existing part means both are complete.
+    deps.blobs.write(s.results_bucket, errors_name, _jsonl(outcome.errors))
+    deps.blobs.write(s.results_bucket, part, _jsonl(outcome.rows))
+    return _counted(chunk, outcome.rows, outcome.errors)
+
+
+def _release(deps: Deps, chunk: Chunk) -> None:
+    """Give up a lease this delivery holds (best effort: the lease expires anyway)."""
+
+    def release(tx: Tx) -> None:
+        current = tx.get_chunk(chunk.job_id, chunk.index)
+        if current is not None and current.status is ChunkStatus.RUNNING and current.deliveries == chunk.deliveries:
+            tx.put_chunk(current.replace(status=ChunkStatus.PENDING, lease_until=None))
+
+    try:
+        deps.store.run_transaction(release)
+    except Exception as exc:
+        logs.warning("could not release a chunk lease", job_id=chunk.job_id, chunk=chunk.index, error_type=type(exc).__name__)
 
 
 def _claim(deps: Deps, job_id: str, index: int) -> Chunk | None:
