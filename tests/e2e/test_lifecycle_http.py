@@ -176,10 +176,22 @@ def test_a_clients_second_job_waits_pending_until_the_first_is_done(api: tuple[s
     requests.post(f"{llm}/_config", json={"latency_ms": 200}, timeout=5).raise_for_status()
     try:
         upload(first, big)
+        # Finalize events can arrive out of upload order; let the first take the slot.
+        _wait_status(base, key, first["job_id"], ("QUEUED", "PROCESSING"))
         upload(second, small)
         _watch_second(base, key, first, second)
     finally:
         requests.post(f"{llm}/_config", json={"latency_ms": 0}, timeout=5)
+
+
+def _wait_status(base: str, key: str, job_id: str, wanted: tuple[str, ...]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        res = requests.get(f"{base}/v1/jobs/{job_id}/status", headers={"X-API-Key": key}, timeout=30)
+        if res.json()["status"] in wanted:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} never reached {wanted}")
 
 
 def _watch_second(base: str, key: str, first: dict[str, Any], second: dict[str, Any]) -> None:
