@@ -66,7 +66,9 @@ def stack() -> Iterator[Any]:
     """The whole local stack (emulators, functions, gateway) on the test profile."""
     from infra.stack import Stack
 
-    s = Stack("test")
+    # PROMPTFORGE_TEST_PORT_BASE lets two test runs on one machine use separate stacks.
+    base = os.environ.get("PROMPTFORGE_TEST_PORT_BASE")
+    s = Stack("test", base_port=int(base), run_dir=ROOT / ".run" / f"test-{base}") if base else Stack("test")
     s.up()
     try:
         yield s
