@@ -101,14 +101,30 @@ def deps(request: pytest.FixtureRequest, fake_llm: str) -> StaticDeps:
         os.environ[key] = env[key]
     from promptforge.wiring import LiveDeps
 
+    # Buckets of their own: an upload to the stack's uploads bucket would also wake the
+    # stack's own on_upload function, which would then race the test for the same job.
     live = LiveDeps(
         dataclasses.replace(
             settings,
             project=env["GOOGLE_CLOUD_PROJECT"],
-            upload_bucket=env["PROMPTFORGE_UPLOAD_BUCKET"],
-            results_bucket=env["PROMPTFORGE_RESULTS_BUCKET"],
+            upload_bucket="service-tests-uploads",
+            results_bucket="service-tests-results",
             storage_emulator_host=env["STORAGE_EMULATOR_HOST"],
             signing_key_file=env["PROMPTFORGE_SIGNING_KEY_FILE"],
         )
     )
+    _ensure_buckets(live, "service-tests-uploads", "service-tests-results")
     return StaticDeps(live.settings, live.store, live.blobs, RecordingTasks())
+
+
+def _ensure_buckets(live: Any, *names: str) -> None:
+    from google.api_core.exceptions import Conflict
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(project=live.settings.project, credentials=AnonymousCredentials())
+    for name in names:
+        try:
+            client.create_bucket(name)
+        except Conflict:
+            pass

@@ -8,11 +8,11 @@ import io
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, BinaryIO, TypeVar
 
 from promptforge.adapters.firestore_store import AlreadyExists
-from promptforge.domain.job import Job, JobStatus
+from promptforge.domain.job import Job
 from promptforge.domain.records import ApiKey, Chunk, ClientState, Totals
 
 T = TypeVar("T")
@@ -34,11 +34,6 @@ class _MemTx:
     def get_client(self, client_id: str) -> ClientState:
         self._read()
         return self._s.clients.get(client_id, ClientState(client_id))
-
-    def oldest_pending_job(self, client_id: str) -> Job | None:
-        self._read()
-        pending = [j for j in self._s.jobs.values() if j.client_id == client_id and j.status is JobStatus.PENDING]
-        return min(pending, key=lambda j: (j.uploaded_at, j.job_id), default=None)
 
     def get_chunk(self, job_id: str, index: int) -> Chunk | None:
         self._read()
@@ -64,6 +59,7 @@ class MemoryStore:
         self.clients: dict[str, ClientState] = {}
         self.chunks: dict[tuple[str, int], Chunk] = {}
         self.keys: dict[str, ApiKey] = {}
+        self.workers: dict[tuple[str, str], datetime] = {}
         self._lock = threading.RLock()
 
     def run_transaction(self, fn: Callable[[Any], T]) -> T:
@@ -109,6 +105,15 @@ class MemoryStore:
             sum(c.input_tokens for c in cs),
             sum(c.output_tokens for c in cs),
         )
+
+    def heartbeat_worker(self, budget: str, worker_id: str, until: datetime) -> None:
+        self.workers[(budget, worker_id)] = until
+
+    def live_workers(self, budget: str, now: datetime) -> int:
+        return sum(1 for (b, _), until in self.workers.items() if b == budget and until > now)
+
+    def drop_worker(self, budget: str, worker_id: str) -> None:
+        self.workers.pop((budget, worker_id), None)
 
     def put_api_key(self, key: ApiKey) -> None:
         self.keys[key.key_hash] = key

@@ -6,8 +6,9 @@ Every function reads the same variables; Terraform sets them in production and
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def _int(name: str, default: int) -> int:
@@ -47,10 +48,16 @@ class Settings:
     max_prompts_per_job: int = 1_000_000
     chunk_max_lines: int = 500
     chunk_max_bytes: int = 8 * 1024 * 1024
-    worker_concurrency: int = 32
+    worker_concurrency: int = 128
     status_poll_seconds: int = 5
     # Providers this deployment serves; the fake one only on dev stacks.
     providers: tuple[str, ...] = ("openai_compatible",)
+    # {"provider/model" or "provider": {"rpm": ..., "tpm": ...}}; see docs/throughput.md.
+    rate_limits: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Pace at this share of a limit: a little headroom for clock skew between workers.
+    rate_target: float = 0.97
+    # Token estimate for a prompt whose max_tokens is not set.
+    default_max_tokens_estimate: int = 256
 
 
 def load() -> Settings:
@@ -78,7 +85,10 @@ def load() -> Settings:
         max_prompts_per_job=_int("PROMPTFORGE_MAX_PROMPTS_PER_JOB", 1_000_000),
         chunk_max_lines=_int("PROMPTFORGE_CHUNK_MAX_LINES", 500),
         chunk_max_bytes=_int("PROMPTFORGE_CHUNK_MAX_BYTES", 8 * 1024 * 1024),
-        worker_concurrency=_int("PROMPTFORGE_WORKER_CONCURRENCY", 32),
+        worker_concurrency=_int("PROMPTFORGE_WORKER_CONCURRENCY", 128),
         status_poll_seconds=_int("PROMPTFORGE_STATUS_POLL_SECONDS", 5),
         providers=_list("PROMPTFORGE_PROVIDERS", "openai_compatible"),
+        rate_limits=json.loads(os.environ.get("PROMPTFORGE_RATE_LIMITS") or "{}"),
+        rate_target=float(os.environ.get("PROMPTFORGE_RATE_TARGET") or 0.97),
+        default_max_tokens_estimate=_int("PROMPTFORGE_DEFAULT_MAX_TOKENS_ESTIMATE", 256),
     )

@@ -77,17 +77,13 @@ def test_a_transaction_commits_all_or_nothing(live: LiveDeps) -> None:
     assert live.store.get_job(j.job_id).status is JobStatus.AWAITING_UPLOAD  # type: ignore[union-attr]
 
 
-def test_the_oldest_pending_job_is_the_first_uploaded(live: LiveDeps) -> None:
+def test_a_clients_slot_and_queue_round_trip(live: LiveDeps) -> None:
     client = f"c-{uuid.uuid4().hex[:6]}"
-    late = job(client, JobStatus.PENDING, uploaded_at=T0 + timedelta(seconds=9))
-    early = job(client, JobStatus.PENDING, uploaded_at=T0 + timedelta(seconds=1))
-    other = job("someone-else", JobStatus.PENDING, uploaded_at=T0)
-    for j in (late, early, other):
-        live.store.create_job(j)
-    found = live.store.run_transaction(lambda tx: tx.oldest_pending_job(client))
-    assert found is not None and found.job_id == early.job_id
-    live.store.run_transaction(lambda tx: tx.put_client(ClientState(client, early.job_id)))
-    assert live.store.run_transaction(lambda tx: tx.get_client(client)) == ClientState(client, early.job_id)
+    assert live.store.run_transaction(lambda tx: tx.get_client(client)) == ClientState(client)
+    state = ClientState(client, "a").enqueue("late", T0 + timedelta(seconds=9)).enqueue("early", T0)
+    live.store.run_transaction(lambda tx: tx.put_client(state))
+    back = live.store.run_transaction(lambda tx: tx.get_client(client))
+    assert back == state and [w.job_id for w in back.pending] == ["early", "late"]
 
 
 def test_chunk_progress_is_summed_across_chunks(live: LiveDeps) -> None:

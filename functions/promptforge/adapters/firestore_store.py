@@ -3,7 +3,8 @@
 ```
 jobs/{job_id}                    Job
 jobs/{job_id}/chunks/{00000}     Chunk (one writer at a time: its lease holder)
-clients/{client_id}              ClientState
+budgets/{id}/workers/{worker}    a chunk worker drawing on a rate budget, until when
+clients/{client_id}              ClientState: the active job and the PENDING queue
 api_keys/{sha256 of the key}     ApiKey
 ```
 Counts that many workers produce live on chunk documents and are summed with an
@@ -14,13 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from ..domain.job import Job, JobError, JobStatus
-from ..domain.records import ApiKey, Chunk, ChunkStatus, ClientState, Totals
+from ..domain.records import ApiKey, Chunk, ChunkStatus, ClientState, Totals, Waiting
 
 T = TypeVar("T")
 _BATCH = 400  # below Firestore's 500 writes per batch
@@ -61,6 +63,19 @@ def chunk_from_doc(doc: dict[str, Any]) -> Chunk:
     return Chunk(**data)
 
 
+def client_to_doc(client: ClientState) -> dict[str, Any]:
+    return {
+        "active_job_id": client.active_job_id,
+        "pending": [{"job_id": w.job_id, "uploaded_at": w.uploaded_at} for w in client.pending],
+    }
+
+
+def client_from_doc(client_id: str, doc: dict[str, Any] | None) -> ClientState:
+    doc = doc or {}
+    pending = tuple(Waiting(w["job_id"], w["uploaded_at"]) for w in doc.get("pending") or ())
+    return ClientState(client_id, doc.get("active_job_id"), pending)
+
+
 def _chunk_id(index: int) -> str:
     return f"{index:05d}"
 
@@ -79,20 +94,7 @@ class _Tx:
         return job_from_doc(doc) if doc else None
 
     def get_client(self, client_id: str) -> ClientState:
-        doc = self._get(self._db.collection("clients").document(client_id))
-        return ClientState(client_id, (doc or {}).get("active_job_id"))
-
-    def oldest_pending_job(self, client_id: str) -> Job | None:
-        query = (
-            self._db.collection("jobs")
-            .where(filter=firestore.FieldFilter("client_id", "==", client_id))
-            .where(filter=firestore.FieldFilter("status", "==", JobStatus.PENDING.value))
-            .order_by("uploaded_at")
-            .limit(1)
-        )
-        for snap in query.stream(transaction=self._txn):
-            return job_from_doc(snap.to_dict())
-        return None
+        return client_from_doc(client_id, self._get(self._db.collection("clients").document(client_id)))
 
     def get_chunk(self, job_id: str, index: int) -> Chunk | None:
         doc = self._get(self._db.collection("jobs").document(job_id).collection("chunks").document(_chunk_id(index)))
@@ -102,7 +104,7 @@ class _Tx:
         self._txn.set(self._db.collection("jobs").document(job.job_id), job_to_doc(job))
 
     def put_client(self, client: ClientState) -> None:
-        self._txn.set(self._db.collection("clients").document(client.client_id), {"active_job_id": client.active_job_id})
+        self._txn.set(self._db.collection("clients").document(client.client_id), client_to_doc(client))
 
     def put_chunk(self, chunk: Chunk) -> None:
         ref = self._db.collection("jobs").document(chunk.job_id).collection("chunks").document(_chunk_id(chunk.index))
@@ -172,6 +174,20 @@ class FirestoreJobStore:
         )
         values = {r.alias: int(r.value or 0) for row in query.get() for r in row}
         return Totals(**values)
+
+    def _budget_workers(self, budget: str) -> Any:
+        return self._db.collection("budgets").document(budget).collection("workers")
+
+    def heartbeat_worker(self, budget: str, worker_id: str, until: datetime) -> None:
+        # One document per worker: no two workers ever write the same document.
+        self._budget_workers(budget).document(worker_id).set({"until": until})
+
+    def live_workers(self, budget: str, now: datetime) -> int:
+        query = self._budget_workers(budget).where(filter=firestore.FieldFilter("until", ">", now)).count()
+        return int(query.get()[0][0].value)
+
+    def drop_worker(self, budget: str, worker_id: str) -> None:
+        self._budget_workers(budget).document(worker_id).delete()
 
     def put_api_key(self, key: ApiKey) -> None:
         self._db.collection("api_keys").document(key.key_hash).set(dataclasses.asdict(key))

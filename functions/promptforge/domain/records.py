@@ -39,11 +39,38 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """A PENDING job in its client's queue."""
+
+    job_id: str
+    uploaded_at: datetime
+
+
+@dataclass(frozen=True)
 class ClientState:
-    """A client's processing slot: at most one active job at a time."""
+    """A client's processing slot (at most one active job) and the queue behind it.
+
+    The queue lives here, kept in upload-finalize order, so promoting the next job is a
+    read of one document inside the transaction that ends the active one.
+    """
 
     client_id: str
     active_job_id: str | None = None
+    pending: tuple[Waiting, ...] = ()
+
+    def enqueue(self, job_id: str, uploaded_at: datetime) -> ClientState:
+        queue = sorted((*self.pending, Waiting(job_id, uploaded_at)), key=lambda w: (w.uploaded_at, w.job_id))
+        return dataclasses.replace(self, pending=tuple(queue))
+
+    def promote(self) -> ClientState:
+        """The head of the queue takes the slot (or the slot frees when the queue is empty)."""
+        if not self.pending:
+            return dataclasses.replace(self, active_job_id=None)
+        return dataclasses.replace(self, active_job_id=self.pending[0].job_id, pending=self.pending[1:])
+
+    def without(self, job_id: str) -> ClientState:
+        """The queue without ``job_id`` (a PENDING job that was cancelled or failed)."""
+        return dataclasses.replace(self, pending=tuple(w for w in self.pending if w.job_id != job_id))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,6 +26,7 @@ from ..domain.retry import RetryPolicy
 from .deps import Deps
 from .finalize import finalize_if_done
 from .lifecycle import fail_job
+from .pacing import Pacer, budget_id, estimate_tokens, limits_for
 from .ports import Tx
 
 # Renewed with every progress write, so a live worker keeps it; a killed one frees
@@ -187,19 +189,33 @@ async def call_with_retries(
     prompt_id: str,
     max_attempts: int,
     policy: RetryPolicy,
+    pacer: Pacer,
+    estimate: int,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """One prompt to completion: ``(result_row, None)`` or ``(None, error_row)``."""
+    """One prompt to completion under the pacer: ``(result_row, None)`` or ``(None, error_row)``.
+
+    A 429 is paced by the pacer (which holds requests for the retry-after); other
+    retryable errors back off with jitter; every try counts toward ``max_attempts``.
+    """
     attempt = 0
     while True:
         attempt += 1
+        await pacer.acquire(estimate)
         try:
             result = await provider.complete(request)
         except ProviderError as exc:
+            pacer.settle(estimate, 0)
+            pacer.learn(getattr(exc, "rate_limits", None))
+            if exc.code == "rate_limit_exceeded":
+                pacer.on_rate_limited(exc.retry_after)
             if not exc.retryable or attempt >= max_attempts:
                 return None, {"prompt_id": prompt_id, "error": exc.code, "attempts": attempt, "detail": exc.detail}
-            await sleep(policy.delay(attempt, exc.retry_after))
+            if exc.code != "rate_limit_exceeded":
+                await sleep(policy.delay(attempt, exc.retry_after))
             continue
+        pacer.settle(estimate, result.input_tokens + result.output_tokens)
+        pacer.learn(getattr(result, "rate_limits", None))
         return {
             "prompt_id": prompt_id,
             "result": result.text,
@@ -212,52 +228,98 @@ async def call_with_retries(
         }, None
 
 
-async def _run(deps: Deps, job: Job, chunk: Chunk) -> _Outcome:
-    lines = _lines(deps, job, chunk)
-    results: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = [(None, None)] * len(lines)
-    progress = {"completed": 0, "failed": 0, "in": 0, "out": 0}
-    sem = asyncio.Semaphore(deps.settings.worker_concurrency)
-    policy = RetryPolicy()
-    provider = open_provider(job.provider, deps.settings, job.base_url)
+class _ChunkRun:
+    """One delivery running one chunk's prompts: pacing, progress, budget."""
 
-    async def one(i: int, line: PromptLine) -> None:
-        async with sem:
-            row, err = await call_with_retries(provider, chat_request(job, line), line.prompt_id, job.max_attempts, policy)
-        results[i] = (row, err)
-        if row is not None:
-            progress["completed"] += 1
-            progress["in"] += row["input_tokens"]
-            progress["out"] += row["output_tokens"]
-        else:
-            progress["failed"] += 1
+    def __init__(self, deps: Deps, job: Job, chunk: Chunk) -> None:
+        self.deps = deps
+        self.job = job
+        self.chunk = chunk
+        s = deps.settings
+        self.budget = budget_id(job.provider, job.model, s, job.base_url)
+        self.worker_id = uuid.uuid4().hex
+        self.pacer = Pacer(limits_for(job.provider, job.model, s), s.rate_target)
+        self.completed = self.failed = self.tokens_in = self.tokens_out = 0
+        self.over_budget = False
+        self.stop = asyncio.Event()
 
-    stop = asyncio.Event()
+    async def run(self) -> _Outcome:
+        lines = _lines(self.deps, self.job, self.chunk)
+        results: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = [(None, None)] * len(lines)
+        sem = asyncio.Semaphore(self.deps.settings.worker_concurrency)
+        policy = RetryPolicy()
+        provider = open_provider(self.job.provider, self.deps.settings, self.job.base_url)
+        await asyncio.to_thread(self._check_in)
 
-    async def report() -> None:
-        # Progress for the status endpoint; this worker is the chunk's only writer.
-        while not stop.is_set():
+        async def one(i: int, line: PromptLine) -> None:
+            request = chat_request(self.job, line)
+            estimate = estimate_tokens(request.messages, request.params, self.deps.settings.default_max_tokens_estimate)
+            async with sem:
+                if self.over_budget:
+                    results[i] = (None, {"prompt_id": line.prompt_id, "error": "budget_exceeded", "attempts": 0})
+                else:
+                    results[i] = await call_with_retries(
+                        provider, request, line.prompt_id, self.job.max_attempts, policy, self.pacer, estimate
+                    )
+            row, _ = results[i]
+            if row is not None:
+                self.completed += 1
+                self.tokens_in += row["input_tokens"]
+                self.tokens_out += row["output_tokens"]
+            else:
+                self.failed += 1
+
+        started = time.monotonic()
+        reporter = asyncio.create_task(self._report())
+        try:
+            await asyncio.gather(*(one(i, line) for i, line in enumerate(lines)))
+        finally:
+            # Let a progress write in flight land before the chunk is recorded done.
+            self.stop.set()
+            await reporter
+            await provider.aclose()
+            await asyncio.to_thread(self.deps.store.drop_worker, self.budget, self.worker_id)
+        logs.info(
+            "chunk ran",
+            job_id=self.job.job_id,
+            chunk=self.chunk.index,
+            prompts=len(lines),
+            seconds=round(time.monotonic() - started, 3),
+            rate_limited=self.pacer.rate_limited,
+        )
+        return _Outcome([r for r, _ in results if r is not None], [e for _, e in results if e is not None])
+
+    def _check_in(self) -> None:
+        """Heartbeat on the rate budget, take this worker's share, and check the job's token budget."""
+        store, now = self.deps.store, self.deps.now()
+        store.heartbeat_worker(self.budget, self.worker_id, now + LEASE)
+        self.pacer.set_share(store.live_workers(self.budget, now))
+        if self.job.budget_tokens is not None and not self.over_budget:
+            totals = store.chunk_totals(self.job.job_id)
+            if totals.input_tokens + totals.output_tokens >= self.job.budget_tokens:
+                self.over_budget = True
+                logs.info("token budget reached", job_id=self.job.job_id, chunk=self.chunk.index)
+
+    def _save_progress(self) -> None:
+        snapshot = self.chunk.replace(
+            completed=self.completed,
+            failed=self.failed,
+            input_tokens=self.tokens_in,
+            output_tokens=self.tokens_out,
+            lease_until=self.deps.now() + LEASE,
+        )
+        self.deps.store.save_chunk_progress(snapshot)
+        self._check_in()
+
+    async def _report(self) -> None:
+        # Progress for the status endpoint (this worker is the chunk's only writer), the
+        # heartbeat that keeps its lease and its share of the rate budget, and the budget.
+        while not self.stop.is_set():
             try:
-                await asyncio.wait_for(stop.wait(), PROGRESS_EVERY_S)
+                await asyncio.wait_for(self.stop.wait(), PROGRESS_EVERY_S)
             except TimeoutError:
-                snapshot = chunk.replace(
-                    completed=progress["completed"],
-                    failed=progress["failed"],
-                    input_tokens=progress["in"],
-                    output_tokens=progress["out"],
-                    lease_until=deps.now() + LEASE,
-                )
-                await asyncio.to_thread(deps.store.save_chunk_progress, snapshot)
+                await asyncio.to_thread(self._save_progress)
 
-    started = time.monotonic()
-    reporter = asyncio.create_task(report())
-    try:
-        await asyncio.gather(*(one(i, line) for i, line in enumerate(lines)))
-    finally:
-        # Let a progress write in flight land before the chunk is recorded done.
-        stop.set()
-        await reporter
-        await provider.aclose()
-    logs.info("chunk ran", job_id=job.job_id, chunk=chunk.index, prompts=len(lines), seconds=round(time.monotonic() - started, 3))
-    rows = [r for r, _ in results if r is not None]
-    errors = [e for _, e in results if e is not None]
-    return _Outcome(rows, errors)
+
+async def _run(deps: Deps, job: Job, chunk: Chunk) -> _Outcome:
+    return await _ChunkRun(deps, job, chunk).run()

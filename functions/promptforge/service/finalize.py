@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from .. import logs
 from ..domain import paths
-from ..domain.job import Job, JobStatus
+from ..domain.job import JobStatus
 from ..domain.records import ChunkStatus
 from .deps import Deps
 from .ports import Tx
-from .slots import hand_over, read_successor
+from .slots import hand_over, read_successor, start_active
 
 
 def finalize_if_done(deps: Deps, job_id: str) -> bool:
@@ -41,10 +41,10 @@ def finalize_if_done(deps: Deps, job_id: str) -> bool:
         logs.error("counts do not add up", job_id=job_id, completed=completed, failed=failed, prompts=job.prompt_count)
     now = deps.now()
 
-    def complete(tx: Tx) -> tuple[bool, Job | None]:
+    def complete(tx: Tx) -> bool:
         current = tx.get_job(job_id)
         if current is None or current.status is not JobStatus.PROCESSING:
-            return False, None
+            return False
         client, successor = read_successor(tx, current)
         done = current.replace(
             completed_count=completed,
@@ -54,11 +54,11 @@ def finalize_if_done(deps: Deps, job_id: str) -> bool:
             result_files=files,
         ).transition(JobStatus.COMPLETED, now)
         tx.put_job(done)
-        return True, hand_over(tx, client, job_id, successor, now)
+        hand_over(tx, client, job_id, successor, now)
+        return True
 
-    won, promoted = deps.store.run_transaction(complete)
+    won = deps.store.run_transaction(complete)
     if won:
         logs.info("job completed", job_id=job_id, completed=completed, failed=failed)
-    if promoted is not None:
-        deps.tasks.enqueue_plan(promoted.job_id)
+    start_active(deps, job.client_id)
     return bool(won)

@@ -3,6 +3,7 @@ upload, fail."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -11,10 +12,9 @@ from typing import Any
 from .. import logs
 from ..domain import paths
 from ..domain.job import Job, JobError, JobStatus
-from ..domain.records import ClientState
 from .deps import Deps
 from .ports import Tx
-from .slots import hand_over, read_successor
+from .slots import hand_over, read_successor, start_active
 
 UPLOAD_CONTENT_TYPE = "application/x-ndjson"
 
@@ -88,33 +88,36 @@ def accept_upload(deps: Deps, bucket: str, name: str, size: int, uploaded_at: da
         uploaded = current.replace(upload_size=size, uploaded_at=uploaded_at)
         if holder is not None and holder.job_id != job_id and holder.status.active:
             tx.put_job(uploaded.transition(JobStatus.PENDING, now))
+            tx.put_client(client.enqueue(job_id, uploaded_at))
             return JobStatus.PENDING
         tx.put_job(uploaded.transition(JobStatus.QUEUED, now))
-        tx.put_client(ClientState(client_id, job_id))
+        tx.put_client(dataclasses.replace(client, active_job_id=job_id))
         return JobStatus.QUEUED
 
-    outcome = deps.store.run_transaction(take_slot)
-    if outcome is JobStatus.QUEUED:
-        deps.tasks.enqueue_plan(job_id)
-    logs.info("upload accepted", job_id=job_id, outcome=outcome.value if outcome else "duplicate", size=size)
-    return outcome.value if outcome else "ignored: duplicate"
+    deps.store.run_transaction(take_slot)
+    start_active(deps, client_id)
+    after = deps.store.get_job(job_id)
+    outcome = after.status.value if after else "missing"
+    logs.info("upload accepted", job_id=job_id, outcome=outcome, size=size)
+    return outcome
 
 
 def fail_job(deps: Deps, job_id: str, error: JobError) -> bool:
     """Move a non-terminal job to FAILED and pass its slot on. False if already terminal."""
     now = deps.now()
 
-    def fail(tx: Tx) -> tuple[bool, Job | None]:
+    def fail(tx: Tx) -> str | None:
         job = tx.get_job(job_id)
         if job is None or job.status.terminal:
-            return False, None
+            return None
         client, successor = read_successor(tx, job)
         tx.put_job(job.transition(JobStatus.FAILED, now, error))
-        return True, hand_over(tx, client, job_id, successor, now)
+        hand_over(tx, client, job_id, successor, now)
+        return job.client_id
 
-    failed, promoted = deps.store.run_transaction(fail)
-    if failed:
-        logs.warning("job failed", job_id=job_id, code=error.code)
-    if promoted is not None:
-        deps.tasks.enqueue_plan(promoted.job_id)
-    return failed
+    client_id = deps.store.run_transaction(fail)
+    if client_id is None:
+        return False
+    logs.warning("job failed", job_id=job_id, code=error.code)
+    start_active(deps, client_id)
+    return True

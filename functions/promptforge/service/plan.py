@@ -68,7 +68,10 @@ def plan_job(deps: Deps, job_id: str) -> str:
         tx.put_job(planned.transition(JobStatus.PROCESSING, now))
         return True
 
-    if not deps.store.run_transaction(start):
+    deps.store.run_transaction(start)
+    # Act on what is stored: a retried commit can hide that this very call started the job.
+    after = deps.store.get_job(job_id)
+    if after is None or after.status is not JobStatus.PROCESSING:
         return "ignored: job changed while planning"
     for spec in scan.chunks:
         deps.tasks.enqueue_chunk(job_id, spec.index)

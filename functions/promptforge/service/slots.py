@@ -10,24 +10,45 @@ from datetime import datetime
 
 from ..domain.job import Job, JobStatus
 from ..domain.records import ClientState
+from .deps import Deps
 from .ports import Tx
 
 
 def read_successor(tx: Tx, job: Job) -> tuple[ClientState, Job | None]:
-    """Read what releasing ``job``'s slot needs (reads come before writes)."""
+    """Read what ending ``job`` needs (reads come before writes): the client, and the job
+    at the head of its queue when ``job`` holds the slot."""
     client = tx.get_client(job.client_id)
-    successor = tx.oldest_pending_job(job.client_id) if client.active_job_id == job.job_id else None
-    return client, successor
+    if client.active_job_id != job.job_id or not client.pending:
+        return client, None
+    return client, tx.get_job(client.pending[0].job_id)
 
 
-def hand_over(tx: Tx, client: ClientState, finished_job_id: str, successor: Job | None, now: datetime) -> Job | None:
-    """Give the slot to ``successor`` (now QUEUED) or free it; returns the promoted job."""
-    if client.active_job_id != finished_job_id:
+def hand_over(tx: Tx, client: ClientState, ended_job_id: str, successor: Job | None, now: datetime) -> Job | None:
+    """After ``ended_job_id`` ends: give its slot to the queue's head (now QUEUED), or free
+    it; a job that ended while waiting just leaves the queue. Returns the promoted job."""
+    if client.active_job_id != ended_job_id:
+        if any(w.job_id == ended_job_id for w in client.pending):
+            tx.put_client(client.without(ended_job_id))
         return None
-    if successor is None:
-        tx.put_client(ClientState(client.client_id, None))
+    updated = client.promote()
+    tx.put_client(updated)
+    if successor is None or updated.active_job_id != successor.job_id:
         return None
     promoted = successor.transition(JobStatus.QUEUED, now)
     tx.put_job(promoted)
-    tx.put_client(ClientState(client.client_id, promoted.job_id))
     return promoted
+
+
+def start_active(deps: Deps, client_id: str) -> None:
+    """Enqueue planning for the client's active job if it is QUEUED.
+
+    Called after every transaction that may have handed the slot over. It acts on the
+    stored state rather than on the transaction's return value, which a retried commit
+    can lose; planning tasks are named and planning is idempotent, so a repeat is harmless.
+    """
+    client = deps.store.run_transaction(lambda tx: tx.get_client(client_id))
+    if client.active_job_id is None:
+        return
+    job = deps.store.get_job(client.active_job_id)
+    if job is not None and job.status is JobStatus.QUEUED:
+        deps.tasks.enqueue_plan(job.job_id)
