@@ -1,32 +1,109 @@
-"""LLM providers behind one interface, each imported only when a job uses it."""
+"""LLM providers behind one interface, each imported only when a job uses it.
+
+Importing this package loads no SDK and no HTTP client: each provider's module (and so
+its SDK) is imported inside :func:`open_provider`'s branch for that provider.
+
+Credentials come only from the environment (Secret Manager mounts them as variables in
+production), never from a job, and are never logged. They are read here, at the moment
+a provider is opened, rather than kept in :class:`~promptforge.config.Settings`, so no
+settings object ever holds a key.
+"""
 
 from __future__ import annotations
 
 import os
 
 from ...config import Settings
-from .base import ChatRequest, ChatResult, Provider, ProviderError
+from .base import ChatRequest, ChatResult, Provider, ProviderError, RateLimitInfo
 
-__all__ = ["ChatRequest", "ChatResult", "Provider", "ProviderError", "open_provider", "ProviderUnavailable"]
+__all__ = [
+    "ChatRequest",
+    "ChatResult",
+    "PROVIDER_TIMEOUT_S",
+    "Provider",
+    "ProviderError",
+    "ProviderUnavailable",
+    "RateLimitInfo",
+    "open_provider",
+]
+
+# How long one call may take before it counts as a ``timeout`` (retryable).
+PROVIDER_TIMEOUT_S = 120.0
 
 
 class ProviderUnavailable(Exception):
-    """The deployment cannot serve this provider (not enabled, or not built yet)."""
+    """The deployment cannot serve this provider (not enabled, or not configured)."""
+
+
+def _secret(name: str, provider: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        # The variable's name, never its value.
+        raise ProviderUnavailable(f"provider {provider!r} needs {name} in the environment")
+    return value
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name) or None
 
 
 def open_provider(name: str, settings: Settings, base_url: str | None = None) -> Provider:
-    """A ready provider client; the caller closes it with ``aclose()``."""
+    """A ready provider client; the caller closes it with ``aclose()``.
+
+    ``base_url`` is the job's, used only by ``openai_compatible``. Environment:
+
+    * ``openai``: ``OPENAI_API_KEY``; ``OPENAI_BASE_URL`` points it elsewhere (tests).
+    * ``anthropic``: ``ANTHROPIC_API_KEY``; ``ANTHROPIC_BASE_URL``.
+    * ``gemini``: ``GEMINI_API_KEY`` (Gemini API), or ``PROMPTFORGE_GEMINI_VERTEX=1`` for
+      Vertex AI with the function's service account, ``GOOGLE_CLOUD_PROJECT`` and
+      ``PROMPTFORGE_GEMINI_LOCATION`` (default ``us-central1``); ``GEMINI_BASE_URL``.
+    * ``openai_compatible``: ``OPENAI_COMPATIBLE_API_KEY`` (optional).
+    * ``fake``: ``PROMPTFORGE_FAKE_LLM_URL`` (in settings).
+    """
     if name not in settings.providers:
         raise ProviderUnavailable(f"provider {name!r} is not enabled on this deployment")
+    if name == "openai":
+        from .openai_sdk import OpenAIProvider
+
+        return OpenAIProvider(
+            name=name,
+            api_key=_secret("OPENAI_API_KEY", name),
+            base_url=_env("OPENAI_BASE_URL"),
+            timeout_s=PROVIDER_TIMEOUT_S,
+        )
+    if name == "anthropic":
+        from .anthropic_sdk import AnthropicProvider
+
+        return AnthropicProvider(
+            api_key=_secret("ANTHROPIC_API_KEY", name),
+            base_url=_env("ANTHROPIC_BASE_URL"),
+            timeout_s=PROVIDER_TIMEOUT_S,
+        )
+    if name == "gemini":
+        from .gemini_sdk import GeminiProvider
+
+        if os.environ.get("PROMPTFORGE_GEMINI_VERTEX", "") in ("1", "true", "yes"):
+            return GeminiProvider(
+                vertex_project=settings.project,
+                vertex_location=os.environ.get("PROMPTFORGE_GEMINI_LOCATION", "us-central1"),
+                base_url=_env("GEMINI_BASE_URL"),
+                timeout_s=PROVIDER_TIMEOUT_S,
+            )
+        return GeminiProvider(
+            api_key=_secret("GEMINI_API_KEY", name),
+            base_url=_env("GEMINI_BASE_URL"),
+            timeout_s=PROVIDER_TIMEOUT_S,
+        )
     if name == "fake":
         from .openai_wire import OpenAIWireProvider
 
-        return OpenAIWireProvider(settings.fake_llm_url, api_key="fake-key")
+        return OpenAIWireProvider(settings.fake_llm_url, api_key="fake-key", timeout_s=PROVIDER_TIMEOUT_S)
     if name == "openai_compatible":
         from .openai_wire import OpenAIWireProvider
 
         if not base_url:
             raise ProviderUnavailable("openai_compatible needs a base_url")
-        # The key comes from the environment (Secret Manager in production), never the job.
-        return OpenAIWireProvider(base_url, api_key=os.environ.get("OPENAI_COMPATIBLE_API_KEY", "none"))
-    raise ProviderUnavailable(f"provider {name!r} is not available yet")
+        return OpenAIWireProvider(
+            base_url, api_key=os.environ.get("OPENAI_COMPATIBLE_API_KEY", "none"), timeout_s=PROVIDER_TIMEOUT_S
+        )
+    raise ProviderUnavailable(f"provider {name!r} is not available")

@@ -1,7 +1,9 @@
-"""A client of the OpenAI chat-completions wire format over httpx.
+"""A client of the OpenAI chat-completions wire format over plain httpx.
 
-Serves the local fake server and any OpenAI-compatible server (vLLM, llama.cpp, Ollama).
-It makes one attempt per call: retries are the worker's single retry policy.
+Serves ``openai_compatible`` (vLLM, llama.cpp, Ollama, any server by ``base_url``) and
+the local ``fake`` provider. It makes one attempt per call: retries are the worker's
+single retry policy. The official ``openai`` provider uses the SDK instead
+(:mod:`.openai_sdk`); both read answers through :mod:`._http`.
 """
 
 from __future__ import annotations
@@ -10,23 +12,12 @@ from typing import Any
 
 import httpx
 
+from . import _http
 from .base import ChatRequest, ChatResult, ProviderError
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = response.headers.get(header)
-        if value:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                continue
-    return None
 
 
 def error_for_status(response: httpx.Response) -> ProviderError:
     """Map an HTTP error response to a stable PromptForge error."""
-    status = response.status_code
     code = ""
     try:
         body = response.json()
@@ -35,20 +26,17 @@ def error_for_status(response: httpx.Response) -> ProviderError:
             code = str(err.get("code") or err.get("type") or "")
     except ValueError:
         pass
-    detail = f"provider answered HTTP {status}" + (f" ({code})" if code else "")
-    if status == 429:
-        return ProviderError("rate_limit_exceeded", detail, True, _retry_after(response))
-    if status in (408, 409) or status >= 500:
-        return ProviderError("provider_error", detail, True, _retry_after(response))
-    if "context_length" in code:
-        return ProviderError("context_length_exceeded", detail, False)
-    if "content_filter" in code or "content_policy" in code:
-        return ProviderError("content_filtered", detail, False)
-    return ProviderError("invalid_request", detail, False)
+    return _http.status_error(
+        response.status_code,
+        response.headers,
+        code=code,
+        context_length="context_length" in code,
+        content_filter="content_filter" in code or "content_policy" in code,
+    )
 
 
 class OpenAIWireProvider:
-    """POSTs to ``{base_url}/chat/completions``."""
+    """POSTs to ``{base_url}/chat/completions``; job params are sent as they are."""
 
     def __init__(self, base_url: str, api_key: str, timeout_s: float = 120.0, max_connections: int = 256) -> None:
         self._client = httpx.AsyncClient(
@@ -59,32 +47,38 @@ class OpenAIWireProvider:
         )
 
     async def complete(self, request: ChatRequest) -> ChatResult:
+        """One chat completion; raises :class:`ProviderError` with a stable code."""
         body: dict[str, Any] = {**request.params, "model": request.model, "messages": request.messages}
         try:
             response = await self._client.post("/chat/completions", json=body)
         except httpx.TimeoutException as exc:
-            raise ProviderError("timeout", f"no answer in time ({type(exc).__name__})", True) from None
+            raise _http.timeout_error(exc) from None
         except httpx.TransportError as exc:
-            raise ProviderError("provider_error", f"connection failed ({type(exc).__name__})", True) from None
+            raise _http.connection_error(exc) from None
         if response.status_code >= 400:
             raise error_for_status(response)
+        limits = _http.rate_limits_from_headers(response.headers)
         try:
             data = response.json()
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
             usage = data.get("usage") or {}
             finish = choice.get("finish_reason")
+            input_tokens = int(usage.get("prompt_tokens") or 0)
+            output_tokens = int(usage.get("completion_tokens") or 0)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            raise ProviderError("provider_error", "provider sent a malformed response", True) from None
+            raise _http.malformed_response() from None
         if finish == "content_filter":
-            raise ProviderError("content_filtered", "the provider's content filter stopped the reply", False)
+            raise _http.content_filtered("finish_reason content_filter")
         return ChatResult(
             text=text,
             model=str(data.get("model") or request.model),
-            input_tokens=int(usage.get("prompt_tokens") or 0),
-            output_tokens=int(usage.get("completion_tokens") or 0),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
             finish_reason=finish,
+            rate_limits=limits,
         )
 
     async def aclose(self) -> None:
+        """Close the connection pool."""
         await self._client.aclose()

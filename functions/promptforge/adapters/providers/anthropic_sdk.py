@@ -1,0 +1,148 @@
+"""Anthropic's messages API through the official ``anthropic`` SDK.
+
+Imported only by :func:`open_provider`'s ``anthropic`` branch (the SDK takes about 2.5 s
+to import). ``max_retries=0``: one attempt per call, retries are the worker's policy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+
+from . import _http, _messages
+from .base import ChatRequest, ChatResult, ProviderError
+
+NAME = "anthropic"
+# The messages API requires max_tokens; this is what a job that does not set it gets.
+DEFAULT_MAX_TOKENS = 1024
+
+# Anthropic's stop reasons in OpenAI's words where there is one (ChatResult's convention).
+_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+}
+_EFFORT = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
+
+
+def request_body(request: ChatRequest) -> dict[str, Any]:
+    """The ``messages.create`` arguments for a chat request (raises ``invalid_request``
+    for what Anthropic cannot express)."""
+    conversation = _messages.split(NAME, request.messages)
+    body: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": DEFAULT_MAX_TOKENS,
+        "messages": [_turn(t) for t in conversation.turns],
+    }
+    if conversation.system is not None:
+        body["system"] = conversation.system
+    output: dict[str, Any] = {}
+    sampling: dict[str, Any] = {}
+    for key, value in request.params.items():
+        if key == "max_tokens":
+            body[key] = value
+        elif key in ("temperature", "top_p", "top_k"):
+            # The SDK no longer lists sampling parameters; they go as extra body fields and
+            # the API decides (a model that refuses them answers 400: invalid_request).
+            sampling[key] = value
+        elif key == "stop":
+            body["stop_sequences"] = [value] if isinstance(value, str) else list(value)
+        elif key == "reasoning_effort":
+            output["effort"] = _EFFORT.get(value, value)
+        elif key == "response_format":
+            fmt = _output_format(value)
+            if fmt is not None:
+                output["format"] = fmt
+        else:  # presence_penalty, frequency_penalty, seed: Anthropic has no equivalent
+            raise _http.unsupported_param(NAME, key)
+    if output:
+        body["output_config"] = output
+    if sampling:
+        body["extra_body"] = sampling
+    return body
+
+
+def _output_format(value: Any) -> dict[str, Any] | None:
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None
+    schema = value.get("json_schema", {}).get("schema") if kind == "json_schema" and isinstance(value, dict) else None
+    if not isinstance(schema, dict):
+        # Anthropic's structured output needs a schema; json_object has no equivalent.
+        raise ProviderError("invalid_request", "response_format needs a json_schema with a schema for provider anthropic", False)
+    return {"type": "json_schema", "schema": schema}
+
+
+def _turn(turn: _messages.Turn) -> dict[str, Any]:
+    plain = turn.plain_text
+    if plain is not None:
+        return {"role": turn.role, "content": plain}
+    blocks: list[dict[str, Any]] = []
+    for part in turn.parts:
+        if isinstance(part, _messages.Text):
+            blocks.append({"type": "text", "text": part.text})
+        elif part.url:
+            blocks.append({"type": "image", "source": {"type": "url", "url": part.url}})
+        else:
+            blocks.append({"type": "image", "source": {"type": "base64", "media_type": part.mime_type, "data": part.data}})
+    return {"role": turn.role, "content": blocks}
+
+
+class AnthropicProvider:
+    """``POST {base_url}/v1/messages`` with the SDK's ``AsyncAnthropic``."""
+
+    def __init__(self, *, api_key: str, base_url: str | None = None, timeout_s: float = 120.0) -> None:
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=0,
+            timeout=anthropic.Timeout(timeout_s, connect=10.0),
+        )
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        """One message; raises :class:`ProviderError` with a stable code."""
+        body = request_body(request)
+        try:
+            raw = await self._client.messages.with_raw_response.create(**body)
+        except anthropic.APITimeoutError as exc:
+            raise _http.timeout_error(exc) from None
+        except anthropic.APIConnectionError as exc:
+            raise _http.connection_error(exc) from None
+        except anthropic.APIStatusError as exc:
+            raise _status_error(exc) from None
+        limits = _http.rate_limits_from_headers(raw.headers)
+        try:
+            message = await raw.parse()
+            text = "".join(block.text for block in message.content if block.type == "text")
+            usage = message.usage
+            input_tokens = usage.input_tokens + (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
+            output_tokens = usage.output_tokens
+            stop = message.stop_reason
+        except (ValueError, TypeError, AttributeError, anthropic.APIResponseValidationError):
+            raise _http.malformed_response() from None
+        if stop == "refusal":
+            raise _http.content_filtered("stop_reason refusal")
+        return ChatResult(
+            text=text,
+            model=message.model or request.model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            finish_reason=_FINISH.get(stop, stop) if stop else None,
+            rate_limits=limits,
+        )
+
+    async def aclose(self) -> None:
+        """Close the SDK's connection pool."""
+        await self._client.close()
+
+
+def _status_error(exc: anthropic.APIStatusError) -> ProviderError:
+    kind = exc.type or ""
+    # Anthropic says "prompt is too long: N tokens > M maximum" in an invalid_request_error;
+    # the message is read here to classify it and is never passed on.
+    message = (exc.api_message or "").lower()
+    too_long = kind == "invalid_request_error" and ("prompt is too long" in message or "context window" in message)
+    return _http.status_error(exc.status_code, exc.response.headers, code=kind, context_length=too_long)

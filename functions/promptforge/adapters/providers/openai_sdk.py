@@ -1,0 +1,104 @@
+"""OpenAI chat completions through the official ``openai`` SDK.
+
+Imported only by :func:`open_provider`'s branch for a provider that uses it, so the SDK
+(about 1.3 s to import) never weighs on the HTTP API's cold start. The SDK's own retries
+are off (``max_retries=0``): one attempt per call, retries are the worker's policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import openai
+
+from . import _http
+from .base import ChatRequest, ChatResult, ProviderError
+
+
+class OpenAIProvider:
+    """``POST {base_url}/chat/completions`` with the SDK's ``AsyncOpenAI``.
+
+    ``max_tokens_field`` is where the job's ``max_tokens`` goes: OpenAI's current name
+    is ``max_completion_tokens`` (its reasoning models refuse ``max_tokens``).
+    ``unsupported`` lists job parameters the server has no equivalent for; a request
+    that sets one fails as ``invalid_request`` without a call.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        api_key: str,
+        base_url: str | None = None,
+        timeout_s: float = 120.0,
+        max_tokens_field: str = "max_completion_tokens",
+        unsupported: Iterable[str] = ("top_k",),
+    ) -> None:
+        self._name = name
+        self._max_tokens_field = max_tokens_field
+        self._unsupported = frozenset(unsupported)
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=0,
+            timeout=openai.Timeout(timeout_s, connect=10.0),
+        )
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        for key, value in request.params.items():
+            if key in self._unsupported:
+                raise _http.unsupported_param(self._name, key)
+            body[self._max_tokens_field if key == "max_tokens" else key] = value
+        return body
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        """One chat completion; raises :class:`ProviderError` with a stable code."""
+        extra = self._body(request)
+        try:
+            raw = await self._client.chat.completions.with_raw_response.create(
+                model=request.model,
+                messages=request.messages,  # type: ignore[arg-type]
+                extra_body=extra or None,
+            )
+        except openai.APITimeoutError as exc:
+            raise _http.timeout_error(exc) from None
+        except openai.APIConnectionError as exc:
+            raise _http.connection_error(exc) from None
+        except openai.APIStatusError as exc:
+            raise _status_error(exc) from None
+        limits = _http.rate_limits_from_headers(raw.headers)
+        try:
+            completion = raw.parse()
+            choice = completion.choices[0]
+            text = choice.message.content or ""
+            finish = choice.finish_reason
+            usage = completion.usage
+        except (ValueError, TypeError, AttributeError, IndexError, openai.APIResponseValidationError):
+            raise _http.malformed_response() from None
+        if finish == "content_filter":
+            raise _http.content_filtered("finish_reason content_filter")
+        return ChatResult(
+            text=text,
+            model=completion.model or request.model,
+            input_tokens=usage.prompt_tokens if usage else 0,
+            output_tokens=usage.completion_tokens if usage else 0,
+            finish_reason=finish,
+            rate_limits=limits,
+        )
+
+    async def aclose(self) -> None:
+        """Close the SDK's connection pool."""
+        await self._client.close()
+
+
+def _status_error(exc: openai.APIStatusError) -> ProviderError:
+    code = str(exc.code or exc.type or "") if isinstance(exc.code or exc.type, str) else ""
+    return _http.status_error(
+        exc.status_code,
+        exc.response.headers,
+        code=code,
+        context_length="context_length" in code,
+        content_filter="content_filter" in code or "content_policy" in code,
+    )
