@@ -22,6 +22,7 @@ __all__ = [
     "canonical_json",
     "complete",
     "estimate_tokens",
+    "find_stop",
     "message_text",
     "prompt_tokens",
     "reply_for",
@@ -94,16 +95,29 @@ def prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
     return estimate_tokens("\n".join(message_text(m) for m in messages))
 
 
+def find_stop(text: str, stop: str | Sequence[str] | None) -> tuple[int, str | None]:
+    """Where the earliest stop sequence starts in ``text`` and which one it is, or ``(-1, None)``.
+
+    Empty stop strings are ignored (they would match everywhere); of two sequences at
+    the same place, the first listed wins.
+    """
+    if stop is None:
+        return -1, None
+    sequences = [stop] if isinstance(stop, str) else list(stop)
+    found = [(i, s) for s in sequences if s and (i := text.find(s)) >= 0]
+    if not found:
+        return -1, None
+    cut = min(i for i, _ in found)
+    return cut, next(s for i, s in found if i == cut)
+
+
 def apply_stop(text: str, stop: str | Sequence[str] | None) -> tuple[str, bool]:
     """Cut ``text`` before the earliest occurrence of any stop sequence, as OpenAI does.
 
     Returns ``(text, stopped)``; the stop sequence itself is not part of the output.
     Empty stop strings are ignored (they would match everywhere).
     """
-    if stop is None:
-        return text, False
-    sequences = [stop] if isinstance(stop, str) else list(stop)
-    cut = min((i for i in (text.find(s) for s in sequences if s) if i >= 0), default=-1)
+    cut, _ = find_stop(text, stop)
     if cut < 0:
         return text, False
     return text[:cut], True
@@ -128,6 +142,7 @@ class Completion:
     finish_reason: str  # "stop" or "length", as in OpenAI's choices[].finish_reason
     prompt_tokens: int
     completion_tokens: int
+    stop_sequence: str | None = None  # the stop sequence that ended the reply, if one did
 
 
 def complete(
@@ -143,11 +158,15 @@ def complete(
     ``max_tokens`` is the smaller of the request's ``max_tokens`` and
     ``max_completion_tokens`` when both are set.
     """
-    text, _ = apply_stop(reply_for(messages, model), stop)
+    text = reply_for(messages, model)
+    cut, sequence = find_stop(text, stop)
+    if cut >= 0:
+        text = text[:cut]
     text, truncated = truncate_to_tokens(text, max_tokens)
     return Completion(
         text=text,
         finish_reason="length" if truncated else "stop",
         prompt_tokens=prompt_tokens(messages),
         completion_tokens=estimate_tokens(text),
+        stop_sequence=None if truncated else sequence,
     )

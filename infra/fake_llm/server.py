@@ -1,50 +1,75 @@
-"""A fake LLM server speaking OpenAI's chat-completions wire format, for tests and dev stacks.
+"""A fake LLM server speaking OpenAI's, Anthropic's and (minimally) Gemini's wire formats,
+with rate limits, latency and faults, for tests, dev stacks and benchmarks.
 
 Run from the repository root::
 
     python -m infra.fake_llm.server --host 127.0.0.1 --port 8405 [--latency-ms 300]
-        [--jitter-ms 0] [--seed N] [--access-log] [--log-level info] [--graceful-timeout-s 5]
+        [--jitter-ms 0] [--latency-dist uniform|lognormal|exponential] [--latency-sigma 0.5]
+        [--seed N] [--rpm N] [--tpm N] [--burst-s 60] [--charge-rejected]
+        [--default-max-tokens 16] [--context-window N] [--fault KIND=RATE ...] [--hang-ms 60000]
+        [--access-log] [--log-level info] [--graceful-timeout-s 5]
 
-API (what real clients such as the ``openai`` SDK and PromptForge's OpenAIWireProvider call):
+API routes (what real clients, the providers' SDKs and PromptForge's providers, call):
 
-* ``POST /v1/chat/completions`` validates the body the way OpenAI does for the fields that
-  matter and answers with a deterministic reply (see :mod:`infra.fake_llm.replies`) after a
-  simulated, non-blocking latency.
+* ``POST /v1/chat/completions``: OpenAI chat completions (:mod:`.openai_format`).
+* ``POST /v1/messages``: Anthropic messages (:mod:`.anthropic_format`).
+* ``POST /v1beta/models/{model}:generateContent``: Gemini (:mod:`.gemini_format`).
 
-Control endpoints (not part of OpenAI; an underscore prefix keeps them out of its namespace,
-and they need no key and are not counted in the statistics):
+Each validates its body the way its provider does for the fields that matter and answers
+with a deterministic reply (:mod:`.replies`: the same conversation gets the same reply on
+every route) after a simulated, non-blocking latency.
 
-* ``GET /healthz`` — liveness.
-* ``GET /_stats`` — counters since start or the last reset: ``requests_total``,
-  ``by_status`` (``{"200": n, ...}``), ``by_model``, ``chat_completions`` (requests to that
-  endpoint, any outcome), ``usage`` (tokens of the completions served), ``in_flight`` and
-  ``max_in_flight``.
-* ``POST /_reset`` — zero the counters.
-* ``GET|POST /_config`` — read or change ``latency_ms``, ``jitter_ms`` and ``seed`` at run time.
+Every API request runs through one pipeline of stages (:data:`Stage`), whatever its
+format; each stage may answer early or let the request go on:
 
-Every API request runs through a pipeline of stages (:data:`Stage`); each may answer early
-(an auth failure, a validation error) or let the request go on. Rate-limit windows and
-fault injection are meant to be added as further stages, another wire format (Anthropic
-messages) as another route with its own pipeline and error shape.
+1. ``authenticate``: the format's key header (before the body is read, as providers do);
+2. ``parse_body``: JSON and the format's validation (400 in its error shape);
+3. ``check_context``: prompt tokens + max_tokens over ``context_window`` is a 400;
+4. ``rate_limit``: the requests and tokens buckets of :mod:`.limits` (429 with
+   ``retry-after`` and ``retry-after-ms``; every answer after this stage carries the
+   format's rate-limit headers). A request's token estimate is its prompt tokens plus
+   ``max_tokens`` (or ``default_max_tokens`` when it sets none) times ``n``: what OpenAI's
+   cookbook counts, and what Anthropic reserves for output at the start of a request;
+5. ``draw_fault``: one draw of the seeded fault RNG picks a fault kind by rate, or none;
+6. ``simulate_latency``: sleep a delay drawn from the latency distribution (a
+   ``timeout`` fault instead holds the request ``hang_ms``, then answers 504);
+7. ``apply_fault``: ``server_error`` (500), ``disconnect`` (the connection is closed
+   mid-answer), ``malformed`` (a 200 whose JSON body is cut short) or ``content_filter``
+   (a 200 the safety system stopped: OpenAI ``finish_reason`` ``content_filter``,
+   Anthropic ``stop_reason`` ``refusal``, Gemini ``finishReason`` ``SAFETY``);
+   ``context_length`` is answered at once at step 5, like the real check.
 
-Privacy: nothing here logs a request body, a prompt or the Authorization header. The
-only per-request log line is uvicorn's access log (method, path, status), off by default.
+Control endpoints (an underscore prefix keeps them out of the providers' namespaces; they
+need no key and are not counted):
+
+* ``GET /healthz``: liveness.
+* ``GET /_stats``: counters since start or the last reset: ``requests_total``,
+  ``by_status`` (``{"200": n, ...}``), ``by_model``, one counter per route
+  (``chat_completions``, ``messages``, ``generate_content``), ``by_fault``,
+  ``rate_limited`` (429s from the limits) and ``rate_limited_by`` (``requests``/``tokens``),
+  ``usage`` (prompt and completion tokens served, and ``charged_tokens``: token estimates
+  the limits took), ``in_flight`` and ``max_in_flight``.
+* ``POST /_reset``: zero the counters and refill every rate-limit bucket.
+* ``GET|POST /_config``: read or change any :class:`FakeLLMConfig` field at run time.
+
+Privacy: nothing here logs a request body, a prompt or a key. The only per-request log
+line is uvicorn's access log (method, path, status), off by default.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import random
 import secrets
 import signal
-import string
 import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from types import FrameType
 from typing import Any
 
@@ -58,10 +83,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .replies import complete
+from .anthropic_format import AnthropicDialect
+from .gemini_format import GeminiDialect
+from .limits import RateLimiter
+from .openai_format import ChatCompletionRequest, OpenAIDialect, OpenAIError, parse_chat_request
+from .replies import complete, prompt_tokens
+from .wire import Dialect, Prompt, WireError, is_int, is_number, reject_constant
 
 __all__ = [
-    "ChatCall",
+    "FAULT_KINDS",
+    "Call",
     "ChatCompletionRequest",
     "FakeLLM",
     "FakeLLMConfig",
@@ -77,23 +108,13 @@ __all__ = [
 _RECORD_KEY = "fake_llm.record"
 
 # Counted endpoints; each appears in /_stats as a top-level counter, even when zero, so a
-# test can assert on it without a .get(). The Anthropic route will add "messages".
-ENDPOINTS: tuple[str, ...] = ("chat_completions",)
+# test can assert on it without a .get().
+ENDPOINTS: tuple[str, ...] = ("chat_completions", "messages", "generate_content")
 
-# Roles OpenAI accepts today, in the order its own error message lists them.
-_ROLES = ("system", "assistant", "user", "function", "tool", "developer")
-# Which content-part types each role may send as an array.
-_PART_TYPES: dict[str, tuple[str, ...]] = {
-    "system": ("text",),
-    "developer": ("text",),
-    "tool": ("text",),
-    "function": ("text",),
-    "user": ("text", "image_url", "input_audio", "file"),
-    "assistant": ("text", "refusal"),
-}
-_N_MAX = 128  # OpenAI's upper bound for n
-_STOP_MAX = 4  # and for the number of stop sequences
-_ID_ALPHABET = string.ascii_letters + string.digits
+FAULT_KINDS: tuple[str, ...] = ("server_error", "timeout", "disconnect", "malformed", "content_filter", "context_length")
+LATENCY_DISTS: tuple[str, ...] = ("uniform", "lognormal", "exponential")
+# When a context_length fault is injected without a configured window, it reports this one.
+_FAULT_WINDOW = 8192
 
 
 # --------------------------------------------------------------------------------------
@@ -105,18 +126,100 @@ _ID_ALPHABET = string.ascii_letters + string.digits
 class FakeLLMConfig:
     """Behaviour that tests may change at run time through ``POST /_config``.
 
-    ``latency_ms`` is slept before each successful completion, plus a uniform jitter in
-    ``[-jitter_ms, +jitter_ms]`` drawn from a ``random.Random(seed)``; the total never goes
-    below zero.
+    Latency: ``latency_ms`` is the mean delay before a successful answer. With
+    ``latency_dist`` ``uniform`` it is ``latency_ms`` plus a uniform jitter in
+    ``[-jitter_ms, +jitter_ms]`` (fixed when ``jitter_ms`` is 0); ``lognormal`` draws a
+    lognormal with that mean and shape ``latency_sigma``; ``exponential`` an exponential
+    with that mean. Never below zero. Drawn from ``random.Random(seed)``.
+
+    Limits: ``rpm`` and ``tpm`` (None: no limit), see :mod:`infra.fake_llm.limits` for
+    ``burst_s`` and ``charge_rejected``; ``default_max_tokens`` is the output a request
+    that sets no max_tokens is assumed to reserve; ``context_window`` (None: unlimited)
+    refuses prompt tokens + max_tokens above it.
+
+    Faults: ``faults`` maps kinds of :data:`FAULT_KINDS` to rates in [0, 1] (summing to at
+    most 1), drawn from a second ``random.Random(seed)``, so for a given seed the number
+    of each fault over N requests is fixed whatever the latency settings. A ``timeout``
+    holds its request ``hang_ms`` before answering 504.
     """
 
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
+    latency_dist: str = "uniform"
+    latency_sigma: float = 0.5
     seed: int | None = 0
+    rpm: int | None = None
+    tpm: int | None = None
+    burst_s: float = 60.0
+    charge_rejected: bool = False
+    default_max_tokens: int = 16
+    context_window: int | None = None
+    faults: dict[str, float] = field(default_factory=dict)
+    hang_ms: float = 60_000.0
 
     def as_dict(self) -> dict[str, Any]:
         """The configuration as the JSON object ``/_config`` returns."""
         return asdict(self)
+
+
+_CONFIG_FIELDS = frozenset(f.name for f in fields(FakeLLMConfig))
+_LIMIT_FIELDS = frozenset({"rpm", "tpm", "burst_s", "charge_rejected"})
+
+
+def _check_config(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The validated, normalised changes; ValueError naming the first bad one."""
+    unknown = sorted(set(changes) - _CONFIG_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(sorted(_CONFIG_FIELDS))}")
+    out: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name in ("latency_ms", "jitter_ms", "latency_sigma", "hang_ms"):
+            if not is_number(value) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0")
+            out[name] = float(value)
+        elif name == "burst_s":
+            if not is_number(value) or not math.isfinite(value) or value <= 0:
+                raise ValueError("burst_s must be a finite number > 0")
+            out[name] = float(value)
+        elif name in ("rpm", "tpm", "context_window"):
+            if value is not None and (not is_int(value) or value < 1):
+                raise ValueError(f"{name} must be an integer >= 1 or null")
+            out[name] = value
+        elif name == "default_max_tokens":
+            if not is_int(value) or value < 0:
+                raise ValueError("default_max_tokens must be an integer >= 0")
+            out[name] = value
+        elif name == "seed":
+            if value is not None and not is_int(value):
+                raise ValueError("seed must be an integer or null")
+            out[name] = value
+        elif name == "charge_rejected":
+            if not isinstance(value, bool):
+                raise ValueError("charge_rejected must be a boolean")
+            out[name] = value
+        elif name == "latency_dist":
+            if value not in LATENCY_DISTS:
+                raise ValueError(f"latency_dist must be one of {', '.join(LATENCY_DISTS)}")
+            out[name] = value
+        else:  # faults
+            out[name] = _check_faults(value)
+    return out
+
+
+def _check_faults(value: Any) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise ValueError("faults must be an object of kind: rate")
+    faults: dict[str, float] = {}
+    for kind, rate in value.items():
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
+        if not is_number(rate) or not 0 <= rate <= 1:
+            raise ValueError(f"the rate of fault {kind} must be a number in [0, 1]")
+        if rate > 0:
+            faults[kind] = float(rate)
+    if sum(faults.values()) > 1 + 1e-9:
+        raise ValueError("fault rates must add up to at most 1")
+    return faults
 
 
 @dataclass
@@ -127,6 +230,9 @@ class RequestRecord:
     model: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    charged_tokens: int = 0
+    fault: str | None = None
+    rate_limited_by: str | None = None
 
 
 @dataclass
@@ -141,8 +247,11 @@ class Stats:
     by_status: Counter[int] = field(default_factory=Counter)
     by_model: Counter[str] = field(default_factory=Counter)
     by_endpoint: Counter[str] = field(default_factory=Counter)
+    by_fault: Counter[str] = field(default_factory=Counter)
+    rate_limited_by: Counter[str] = field(default_factory=Counter)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    charged_tokens: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
 
@@ -160,18 +269,23 @@ class Stats:
             self.by_model[record.model] += 1
         if record.endpoint is not None:
             self.by_endpoint[record.endpoint] += 1
+        if record.fault is not None:
+            self.by_fault[record.fault] += 1
+        if record.rate_limited_by is not None:
+            self.rate_limited_by[record.rate_limited_by] += 1
         self.prompt_tokens += record.prompt_tokens
         self.completion_tokens += record.completion_tokens
+        self.charged_tokens += record.charged_tokens
 
     def reset(self) -> None:
         """Zero the counters. ``in_flight`` is a gauge of live requests, so it is kept,
         and the high-water mark restarts from it."""
         self.requests_total = 0
-        self.by_status.clear()
-        self.by_model.clear()
-        self.by_endpoint.clear()
+        for counter in (self.by_status, self.by_model, self.by_endpoint, self.by_fault, self.rate_limited_by):
+            counter.clear()
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.charged_tokens = 0
         self.max_in_flight = self.in_flight
 
     def snapshot(self) -> dict[str, Any]:
@@ -183,7 +297,14 @@ class Stats:
         }
         for endpoint in ENDPOINTS:
             snap[endpoint] = self.by_endpoint[endpoint]
-        snap["usage"] = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+        snap["by_fault"] = dict(sorted(self.by_fault.items()))
+        snap["rate_limited"] = sum(self.rate_limited_by.values())
+        snap["rate_limited_by"] = {"requests": self.rate_limited_by["requests"], "tokens": self.rate_limited_by["tokens"]}
+        snap["usage"] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "charged_tokens": self.charged_tokens,
+        }
         snap["in_flight"] = self.in_flight
         snap["max_in_flight"] = self.max_in_flight
         return snap
@@ -194,7 +315,8 @@ def _is_control_path(path: str) -> bool:
 
 
 class AccountingMiddleware:
-    """Counts every API request in :class:`Stats` and stamps an ``x-request-id`` on it.
+    """Counts every API request in :class:`Stats` and stamps a request id on it
+    (``x-request-id`` as OpenAI names it, ``request-id`` as Anthropic does).
 
     A pure ASGI middleware rather than a BaseHTTPMiddleware: it sees the real status code
     even of error responses and adds no per-request task, which matters at hundreds of
@@ -220,7 +342,9 @@ class AccountingMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["x-request-id"] = request_id
+                headers = MutableHeaders(scope=message)
+                headers["x-request-id"] = request_id
+                headers["request-id"] = request_id
             await send(message)
 
         self.stats.begin()
@@ -235,293 +359,24 @@ def _record(request: Request) -> RequestRecord:
     return request.scope.get(_RECORD_KEY) or RequestRecord()
 
 
-# --------------------------------------------------------------------------------------
-# OpenAI errors and request validation
-# --------------------------------------------------------------------------------------
+class DroppedConnection(Response):
+    """Starts a 200 answer, sends part of its body, and stops: the server then closes the
+    connection, and the client sees it broken off mid-answer."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"4096")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b'{"id": "', "more_body": True})
 
 
-class OpenAIError(Exception):
-    """An error answered in OpenAI's shape: ``{"error": {message, type, param, code}}``."""
+class _DroppedConnectionLog(logging.Filter):
+    """Keeps uvicorn's note about an unfinished answer out of the log: it is on purpose."""
 
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        param: str | None = None,
-        code: str | None = None,
-        type: str = "invalid_request_error",
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
-        self.type = type
-        self.headers = dict(headers or {})
-
-    def response(self) -> JSONResponse:
-        """The HTTP response carrying this error."""
-        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
-
-
-def _json_type(value: Any) -> str:
-    """The JSON type of ``value`` with an article, in OpenAI's wording ("an integer")."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):  # before int: bool is a subclass of int
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a decimal"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def _quoted_list(values: Sequence[str]) -> str:
-    quoted = [f"'{v}'" for v in values]
-    if len(quoted) == 1:
-        return quoted[0]
-    return ", ".join(quoted[:-1]) + ", and " + quoted[-1] if len(quoted) > 2 else " and ".join(quoted)
-
-
-def _missing(param: str) -> OpenAIError:
-    return OpenAIError(400, f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
-
-
-def _invalid_type(param: str, expected: str, value: Any) -> OpenAIError:
-    return OpenAIError(
-        400,
-        f"Invalid type for '{param}': expected {expected}, but got {_json_type(value)} instead.",
-        param,
-        "invalid_type",
-    )
-
-
-def _invalid_value(param: str, value: str, supported: Sequence[str]) -> OpenAIError:
-    # Only ever called with short enum-like values (roles, part types), never prompt text.
-    return OpenAIError(400, f"Invalid value: '{value}'. Supported values are: {_quoted_list(supported)}.", param, "invalid_value")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_int(body: Mapping[str, Any], name: str, lo: int, hi: int | None = None) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not _is_int(value):
-        raise _invalid_type(name, "an integer", value)
-    if value < lo:
-        raise OpenAIError(
-            400,
-            f"Invalid '{name}': integer below minimum value. Expected a value >= {lo}, but got {value} instead.",
-            name,
-            "integer_below_min_value",
-        )
-    if hi is not None and value > hi:
-        raise OpenAIError(
-            400,
-            f"Invalid '{name}': integer above maximum value. Expected a value <= {hi}, but got {value} instead.",
-            name,
-            "integer_above_max_value",
-        )
-    return int(value)
-
-
-def _check_number(body: Mapping[str, Any], name: str, lo: float, hi: float) -> None:
-    value = body.get(name)
-    if value is None:
-        return
-    if not _is_number(value):
-        raise _invalid_type(name, "a number", value)
-    if value < lo:
-        raise OpenAIError(
-            400,
-            f"Invalid '{name}': decimal below minimum value. Expected a value >= {lo:g}, but got {value} instead.",
-            name,
-            "decimal_below_min_value",
-        )
-    if value > hi:
-        raise OpenAIError(
-            400,
-            f"Invalid '{name}': decimal above maximum value. Expected a value <= {hi:g}, but got {value} instead.",
-            name,
-            "decimal_above_max_value",
-        )
-
-
-def _check_content(param: str, role: str, content: Any) -> None:
-    if isinstance(content, str):
-        return
-    if not isinstance(content, list):
-        raise _invalid_type(param, "one of a string or array of objects", content)
-    if not content:
-        raise OpenAIError(
-            400,
-            f"Invalid '{param}': empty array. Expected an array with minimum length 1, but got an empty array instead.",
-            param,
-            "empty_array",
-        )
-    allowed = _PART_TYPES[role]
-    for j, part in enumerate(content):
-        part_param = f"{param}[{j}]"
-        if not isinstance(part, dict):
-            raise _invalid_type(part_param, "an object", part)
-        if "type" not in part:
-            raise _missing(f"{part_param}.type")
-        kind = part["type"]
-        if not isinstance(kind, str):
-            raise _invalid_type(f"{part_param}.type", "a string", kind)
-        if kind not in allowed:
-            raise _invalid_value(f"{part_param}.type", kind, allowed)
-        if kind == "text":
-            if "text" not in part:
-                raise _missing(f"{part_param}.text")
-            if not isinstance(part["text"], str):
-                raise _invalid_type(f"{part_param}.text", "a string", part["text"])
-
-
-def _check_message(i: int, message: Any) -> None:
-    param = f"messages[{i}]"
-    if not isinstance(message, dict):
-        raise _invalid_type(param, "an object", message)
-    if "role" not in message:
-        raise _missing(f"{param}.role")
-    role = message["role"]
-    if not isinstance(role, str):
-        raise _invalid_type(f"{param}.role", "a string", role)
-    if role not in _ROLES:
-        raise _invalid_value(f"{param}.role", role, _ROLES)
-    if "name" in message and not isinstance(message["name"], str):
-        raise _invalid_type(f"{param}.name", "a string", message["name"])
-    if role == "tool":
-        if "tool_call_id" not in message:
-            raise _missing(f"{param}.tool_call_id")
-        if not isinstance(message["tool_call_id"], str):
-            raise _invalid_type(f"{param}.tool_call_id", "a string", message["tool_call_id"])
-    if role == "function" and "name" not in message:
-        raise _missing(f"{param}.name")
-    content = message.get("content")
-    if content is None:
-        # An assistant turn that only called tools has no content; every other message must.
-        if role == "assistant" and (message.get("tool_calls") or message.get("function_call")):
-            return
-        raise _missing(f"{param}.content")
-    _check_content(f"{param}.content", role, content)
-
-
-@dataclass(frozen=True)
-class ChatCompletionRequest:
-    """The fields of a validated chat-completions body that shape the answer."""
-
-    model: str
-    messages: list[dict[str, Any]]
-    max_tokens: int | None  # the tighter of max_tokens and max_completion_tokens
-    stop: str | list[str] | None
-    n: int
-
-
-def parse_chat_request(body: Any) -> ChatCompletionRequest:
-    """Validate a decoded chat-completions body as OpenAI does; raise :class:`OpenAIError` (400).
-
-    Checks the fields that matter to the answer (model, messages, max_tokens,
-    max_completion_tokens, n, stop, stream) and the ranges of temperature and top_p.
-    Other fields are accepted unchecked: PromptForge forwards parameters some
-    OpenAI-compatible servers take (top_k, for one), and a test double should not be
-    stricter about them than those servers.
-    """
-    if not isinstance(body, dict):
-        raise OpenAIError(
-            400,
-            f"Invalid type for request body: expected an object, but got {_json_type(body)} instead.",
-            None,
-            "invalid_type",
-        )
-    model = body.get("model")
-    if model is None or model == "":
-        # OpenAI's own wording for this case, with neither param nor code set.
-        raise OpenAIError(400, "you must provide a model parameter")
-    if not isinstance(model, str):
-        raise _invalid_type("model", "a string", model)
-
-    if "messages" not in body:
-        raise _missing("messages")
-    messages = body["messages"]
-    if not isinstance(messages, list):
-        raise _invalid_type("messages", "an array", messages)
-    if not messages:
-        raise OpenAIError(
-            400,
-            "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
-            "messages",
-            "empty_array",
-        )
-    for i, message in enumerate(messages):
-        _check_message(i, message)
-
-    limits = [v for v in (_check_int(body, "max_tokens", 1), _check_int(body, "max_completion_tokens", 1)) if v is not None]
-    n = _check_int(body, "n", 1, _N_MAX) or 1
-    _check_number(body, "temperature", 0, 2)
-    _check_number(body, "top_p", 0, 1)
-
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise _invalid_type("stream", "a boolean", stream)
-    if stream:
-        # Answering a stream request with a plain JSON body would look like success to a
-        # lenient client and hide the mismatch; refuse it loudly instead.
-        raise OpenAIError(
-            400, "The fake LLM server does not implement streaming; send stream=false.", "stream", "unsupported_value"
-        )
-
-    stop = body.get("stop")
-    if stop is not None and not isinstance(stop, str):
-        if not isinstance(stop, list):
-            raise _invalid_type("stop", "one of a string or array of strings", stop)
-        if len(stop) > _STOP_MAX:
-            raise OpenAIError(
-                400,
-                f"Invalid 'stop': array too long. Expected an array with maximum length {_STOP_MAX}, "
-                f"but got an array with length {len(stop)} instead.",
-                "stop",
-                "array_above_max_length",
-            )
-        for j, item in enumerate(stop):
-            if not isinstance(item, str):
-                raise _invalid_type(f"stop[{j}]", "a string", item)
-
-    return ChatCompletionRequest(model=model, messages=messages, max_tokens=min(limits) if limits else None, stop=stop, n=n)
-
-
-def _reject_constant(name: str) -> Any:
-    # Python's json accepts NaN and Infinity; JSON (and OpenAI) does not.
-    raise ValueError(f"invalid JSON constant {name}")
-
-
-_UNPARSEABLE_BODY = (
-    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
-    "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. "
-    "If you have trouble figuring out how to fix this, please visit "
-    "https://platform.openai.com/docs/guides/text-generation.)"
-)
-
-_NO_API_KEY = (
-    "You didn't provide an API key. You need to provide your API key in an Authorization header using "
-    "Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) if "
-    "you're accessing the API from your browser and are prompted for a username. You can obtain an API key "
-    "from https://platform.openai.com/account/api-keys."
-)
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "without completing response" not in record.getMessage()
 
 
 # --------------------------------------------------------------------------------------
@@ -530,160 +385,233 @@ _NO_API_KEY = (
 
 
 @dataclass
-class ChatCall:
-    """One chat-completions request as it moves through the pipeline."""
+class Call:
+    """One API request as it moves through the pipeline."""
 
     request: Request
+    dialect: Dialect
     record: RequestRecord
-    started: float  # time.monotonic() at arrival, for openai-processing-ms
-    chat: ChatCompletionRequest | None = None  # set by the parsing stage
+    started: float  # time.monotonic() at arrival, for the processing-time header
+    prompt: Prompt | None = None  # set by parse_body
+    prompt_tokens: int = 0
+    headers: dict[str, str] = field(default_factory=dict)  # rate-limit headers for every later answer
+    fault: str | None = None
+
+    @property
+    def parsed(self) -> Prompt:
+        assert self.prompt is not None, "runs only after parse_body"
+        return self.prompt
 
 
 # A stage either answers the request (returns a Response, which ends the pipeline) or
-# returns None to pass it on. Stages run in order; the last step renders the completion.
-Stage = Callable[[ChatCall], Awaitable[Response | None]]
-
-
-def _completion_id() -> str:
-    # Same look as OpenAI's ids; secrets rather than the seeded RNG so that ids never
-    # shift the jitter sequence that a seed is meant to pin down.
-    return "chatcmpl-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(29))
+# returns None to pass it on. Stages run in order; the last step renders the answer.
+Stage = Callable[[Call], Awaitable[Response | None]]
 
 
 class FakeLLM:
-    """The server's state (config, statistics, jitter RNG) and its request handlers."""
+    """The server's state (config, statistics, limits, RNGs) and its request handlers.
 
-    def __init__(self, config: FakeLLMConfig | None = None) -> None:
+    ``clock`` (monotonic seconds) drives the rate limits; tests pass their own.
+    """
+
+    def __init__(self, config: FakeLLMConfig | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config or FakeLLMConfig()
+        self.clock = clock
         self.stats = Stats()
         self.rng = random.Random(self.config.seed)
-        # The order is the contract: auth before the body is even read (as OpenAI does),
-        # the latency only for requests that would succeed (real errors come back fast).
-        self.chat_pipeline: list[Stage] = [self.require_bearer, self.parse_chat_body, self.simulate_latency]
+        self.fault_rng = random.Random(self.config.seed)
+        self.limiter = self._new_limiter()
+        # The order is the contract (see the module docstring).
+        self.pipeline: list[Stage] = [
+            self.authenticate,
+            self.parse_body,
+            self.check_context,
+            self.rate_limit,
+            self.draw_fault,
+            self.simulate_latency,
+            self.apply_fault,
+        ]
 
     # ---- settings ------------------------------------------------------------------
+
+    def _new_limiter(self) -> RateLimiter:
+        c = self.config
+        return RateLimiter(c.rpm, c.tpm, burst_s=c.burst_s, charge_rejected=c.charge_rejected)
 
     def configure(self, changes: Mapping[str, Any]) -> None:
         """Apply a partial update of :class:`FakeLLMConfig`; raise ValueError if invalid.
 
         All fields are checked before any is applied, so a bad update changes nothing.
-        A ``seed`` key (even an unchanged one) re-seeds the jitter RNG.
+        A ``seed`` key (even an unchanged one) re-seeds the latency and fault RNGs; a
+        change to the limits starts every bucket full.
         """
-        known = {"latency_ms", "jitter_ms", "seed"}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise ValueError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        for name in ("latency_ms", "jitter_ms"):
-            if name in changes:
-                value = changes[name]
-                if not _is_number(value) or not math.isfinite(value) or value < 0:
-                    raise ValueError(f"{name} must be a finite number >= 0")
-        if "seed" in changes and changes["seed"] is not None and not _is_int(changes["seed"]):
-            raise ValueError("seed must be an integer or null")
-        for name in ("latency_ms", "jitter_ms"):
-            if name in changes:
-                setattr(self.config, name, float(changes[name]))
-        if "seed" in changes:
-            self.config.seed = changes["seed"]
+        checked = _check_config(changes)
+        for name, value in checked.items():
+            setattr(self.config, name, value)
+        if "seed" in checked:
             self.rng.seed(self.config.seed)
+            self.fault_rng.seed(self.config.seed)
+        if _LIMIT_FIELDS & set(checked):
+            self.limiter = self._new_limiter()
+
+    def reset(self) -> None:
+        """Zero the counters and refill the rate-limit buckets (config and RNGs stay)."""
+        self.stats.reset()
+        self.limiter.reset()
 
     def delay_seconds(self) -> float:
-        """The latency to simulate for the next request: latency ± uniform jitter, >= 0."""
-        latency = self.config.latency_ms
-        if self.config.jitter_ms > 0:
-            latency += self.rng.uniform(-self.config.jitter_ms, self.config.jitter_ms)
+        """The latency to simulate for the next request, drawn from the configured distribution."""
+        c = self.config
+        mean = c.latency_ms
+        if c.latency_dist == "exponential":
+            latency = self.rng.expovariate(1.0 / mean) if mean > 0 else 0.0
+        elif c.latency_dist == "lognormal":
+            # mu chosen so that the distribution's mean is latency_ms.
+            latency = self.rng.lognormvariate(math.log(mean) - c.latency_sigma**2 / 2, c.latency_sigma) if mean > 0 else 0.0
+        else:
+            latency = mean + (self.rng.uniform(-c.jitter_ms, c.jitter_ms) if c.jitter_ms > 0 else 0.0)
         return max(0.0, latency) / 1000.0
+
+    def draw_fault_kind(self) -> str | None:
+        """One draw of the fault RNG: a fault kind chosen by its rate, or None."""
+        faults = self.config.faults
+        if not faults:
+            return None
+        u = self.fault_rng.random()
+        for kind in FAULT_KINDS:  # a fixed order, so a seed always maps to the same kinds
+            u -= faults.get(kind, 0.0)
+            if u < 0:
+                return kind
+        return None
 
     # ---- pipeline stages -----------------------------------------------------------
 
-    async def require_bearer(self, call: ChatCall) -> Response | None:
-        """401 unless the request carries ``Authorization: Bearer <non-empty key>``.
+    async def authenticate(self, call: Call) -> Response | None:
+        """The format's key check, before the body is even read (as providers do)."""
+        error = call.dialect.authenticate(call.request)
+        return error.response() if error is not None else None
 
-        Any key is accepted; the value is never stored or logged.
-        """
-        scheme, _, key = call.request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            return OpenAIError(401, _NO_API_KEY).response()
-        return None
-
-    async def parse_chat_body(self, call: ChatCall) -> Response | None:
-        """Decode and validate the JSON body; 400 in OpenAI's shape if it is not acceptable."""
+    async def parse_body(self, call: Call) -> Response | None:
+        """Decode and validate the JSON body; 400 in the format's shape if it is not acceptable."""
         raw = await call.request.body()
         try:
-            body = json.loads(raw, parse_constant=_reject_constant)
+            body = json.loads(raw, parse_constant=reject_constant)
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError too
-            return OpenAIError(400, _UNPARSEABLE_BODY).response()
-        if isinstance(body, dict) and isinstance(body.get("model"), str) and body["model"]:
-            # Counted per model even when the rest of the body is refused, like a
-            # provider's dashboard would.
-            call.record.model = body["model"]
+            return call.dialect.unparseable().response()
+        # Counted per model even when the rest of the body is refused, like a provider's
+        # dashboard would.
+        call.record.model = call.dialect.model_hint(call.request, body)
         try:
-            call.chat = parse_chat_request(body)
-        except OpenAIError as exc:
+            call.prompt = call.dialect.validate(call.request, body)
+        except WireError as exc:
             return exc.response()
+        call.prompt_tokens = prompt_tokens(call.prompt.messages)
         return None
 
-    async def simulate_latency(self, call: ChatCall) -> Response | None:
-        """Sleep the configured latency without blocking the event loop."""
+    def _info(self, call: Call, **extra: Any) -> dict[str, Any]:
+        prompt = call.parsed
+        max_tokens = prompt.max_tokens or 0
+        info = {
+            "model": prompt.model,
+            "prompt_tokens": call.prompt_tokens,
+            "max_tokens": max_tokens,
+            "total": call.prompt_tokens + max_tokens,
+            "window": self.config.context_window,
+        }
+        info.update(extra)
+        return info
+
+    async def check_context(self, call: Call) -> Response | None:
+        """400 when prompt tokens + max_tokens exceed ``context_window``."""
+        window = self.config.context_window
+        if window is not None and call.prompt_tokens + (call.parsed.max_tokens or 0) > window:
+            return call.dialect.error("context_length", self._info(call), {})
+        return None
+
+    async def rate_limit(self, call: Call) -> Response | None:
+        """429 when the model's requests or tokens bucket cannot cover the request."""
+        if not self.limiter.active:
+            return None
+        prompt = call.parsed
+        cost = (
+            call.prompt_tokens
+            + (prompt.max_tokens if prompt.max_tokens is not None else self.config.default_max_tokens) * prompt.n
+        )
+        decision = self.limiter.take(prompt.model, cost, self.clock())
+        call.headers = call.dialect.rate_headers(decision.view, decision.retry_after_s)
+        if decision.allowed:
+            call.record.charged_tokens = cost
+            return None
+        call.record.rate_limited_by = decision.refused_by
+        if decision.refused_by == "requests":
+            kind, limit = "rate_limit_requests", decision.view.limit_requests
+        else:
+            kind = "rate_limit_tokens" if decision.retry_after_s is not None else "request_too_large"
+            limit = decision.view.limit_tokens
+        info = self._info(call, limit=limit, requested=cost, retry_after_s=decision.retry_after_s)
+        return call.dialect.error(kind, info, call.headers)  # type: ignore[arg-type]
+
+    async def draw_fault(self, call: Call) -> Response | None:
+        """Pick this request's fault; a ``context_length`` one is answered at once."""
+        call.fault = self.draw_fault_kind()
+        call.record.fault = call.fault
+        if call.fault == "context_length":
+            window = self.config.context_window or _FAULT_WINDOW
+            info = self._info(call, window=window)
+            info["total"] = max(info["total"], window + 1)
+            return call.dialect.error("context_length", info, call.headers)
+        return None
+
+    async def simulate_latency(self, call: Call) -> Response | None:
+        """Sleep the drawn latency without blocking the event loop (a ``timeout`` fault: hang)."""
+        if call.fault == "timeout":
+            await anyio.sleep(self.config.hang_ms / 1000.0)
+            return call.dialect.error("timeout", self._info(call), call.headers)
         delay = self.delay_seconds()
         if delay > 0:
             await anyio.sleep(delay)
         return None
 
-    def render_chat_completion(self, call: ChatCall) -> Response:
-        """The 200 answer, in the exact shape of OpenAI's chat.completion object."""
-        chat = call.chat
-        assert chat is not None, "render_chat_completion runs only after parse_chat_body"
-        result = complete(chat.messages, chat.model, chat.max_tokens, chat.stop)
-        # n choices of one deterministic reply: identical, but shaped like the real thing.
-        choices: list[dict[str, Any]] = [
-            {
-                "index": i,
-                "message": {"role": "assistant", "content": result.text, "refusal": None, "annotations": []},
-                "logprobs": None,
-                "finish_reason": result.finish_reason,
-            }
-            for i in range(chat.n)
-        ]
-        completion_tokens = result.completion_tokens * chat.n
+    async def apply_fault(self, call: Call) -> Response | None:
+        """Answer as the drawn fault does; no fault passes the request on."""
+        if call.fault == "server_error":
+            return call.dialect.error("server_error", self._info(call), call.headers)
+        if call.fault == "disconnect":
+            return DroppedConnection()
+        if call.fault == "content_filter":
+            return call.dialect.content_filtered(call.parsed, call.prompt_tokens, call.headers)
+        if call.fault == "malformed":
+            whole = self.render(call)
+            return Response(bytes(whole.body[: len(whole.body) // 2]), media_type="application/json", headers=call.headers)
+        return None
+
+    def render(self, call: Call) -> Response:
+        """The success answer in the call's format."""
+        prompt = call.parsed
+        result = complete(prompt.messages, prompt.model, prompt.max_tokens, prompt.stop)
         call.record.prompt_tokens = result.prompt_tokens
-        call.record.completion_tokens = completion_tokens
-        body = {
-            "id": _completion_id(),
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": chat.model,
-            "choices": choices,
-            "usage": {
-                "prompt_tokens": result.prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": result.prompt_tokens + completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-                "completion_tokens_details": {
-                    "reasoning_tokens": 0,
-                    "audio_tokens": 0,
-                    "accepted_prediction_tokens": 0,
-                    "rejected_prediction_tokens": 0,
-                },
-            },
-            "service_tier": "default",
-            "system_fingerprint": "fp_fake_llm",
-        }
-        elapsed_ms = int((time.monotonic() - call.started) * 1000)
-        return JSONResponse(body, headers={"openai-processing-ms": str(elapsed_ms)})
+        call.record.completion_tokens = result.completion_tokens * prompt.n
+        headers = call.headers
+        if call.dialect.processing_ms_header:
+            headers = {**headers, call.dialect.processing_ms_header: str(int((time.monotonic() - call.started) * 1000))}
+        return call.dialect.render(prompt, result, headers)
 
     # ---- routes --------------------------------------------------------------------
 
-    async def chat_completions(self, request: Request) -> Response:
-        """``POST /v1/chat/completions``: run the pipeline, then render the completion."""
-        record = _record(request)
-        record.endpoint = "chat_completions"
-        call = ChatCall(request=request, record=record, started=time.monotonic())
-        for stage in self.chat_pipeline:
-            response = await stage(call)
-            if response is not None:
-                return response
-        return self.render_chat_completion(call)
+    def endpoint(self, dialect: Dialect) -> Callable[[Request], Awaitable[Response]]:
+        """The route handler for one wire format: run the pipeline, then render."""
+
+        async def handle(request: Request) -> Response:
+            record = _record(request)
+            record.endpoint = dialect.endpoint
+            call = Call(request=request, dialect=dialect, record=record, started=time.monotonic())
+            for stage in self.pipeline:
+                response = await stage(call)
+                if response is not None:
+                    return response
+            return self.render(call)
+
+        return handle
 
     async def healthz(self, request: Request) -> Response:
         """``GET /healthz``: the server is up and serving."""
@@ -693,16 +621,16 @@ class FakeLLM:
         """``GET /_stats``: counters since start or the last ``/_reset``."""
         return JSONResponse(self.stats.snapshot())
 
-    async def reset(self, request: Request) -> Response:
-        """``POST /_reset``: zero the counters (the config and the RNG are left alone)."""
-        self.stats.reset()
+    async def reset_endpoint(self, request: Request) -> Response:
+        """``POST /_reset``: zero the counters and refill the buckets (the config and the RNGs are left alone)."""
+        self.reset()
         return JSONResponse(self.stats.snapshot())
 
     async def config_endpoint(self, request: Request) -> Response:
         """``GET /_config`` returns the settings; ``POST`` applies a partial update and returns them."""
         if request.method == "POST":
             try:
-                changes = json.loads(await request.body(), parse_constant=_reject_constant)
+                changes = json.loads(await request.body(), parse_constant=reject_constant)
             except (ValueError, RecursionError):
                 return OpenAIError(400, "the body must be a JSON object").response()
             if not isinstance(changes, dict):
@@ -724,17 +652,21 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return OpenAIError(exc.status_code, message, headers=exc.headers).response()
 
 
-def create_app(config: FakeLLMConfig | None = None) -> Starlette:
+def create_app(config: FakeLLMConfig | None = None, clock: Callable[[], float] = time.monotonic) -> Starlette:
     """The ASGI app; its :class:`FakeLLM` (config, stats) is at ``app.state.fake_llm``.
 
     ``config`` is used live, not copied: ``POST /_config`` changes that very object.
     """
-    fake = FakeLLM(config)
+    fake = FakeLLM(config, clock)
+    gemini = fake.endpoint(GeminiDialect())
     routes = [
-        Route("/v1/chat/completions", fake.chat_completions, methods=["POST"]),
+        Route("/v1/chat/completions", fake.endpoint(OpenAIDialect()), methods=["POST"]),
+        Route("/v1/messages", fake.endpoint(AnthropicDialect()), methods=["POST"]),
+        Route("/v1beta/models/{model}:generateContent", gemini, methods=["POST"]),
+        Route("/v1/models/{model}:generateContent", gemini, methods=["POST"]),
         Route("/healthz", fake.healthz, methods=["GET"]),
         Route("/_stats", fake.get_stats, methods=["GET"]),
-        Route("/_reset", fake.reset, methods=["POST"]),
+        Route("/_reset", fake.reset_endpoint, methods=["POST"]),
         Route("/_config", fake.config_endpoint, methods=["GET", "POST"]),
     ]
     app = Starlette(
@@ -758,17 +690,46 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _fault(text: str) -> tuple[str, float]:
+    kind, _, rate = text.partition("=")
+    if kind not in FAULT_KINDS:
+        raise argparse.ArgumentTypeError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
+    try:
+        return kind, float(rate)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected KIND=RATE, got {text!r}") from None
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line (see the module docstring)."""
     parser = argparse.ArgumentParser(
         prog="python -m infra.fake_llm.server",
-        description="Fake LLM server speaking OpenAI's chat-completions wire format.",
+        description="Fake LLM server speaking the OpenAI, Anthropic and Gemini wire formats.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8405, help="TCP port (default: %(default)s)")
-    parser.add_argument("--latency-ms", type=_non_negative, default=0.0, help="simulated latency per completion (default: 0)")
+    parser.add_argument("--latency-ms", type=_non_negative, default=0.0, help="mean simulated latency per answer (default: 0)")
     parser.add_argument("--jitter-ms", type=_non_negative, default=0.0, help="uniform jitter of +/- this many ms (default: 0)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the jitter RNG (default: %(default)s)")
+    parser.add_argument(
+        "--latency-dist", choices=LATENCY_DISTS, default="uniform", help="latency distribution (default: %(default)s)"
+    )
+    parser.add_argument("--latency-sigma", type=_non_negative, default=0.5, help="shape of the lognormal (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latency and fault RNGs (default: %(default)s)")
+    parser.add_argument("--rpm", type=int, default=None, help="requests per minute per model (default: no limit)")
+    parser.add_argument("--tpm", type=int, default=None, help="tokens per minute per model (default: no limit)")
+    parser.add_argument("--burst-s", type=float, default=60.0, help="bucket capacity in seconds of limit (default: %(default)s)")
+    parser.add_argument("--charge-rejected", action="store_true", help="refused requests use up the requests limit too")
+    parser.add_argument("--default-max-tokens", type=int, default=16, help="token estimate's output part without max_tokens")
+    parser.add_argument("--context-window", type=int, default=None, help="prompt + max_tokens above this is a 400")
+    parser.add_argument(
+        "--fault",
+        type=_fault,
+        action="append",
+        default=[],
+        metavar="KIND=RATE",
+        help=f"inject a fault ({', '.join(FAULT_KINDS)})",
+    )
+    parser.add_argument("--hang-ms", type=_non_negative, default=60_000.0, help="how long a timeout fault holds (default: 60000)")
     parser.add_argument("--access-log", action="store_true", help="log one line per request (method, path, status; never bodies)")
     parser.add_argument(
         "--log-level",
@@ -785,12 +746,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def config_from_args(args: argparse.Namespace) -> FakeLLMConfig:
+    """The :class:`FakeLLMConfig` the command line asks for (checked like ``/_config``)."""
+    config = FakeLLMConfig()
+    wanted = {name: getattr(args, name) for name in _CONFIG_FIELDS if name != "faults" and hasattr(args, name)}
+    wanted["faults"] = dict(args.fault)
+    for name, value in _check_config(wanted).items():
+        setattr(config, name, value)
+    return config
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until SIGTERM or SIGINT, then shut down gracefully; returns 0."""
     import uvicorn  # here, so that importing the app (tests, create_app) does not need it
 
     args = parse_args(argv)
-    app = create_app(FakeLLMConfig(latency_ms=args.latency_ms, jitter_ms=args.jitter_ms, seed=args.seed))
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(f"fake_llm: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(config)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -803,6 +779,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             lifespan="off",  # the app has no startup or shutdown work
         )
     )
+    logging.getLogger("uvicorn.error").addFilter(_DroppedConnectionLog())
 
     # uvicorn handles SIGTERM/SIGINT itself while serving, then restores the handlers it
     # found and re-raises the signal. Installing ours first makes that re-raise a no-op,
@@ -814,9 +791,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _request_exit)
     signal.signal(signal.SIGINT, _request_exit)
 
+    limits = f", rpm {config.rpm}, tpm {config.tpm}" if config.rpm or config.tpm else ""
+    faults = f", faults {config.faults}" if config.faults else ""
+    latency = f"latency {config.latency_ms:g} ms {config.latency_dist}, jitter {config.jitter_ms:g} ms"
     print(
-        f"fake_llm: serving on http://{args.host}:{args.port}/v1 "
-        f"(latency {args.latency_ms:g} ms, jitter {args.jitter_ms:g} ms, seed {args.seed})",
+        f"fake_llm: serving on http://{args.host}:{args.port}/v1 ({latency}, seed {config.seed}{limits}{faults})",
         file=sys.stderr,
         flush=True,
     )

@@ -383,7 +383,17 @@ def test_stats_count_api_requests_and_reset_zeroes_them(client: TestClient) -> N
         # The 401 was refused before its body was read, so model "c" is not counted.
         "by_model": {"a": 2, "b": 2},
         "chat_completions": 5,
-        "usage": {"prompt_tokens": 3 * full.prompt_tokens, "completion_tokens": 2 * full.completion_tokens + 1},
+        "messages": 0,
+        "generate_content": 0,
+        "by_fault": {},
+        "rate_limited": 0,
+        "rate_limited_by": {"requests": 0, "tokens": 0},
+        # No limits are set, so the limiter charges nothing.
+        "usage": {
+            "prompt_tokens": 3 * full.prompt_tokens,
+            "completion_tokens": 2 * full.completion_tokens + 1,
+            "charged_tokens": 0,
+        },
         "in_flight": 0,
         "max_in_flight": 1,
     }
@@ -396,7 +406,12 @@ def test_stats_count_api_requests_and_reset_zeroes_them(client: TestClient) -> N
         "by_status": {},
         "by_model": {},
         "chat_completions": 0,
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0},
+        "messages": 0,
+        "generate_content": 0,
+        "by_fault": {},
+        "rate_limited": 0,
+        "rate_limited_by": {"requests": 0, "tokens": 0},
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "charged_tokens": 0},
         "in_flight": 0,
         "max_in_flight": 0,
     }
@@ -405,11 +420,15 @@ def test_stats_count_api_requests_and_reset_zeroes_them(client: TestClient) -> N
     assert client.get("/_stats").json()["requests_total"] == 1
 
 
+DEFAULT_CONFIG = FakeLLMConfig().as_dict()
+
+
 def test_config_changes_latency_at_run_time(client: TestClient) -> None:
-    assert client.get("/_config").json() == {"latency_ms": 0.0, "jitter_ms": 0.0, "seed": 0}
+    assert client.get("/_config").json() == DEFAULT_CONFIG
+    assert DEFAULT_CONFIG["latency_ms"] == 0.0 and DEFAULT_CONFIG["faults"] == {} and DEFAULT_CONFIG["rpm"] is None
     response = client.post("/_config", json={"latency_ms": 250})
     assert response.status_code == 200
-    assert response.json() == {"latency_ms": 250.0, "jitter_ms": 0.0, "seed": 0}
+    assert response.json() == {**DEFAULT_CONFIG, "latency_ms": 250.0}
 
     start = time.monotonic()
     assert _chat(client).status_code == 200
@@ -436,6 +455,15 @@ def test_config_changes_latency_at_run_time(client: TestClient) -> None:
         '{"jitter_ms": 7, "seed": 1.5}',
         '{"jitter_ms": 7, "latency": 3}',
         '{"jitter_ms": 7, "latency_ms": 1e400}',
+        '{"jitter_ms": 7, "latency_dist": "gaussian"}',
+        '{"jitter_ms": 7, "rpm": 0}',
+        '{"jitter_ms": 7, "tpm": 1.5}',
+        '{"jitter_ms": 7, "burst_s": 0}',
+        '{"jitter_ms": 7, "charge_rejected": 1}',
+        '{"jitter_ms": 7, "faults": {"server_error": 0.6, "timeout": 0.6}}',
+        '{"jitter_ms": 7, "faults": {"lightning": 0.1}}',
+        '{"jitter_ms": 7, "faults": {"malformed": -0.1}}',
+        '{"jitter_ms": 7, "faults": []}',
         '{"jitter_ms": NaN}',
         "[1]",
         "{",
@@ -446,7 +474,7 @@ def test_invalid_config_is_refused_and_changes_nothing(client: TestClient, raw: 
     response = client.post("/_config", content=raw)
     assert response.status_code == 400
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
-    assert client.get("/_config").json() == {"latency_ms": 0.0, "jitter_ms": 0.0, "seed": 0}
+    assert client.get("/_config").json() == DEFAULT_CONFIG
 
 
 def test_jitter_is_seeded_bounded_and_never_negative() -> None:
