@@ -16,8 +16,10 @@ from promptforge.wiring import live
 jobs_init = functions_framework.http(public.endpoint(public.jobs_init, live))
 job_status = functions_framework.http(public.endpoint(public.job_status, live))
 job_results = functions_framework.http(public.endpoint(public.job_results, live))
+job_cancel = functions_framework.http(public.endpoint(public.job_cancel, live))
 plan_job = functions_framework.http(public.endpoint(internal.plan_job, live))
 process_chunk = functions_framework.http(public.endpoint(internal.process_chunk, live))
+watchdog = functions_framework.http(public.endpoint(internal.watchdog, live))
 
 
 @functions_framework.cloud_event
@@ -25,4 +27,4 @@ def on_upload(event: Any) -> None:
     internal.on_upload(event, live())
 
 
-__all__ = ["jobs_init", "job_status", "job_results", "plan_job", "process_chunk", "on_upload"]
+__all__ = ["jobs_init", "job_status", "job_results", "job_cancel", "plan_job", "process_chunk", "watchdog", "on_upload"]

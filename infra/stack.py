@@ -80,6 +80,8 @@ FUNCTIONS: tuple[Function, ...] = (
     Function("on_upload", "cloudevent", 13),
     Function("plan_job", "http", 14),
     Function("process_chunk", "http", 15),
+    Function("job_cancel", "http", 16),
+    Function("watchdog", "http", 17),
 )
 
 # The stack's own servers, by port offset. Functions start at offset 10.
@@ -780,6 +782,26 @@ class Stack:
             "env": env,
         }
         (self.run_dir / "stack.json").write_text(json.dumps(state, indent=2) + "\n")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Kill one service's whole process group at once, as a crash or a scale-in would,
+        and wait until it is gone (its port free)."""
+        group = self._recorded_groups().get(name)
+        if group is None:
+            raise StackError(f"{name} is not running")
+        os.killpg(group, sig)
+        port = self._definitions()[name].port
+        deadline = time.monotonic() + 10
+        while (group in _process_groups() or port_in_use(port)) and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(0.05)
+
+    def start(self, name: str) -> float:
+        """Start one service again (after :meth:`kill`); returns seconds until it answered."""
+        service = self._definitions()[name]
+        started = time.monotonic()
+        self._spawn(service)
+        return self._wait_ready(service, started)
 
     def down(self) -> list[str]:
         """Stop every process this run dir records and wait until the ports are free.

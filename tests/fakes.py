@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, BinaryIO, TypeVar
 
 from promptforge.adapters.firestore_store import AlreadyExists
-from promptforge.domain.job import Job
+from promptforge.domain.job import Job, JobStatus
 from promptforge.domain.records import ApiKey, Chunk, ClientState, Totals
 
 T = TypeVar("T")
@@ -77,6 +77,14 @@ class MemoryStore:
 
     def get_job(self, job_id: str) -> Job | None:
         return self.jobs.get(job_id)
+
+    def find_jobs(self, status: JobStatus, status_before: datetime | None = None, limit: int = 500) -> list[Job]:
+        found = [
+            j
+            for j in self.jobs.values()
+            if j.status is status and (status_before is None or (j.status_at is not None and j.status_at < status_before))
+        ]
+        return sorted(found, key=lambda j: j.status_at or j.created_at)[:limit]
 
     def save_chunks(self, chunks: Iterable[Chunk]) -> None:
         with self._lock:
@@ -163,8 +171,8 @@ class RecordingTasks:
         self.plans: list[str] = []
         self.chunks: list[tuple[str, int]] = []
 
-    def enqueue_plan(self, job_id: str) -> None:
+    def enqueue_plan(self, job_id: str, tag: str = "") -> None:
         self.plans.append(job_id)
 
-    def enqueue_chunk(self, job_id: str, index: int) -> None:
+    def enqueue_chunk(self, job_id: str, index: int, tag: str = "") -> None:
         self.chunks.append((job_id, index))

@@ -49,6 +49,18 @@ class Settings:
     chunk_max_lines: int = 500
     chunk_max_bytes: int = 8 * 1024 * 1024
     worker_concurrency: int = 128
+    # A chunk's lease, renewed by its worker's heartbeat; a dead worker's chunk is free
+    # for the task's retry after this long.
+    chunk_lease_seconds: int = 30
+    # A worker stops taking prompts after this long and hands the rest of its chunk to a
+    # continuation task, well inside the 30-minute dispatch deadline.
+    chunk_time_budget_seconds: int = 1500
+    # Finished rows are checkpointed when this many are waiting, or after this long.
+    checkpoint_rows: int = 50
+    checkpoint_seconds: float = 1.0
+    # The watchdog re-drives work idle this long, and fails a job with no progress this long.
+    watchdog_grace_seconds: int = 600
+    job_stuck_seconds: int = 3600
     status_poll_seconds: int = 5
     # Providers this deployment serves; the fake one only on dev stacks.
     providers: tuple[str, ...] = ("openai_compatible",)
@@ -86,6 +98,12 @@ def load() -> Settings:
         chunk_max_lines=_int("PROMPTFORGE_CHUNK_MAX_LINES", 500),
         chunk_max_bytes=_int("PROMPTFORGE_CHUNK_MAX_BYTES", 8 * 1024 * 1024),
         worker_concurrency=_int("PROMPTFORGE_WORKER_CONCURRENCY", 128),
+        chunk_lease_seconds=_int("PROMPTFORGE_CHUNK_LEASE_SECONDS", 30),
+        chunk_time_budget_seconds=_int("PROMPTFORGE_CHUNK_TIME_BUDGET_SECONDS", 1500),
+        checkpoint_rows=_int("PROMPTFORGE_CHECKPOINT_ROWS", 50),
+        checkpoint_seconds=float(os.environ.get("PROMPTFORGE_CHECKPOINT_SECONDS") or 1.0),
+        watchdog_grace_seconds=_int("PROMPTFORGE_WATCHDOG_GRACE_SECONDS", 600),
+        job_stuck_seconds=_int("PROMPTFORGE_JOB_STUCK_SECONDS", 3600),
         status_poll_seconds=_int("PROMPTFORGE_STATUS_POLL_SECONDS", 5),
         providers=_list("PROMPTFORGE_PROVIDERS", "openai_compatible"),
         rate_limits=json.loads(os.environ.get("PROMPTFORGE_RATE_LIMITS") or "{}"),

@@ -56,16 +56,17 @@ class CloudTasksQueue:
         except gexc.AlreadyExists:
             pass  # the same work is already enqueued (or ran within the de-duplication window)
 
-    def enqueue_plan(self, job_id: str) -> None:
-        self._create(self._s.plan_queue, f"plan-{job_id}", self._s.plan_url, {"job_id": job_id}, None)
+    def enqueue_plan(self, job_id: str, tag: str = "") -> None:
+        name = f"plan-{job_id}" + (f"-{tag}" if tag else "")
+        self._create(self._s.plan_queue, name, self._s.plan_url, {"job_id": job_id}, None)
 
-    def enqueue_chunk(self, job_id: str, index: int) -> None:
+    def enqueue_chunk(self, job_id: str, index: int, tag: str = "") -> None:
         # Several queues stand in for one queue's parallel dispatch on the emulator, which
         # sends one task at a time per queue; production configures a single queue.
         queue = self._s.chunk_queues[index % len(self._s.chunk_queues)]
         self._create(
             queue,
-            f"chunk-{job_id}-{index:05d}",
+            f"chunk-{job_id}-{index:05d}" + (f"-{tag}" if tag else ""),
             self._s.chunk_url,
             {"job_id": job_id, "chunk": index},
             self.CHUNK_DEADLINE_SECONDS,

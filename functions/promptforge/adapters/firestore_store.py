@@ -53,6 +53,7 @@ def chunk_to_doc(chunk: Chunk) -> dict[str, Any]:
     doc = dataclasses.asdict(chunk)
     doc["status"] = chunk.status.value
     doc["skip_lines"] = list(chunk.skip_lines)
+    doc["segments"] = list(chunk.segments)
     return doc
 
 
@@ -60,6 +61,7 @@ def chunk_from_doc(doc: dict[str, Any]) -> Chunk:
     data = dict(doc)
     data["status"] = ChunkStatus(data["status"])
     data["skip_lines"] = tuple(data.get("skip_lines") or ())
+    data["segments"] = tuple(data.get("segments") or ())
     return Chunk(**data)
 
 
@@ -134,6 +136,13 @@ class FirestoreJobStore:
     def get_job(self, job_id: str) -> Job | None:
         snap = self._db.collection("jobs").document(job_id).get()
         return job_from_doc(snap.to_dict()) if snap.exists else None
+
+    def find_jobs(self, status: JobStatus, status_before: datetime | None = None, limit: int = 500) -> list[Job]:
+        query = self._db.collection("jobs").where(filter=firestore.FieldFilter("status", "==", status.value))
+        if status_before is not None:
+            query = query.where(filter=firestore.FieldFilter("status_at", "<", status_before))
+        query = query.order_by("status_at").limit(limit)
+        return [job_from_doc(s.to_dict()) for s in query.stream()]
 
     def _chunks(self, job_id: str) -> Any:
         return self._db.collection("jobs").document(job_id).collection("chunks")

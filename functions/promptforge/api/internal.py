@@ -58,3 +58,10 @@ def on_upload(event: Any, deps: Deps) -> None:
     uploaded_at = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
     outcome = accept_upload(deps, bucket, name, size, uploaded_at)
     logs.info("upload event", event_id=event["id"], object=name, outcome=outcome)
+
+
+def watchdog(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Cloud Scheduler target: one watchdog sweep."""
+    from ..service.watchdog import sweep
+
+    return 200, sweep(deps).counts(), {}

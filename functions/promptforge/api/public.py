@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from .. import logs
 from ..domain import paths
 from ..domain.job import Job, JobStatus
-from ..service import keys, lifecycle
+from ..service import keys, lifecycle, results
 from ..service.deps import Deps
 from .envelope import ApiError, internal, invalid, not_found, unauthenticated
 from .schemas import InitRequest, InitResponse, ResultFile, ResultsResponse, StatusResponse
@@ -132,9 +132,14 @@ def job_status(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any],
     """``GET /v1/jobs/{job_id}/status``."""
     client_id = _client(request, deps)
     job = _own_job(request, deps, client_id)
+    body, headers = _status_body(deps, job)
+    return 200, body, headers
+
+
+def _status_body(deps: Deps, job: Job) -> tuple[dict[str, Any], dict[str, str]]:
     completed, failed = job.completed_count, job.failed_count
     tokens_in, tokens_out = job.input_tokens, job.output_tokens
-    if job.status is JobStatus.PROCESSING:
+    if job.status is JobStatus.PROCESSING or (job.status.terminal and job.status is not JobStatus.COMPLETED and job.chunk_count):
         # Live counts come from the chunk documents, which the workers update.
         totals = deps.store.chunk_totals(job.job_id)
         completed, failed = totals.completed, job.invalid_count + totals.failed
@@ -159,14 +164,34 @@ def job_status(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any],
         retry_after=None if job.status.terminal else poll,
     )
     headers = {} if job.status.terminal else {"Retry-After": str(poll)}
-    return 200, body.model_dump(exclude_none=False), headers
+    return body.model_dump(), headers
+
+
+def job_cancel(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """``POST /v1/jobs/{job_id}/cancel``: stop a job; what finished is kept."""
+    client_id = _client(request, deps)
+    if request.method != "POST":
+        raise ApiError(405, "method_not_allowed", "Use POST")
+    job = _own_job(request, deps, client_id)
+    try:
+        cancelled = lifecycle.cancel_job(deps, job)
+    except lifecycle.JobTerminal as exc:
+        raise ApiError(409, "job_terminal", "Job has already ended", {"current_status": exc.job.status.value}) from None
+    body, _ = _status_body(deps, cancelled)
+    return 200, body, {}
 
 
 def job_results(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """``GET /v1/jobs/{job_id}/results``: fresh signed URLs for a COMPLETED job."""
+    """``GET /v1/jobs/{job_id}/results``: fresh signed URLs for a COMPLETED job, and with
+    ``?partial=true`` what a FAILED or CANCELLED job produced."""
     client_id = _client(request, deps)
     job = _own_job(request, deps, client_id)
-    if job.status is not JobStatus.COMPLETED:
+    partial = request.args.get("partial", "").lower() in ("1", "true", "yes")
+    if partial and job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+        names = results.partial_files(deps, job)
+    elif job.status is JobStatus.COMPLETED:
+        names = job.result_files
+    else:
         poll = str(deps.settings.status_poll_seconds)
         raise ApiError(
             409,
@@ -185,6 +210,6 @@ def job_results(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any]
             ),
             expires_at=expires,
         )
-        for name in job.result_files
+        for name in names
     ]
     return 200, ResultsResponse(job_id=job.job_id, status=job.status.value, files=files).model_dump(), {}

@@ -24,6 +24,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/jobs/init", "jobs_init"),
     Route("GET", "/v1/jobs/{job_id}/status", "job_status"),
     Route("GET", "/v1/jobs/{job_id}/results", "job_results"),
+    Route("POST", "/v1/jobs/{job_id}/cancel", "job_cancel"),
 )
 
 

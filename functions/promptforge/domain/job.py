@@ -102,6 +102,7 @@ class Job:
     output_tokens: int = 0
     result_files: tuple[str, ...] = ()
     error: JobError | None = None
+    status_at: datetime | None = None  # when the job entered its current status
 
     def transition(self, target: JobStatus, now: datetime, error: JobError | None = None) -> Job:
         """Move to ``target``, stamping the times the contract shows; raise if illegal."""
@@ -109,7 +110,7 @@ class Job:
             raise IllegalTransition(self.job_id, self.status.value, target.value)
         if (target is JobStatus.FAILED) != (error is not None):
             raise ValueError("a FAILED job needs an error, and only a FAILED job has one")
-        changes: dict[str, Any] = {"status": target}
+        changes: dict[str, Any] = {"status": target, "status_at": now}
         if target is JobStatus.PROCESSING:
             changes["started_processing_at"] = now
         if target.terminal:

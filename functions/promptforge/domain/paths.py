@@ -36,3 +36,12 @@ def plan_errors_object(client_id: str, job_id: str) -> str:
 def chunk_errors_object(client_id: str, job_id: str, chunk_index: int) -> str:
     """Failed prompts of one chunk (results bucket, not shown to the client)."""
     return f"staging/{client_id}/{job_id}/errors_chunk_{chunk_index + 1:05d}.jsonl"
+
+
+def segment_object(client_id: str, job_id: str, chunk_index: int, delivery: int, seq: int, kind: str) -> str:
+    """A checkpoint of a chunk's finished rows (``kind`` is ``results`` or ``errors``)."""
+    return f"staging/{client_id}/{job_id}/chunk_{chunk_index + 1:05d}/d{delivery:04d}-s{seq:05d}.{kind}.jsonl"
+
+
+def is_results_segment(name: str) -> bool:
+    return name.endswith(".results.jsonl")

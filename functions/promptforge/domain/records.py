@@ -28,7 +28,10 @@ class Chunk:
     skip_lines: tuple[int, ...] = ()
     status: ChunkStatus = ChunkStatus.PENDING
     lease_until: datetime | None = None
-    deliveries: int = 0
+    deliveries: int = 0  # also the fencing token: only the latest claim may write
+    segments: tuple[str, ...] = ()  # checkpointed rows, as objects in the results bucket
+    continuations: int = 0
+    stopped: bool = False  # ended early because the job was cancelled or failed
     completed: int = 0
     failed: int = 0
     input_tokens: int = 0

@@ -1,8 +1,14 @@
-"""Processing one chunk: claim it, run its prompts, write its part, record it done.
+"""Processing one chunk: claim it, run its prompts with checkpoints, write its part,
+record it done.
 
-A chunk is claimed under a lease, so a second delivery of the same task while the
-first runs is turned away (and retried later by Cloud Tasks); a delivery after the
-chunk is done changes nothing and calls no model.
+A delivery claims the chunk under a lease and a fencing token (the chunk's delivery
+count). Finished rows are checkpointed as small segment objects listed on the chunk
+document, so a delivery killed mid-chunk costs only the prompts that had not been
+checkpointed; the next delivery reads the segments and skips what is done. A second
+delivery while the lease holds is turned away (Cloud Tasks retries it later); a delivery
+after the chunk is done calls no model. A delivery stops taking prompts when the job is
+cancelled or failed, and hands the rest of its chunk to a continuation task before its
+dispatch deadline.
 """
 
 from __future__ import annotations
@@ -11,28 +17,25 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from .. import logs
-from ..adapters.providers import ChatRequest, Provider, ProviderError, ProviderUnavailable, open_provider
+from ..adapters.providers import ProviderUnavailable, open_provider
 from ..domain import paths
 from ..domain.job import Job, JobError
 from ..domain.jsonl import PromptLine, iter_raw_lines, parse_line
 from ..domain.records import Chunk, ChunkStatus
 from ..domain.retry import RetryPolicy
+from .calls import call_with_retries, chat_request
 from .deps import Deps
 from .finalize import finalize_if_done
 from .lifecycle import fail_job
 from .pacing import Pacer, budget_id, estimate_tokens, limits_for
 from .ports import Tx
 
-# Renewed with every progress write, so a live worker keeps it; a killed one frees
-# its chunk for the task's retry within this time.
-LEASE = timedelta(seconds=60)
-PROGRESS_EVERY_S = 2.0
+HEARTBEAT_S = 2.0
 
 
 class ChunkBusy(Exception):
@@ -43,10 +46,8 @@ class ChunkBusy(Exception):
         self.retry_after = retry_after
 
 
-@dataclass
-class _Outcome:
-    rows: list[dict[str, Any]]
-    errors: list[dict[str, Any]]
+class LeaseLost(Exception):
+    """A later delivery took this chunk over (this one stalled past its lease)."""
 
 
 def process_chunk(deps: Deps, job_id: str, index: int) -> str:
@@ -60,36 +61,51 @@ def process_chunk(deps: Deps, job_id: str, index: int) -> str:
     if chunk is None:
         finalize_if_done(deps, job_id)
         return "already done"
-
     try:
-        done = _produce(deps, job, chunk)
+        outcome = _ChunkRun(deps, job, chunk).execute()
     except ProviderUnavailable as exc:
         _release(deps, chunk)
         fail_job(deps, job_id, JobError("provider_unavailable", str(exc)))
         return "failed: provider unavailable"
+    except LeaseLost:
+        logs.warning("chunk taken over by a later delivery", job_id=job_id, chunk=index)
+        return "lease lost"
     except BaseException:
         # Hand the chunk back at once so the task's retry need not wait out the lease.
         _release(deps, chunk)
         raise
-    if _record_done(deps, done):
-        logs.info("chunk done", job_id=job_id, chunk=index, completed=done.completed, failed=done.failed)
-    finalize_if_done(deps, job_id)
-    return "done"
+    if outcome == "done":
+        finalize_if_done(deps, job_id)
+    return outcome
 
 
-def _produce(deps: Deps, job: Job, chunk: Chunk) -> Chunk:
-    """Write the chunk's part and its errors; the chunk with its counts."""
-    s = deps.settings
-    part = paths.result_object(job.client_id, job.job_id, paths.part_filename(chunk.index))
-    errors_name = paths.chunk_errors_object(job.client_id, job.job_id, chunk.index)
-    if deps.blobs.exists(s.results_bucket, part):
-        # An earlier delivery wrote the part, then died before recording it: keep its work.
-        return _recount(deps, chunk, part, errors_name)
-    outcome = asyncio.run(_run(deps, job, chunk))
-    # Errors first, part last: an existing part means both are complete.
-    deps.blobs.write(s.results_bucket, errors_name, _jsonl(outcome.errors))
-    deps.blobs.write(s.results_bucket, part, _jsonl(outcome.rows))
-    return _counted(chunk, outcome.rows, outcome.errors)
+def _lease(deps: Deps) -> timedelta:
+    return timedelta(seconds=deps.settings.chunk_lease_seconds)
+
+
+def _claim(deps: Deps, job_id: str, index: int) -> Chunk | None:
+    now = deps.now()
+
+    def claim(tx: Tx) -> Chunk | None | int:
+        chunk = tx.get_chunk(job_id, index)
+        if chunk is None or chunk.status is ChunkStatus.DONE:
+            return None
+        if chunk.status is ChunkStatus.RUNNING and chunk.lease_until and chunk.lease_until > now:
+            return max(1, int((chunk.lease_until - now).total_seconds()))
+        claimed = chunk.replace(status=ChunkStatus.RUNNING, lease_until=now + _lease(deps), deliveries=chunk.deliveries + 1)
+        tx.put_chunk(claimed)
+        return claimed
+
+    result = deps.store.run_transaction(claim)
+    if isinstance(result, int):
+        raise ChunkBusy(min(result, 60))
+    if result is None:
+        return None
+    # Read back: a retried commit can hide that this call's claim went through.
+    stored = deps.store.run_transaction(lambda tx: tx.get_chunk(job_id, index))
+    if stored is None or stored.deliveries != result.deliveries or stored.status is not ChunkStatus.RUNNING:
+        raise ChunkBusy(1)
+    return stored
 
 
 def _release(deps: Deps, chunk: Chunk) -> None:
@@ -106,49 +122,255 @@ def _release(deps: Deps, chunk: Chunk) -> None:
         logs.warning("could not release a chunk lease", job_id=chunk.job_id, chunk=chunk.index, error_type=type(exc).__name__)
 
 
-def _claim(deps: Deps, job_id: str, index: int) -> Chunk | None:
-    now = deps.now()
-
-    def claim(tx: Tx) -> Chunk | None | int:
-        chunk = tx.get_chunk(job_id, index)
-        if chunk is None or chunk.status is ChunkStatus.DONE:
-            return None
-        if chunk.status is ChunkStatus.RUNNING and chunk.lease_until and chunk.lease_until > now:
-            return max(1, int((chunk.lease_until - now).total_seconds()))
-        claimed = chunk.replace(status=ChunkStatus.RUNNING, lease_until=now + LEASE, deliveries=chunk.deliveries + 1)
-        tx.put_chunk(claimed)
-        return claimed
-
-    result = deps.store.run_transaction(claim)
-    if isinstance(result, int):
-        raise ChunkBusy(min(result, 60))
-    return result
-
-
-def _record_done(deps: Deps, chunk: Chunk) -> bool:
-    def record(tx: Tx) -> bool:
-        current = tx.get_chunk(chunk.job_id, chunk.index)
-        job = tx.get_job(chunk.job_id)
-        if current is None or job is None or current.status is ChunkStatus.DONE:
-            return False
-        tx.put_chunk(chunk.replace(status=ChunkStatus.DONE, lease_until=None))
-        tx.put_job(job.replace(chunks_done=job.chunks_done + 1))
-        return True
-
-    return bool(deps.store.run_transaction(record))
-
-
 def _jsonl(rows: list[dict[str, Any]]) -> bytes:
     return b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows)
 
 
-def _counted(chunk: Chunk, rows: list[dict[str, Any]], errors: list[dict[str, Any]]) -> Chunk:
-    return chunk.replace(
-        completed=len(rows),
-        failed=len(errors),
-        input_tokens=sum(r.get("input_tokens", 0) for r in rows),
-        output_tokens=sum(r.get("output_tokens", 0) for r in rows),
-    )
+@dataclass
+class _Pending:
+    """Rows finished since the last checkpoint."""
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.results) + len(self.errors)
+
+
+class _ChunkRun:
+    """One delivery running one chunk: pacing, checkpoints, heartbeat, stop signals."""
+
+    def __init__(self, deps: Deps, job: Job, chunk: Chunk) -> None:
+        self.deps = deps
+        self.s = deps.settings
+        self.job = job
+        self.chunk = chunk  # as stored: the fencing token and the checkpoints so far
+        self.budget = budget_id(job.provider, job.model, self.s, job.base_url)
+        self.worker_id = uuid.uuid4().hex
+        self.pacer = Pacer(limits_for(job.provider, job.model, self.s), self.s.rate_target)
+        self.pending = _Pending()
+        self.seq = 0
+        self.over_budget = False
+        self.halt: str | None = None  # why no new prompt may start: cancelled, time box
+        self.started = time.monotonic()
+        self.last_checkpoint = time.monotonic()
+        self.last_heartbeat = time.monotonic()
+
+    # --- the synchronous frame -------------------------------------------------------
+
+    def execute(self) -> str:
+        """Run the chunk to its end, a stop, or a hand-over; returns the outcome."""
+        part = paths.result_object(self.job.client_id, self.job.job_id, paths.part_filename(self.chunk.index))
+        if self.deps.blobs.exists(self.s.results_bucket, part):
+            # An earlier delivery wrote the part, then died before recording it: keep its work.
+            self._finish(already_written=True)
+            return "done"
+        done_ids = self._load_checkpoints()
+        lines = [line for line in _lines(self.deps, self.job, self.chunk) if line.prompt_id not in done_ids]
+        asyncio.run(self._run(lines))
+        if self.halt == "time box":
+            self._hand_over()
+            return "continued"
+        self._finish(already_written=False)
+        return "stopped" if self.halt else "done"
+
+    def _load_checkpoints(self) -> set[str]:
+        done: set[str] = set()
+        for name in self.chunk.segments:
+            with self.deps.blobs.open_read(self.s.results_bucket, name) as f:
+                done.update(json.loads(line)["prompt_id"] for line in f.read().splitlines() if line.strip())
+        return done
+
+    def _hand_over(self) -> None:
+        """Past the time box: release the chunk and enqueue its continuation."""
+        self._release_for_continuation()
+        self.deps.tasks.enqueue_chunk(self.job.job_id, self.chunk.index, f"c{self.chunk.continuations + 1}")
+        logs.info(
+            "chunk continued", job_id=self.job.job_id, chunk=self.chunk.index, done=self.chunk.completed + self.chunk.failed
+        )
+
+    def _release_for_continuation(self) -> None:
+        mine = self.chunk
+
+        def release(tx: Tx) -> None:
+            current = tx.get_chunk(mine.job_id, mine.index)
+            if current is None or current.deliveries != mine.deliveries:
+                raise LeaseLost()
+            tx.put_chunk(current.replace(status=ChunkStatus.PENDING, lease_until=None, continuations=current.continuations + 1))
+
+        self.deps.store.run_transaction(release)
+
+    def _finish(self, already_written: bool) -> None:
+        """Write the part from the checkpoints (errors first, part last) and record the chunk done."""
+        client, job_id, index = self.job.client_id, self.job.job_id, self.chunk.index
+        part = paths.result_object(client, job_id, paths.part_filename(index))
+        errors_name = paths.chunk_errors_object(client, job_id, index)
+        if already_written:
+            counted = _recount(self.deps, self.chunk, part, errors_name)
+        else:
+            self._verify_lease()
+            results = [n for n in self.chunk.segments if paths.is_results_segment(n)]
+            errors = [n for n in self.chunk.segments if not paths.is_results_segment(n)]
+            self.deps.blobs.concatenate(self.s.results_bucket, errors, errors_name)
+            self.deps.blobs.concatenate(self.s.results_bucket, results, part)
+            counted = self.chunk
+        mine = self.chunk
+        stopped = self.halt is not None
+
+        def record(tx: Tx) -> None:
+            current = tx.get_chunk(job_id, index)
+            job = tx.get_job(job_id)
+            if current is None or job is None or current.status is ChunkStatus.DONE:
+                return
+            if not already_written and current.deliveries != mine.deliveries:
+                raise LeaseLost()
+            tx.put_chunk(
+                current.replace(
+                    status=ChunkStatus.DONE,
+                    lease_until=None,
+                    stopped=stopped,
+                    completed=counted.completed,
+                    failed=counted.failed,
+                    input_tokens=counted.input_tokens,
+                    output_tokens=counted.output_tokens,
+                )
+            )
+            tx.put_job(job.replace(chunks_done=job.chunks_done + 1))
+
+        self.deps.store.run_transaction(record)
+        logs.info("chunk done", job_id=job_id, chunk=index, completed=counted.completed, failed=counted.failed, stopped=stopped)
+
+    def _verify_lease(self) -> None:
+        current = self.deps.store.run_transaction(lambda tx: tx.get_chunk(self.chunk.job_id, self.chunk.index))
+        if current is None or current.deliveries != self.chunk.deliveries:
+            raise LeaseLost()
+
+    # --- checkpoints and heartbeat (called from a worker thread) ----------------------
+
+    def _take_pending(self) -> _Pending:
+        """Hand over the rows waiting for a checkpoint (on the event loop's thread, so no
+        row can be appended to a batch that is already being written)."""
+        rows, self.pending = self.pending, _Pending()
+        return rows
+
+    def _checkpoint(self, rows: _Pending) -> None:
+        """Write ``rows`` as segments and list them on the chunk, renewing the lease."""
+        names: list[str] = []
+        for kind, batch in (("results", rows.results), ("errors", rows.errors)):
+            if batch:
+                name = paths.segment_object(
+                    self.job.client_id, self.job.job_id, self.chunk.index, self.chunk.deliveries, self.seq, kind
+                )
+                self.deps.blobs.write(self.s.results_bucket, name, _jsonl(batch))
+                names.append(name)
+        self.seq += 1
+        mine = self.chunk
+        lease_until = self.deps.now() + _lease(self.deps)
+
+        def save(tx: Tx) -> Chunk:
+            current = tx.get_chunk(mine.job_id, mine.index)
+            if current is None or current.deliveries != mine.deliveries or current.status is not ChunkStatus.RUNNING:
+                raise LeaseLost()
+            updated = current.replace(
+                segments=current.segments + tuple(n for n in names if n not in current.segments),
+                lease_until=lease_until,
+                completed=mine.completed + len(rows.results),
+                failed=mine.failed + len(rows.errors),
+                input_tokens=mine.input_tokens + sum(r.get("input_tokens", 0) for r in rows.results),
+                output_tokens=mine.output_tokens + sum(r.get("output_tokens", 0) for r in rows.results),
+            )
+            tx.put_chunk(updated)
+            return updated
+
+        self.chunk = self.deps.store.run_transaction(save)
+        self.last_checkpoint = time.monotonic()
+
+    def _heartbeat(self, rows: _Pending) -> None:
+        """Checkpoint, take this worker's share of the rate budget, and look for stop signals."""
+        self._checkpoint(rows)
+        store, now = self.deps.store, self.deps.now()
+        store.heartbeat_worker(self.budget, self.worker_id, now + _lease(self.deps))
+        self.pacer.set_share(store.live_workers(self.budget, now))
+        job = store.get_job(self.job.job_id)
+        if job is None or job.status.terminal:
+            self.halt = f"job {job.status.value if job else 'deleted'}"
+        if self.job.budget_tokens is not None and not self.over_budget:
+            totals = store.chunk_totals(self.job.job_id)
+            if totals.input_tokens + totals.output_tokens >= self.job.budget_tokens:
+                self.over_budget = True
+                logs.info("token budget reached", job_id=self.job.job_id, chunk=self.chunk.index)
+        self.last_heartbeat = time.monotonic()
+
+    # --- the asynchronous run --------------------------------------------------------
+
+    async def _run(self, lines: list[PromptLine]) -> None:
+        sem = asyncio.Semaphore(self.s.worker_concurrency)
+        policy = RetryPolicy()
+        provider = open_provider(self.job.provider, self.s, self.job.base_url)
+        stop = asyncio.Event()
+        await asyncio.to_thread(self._heartbeat, _Pending())
+        self.started = time.monotonic()
+        begun = 0
+
+        async def one(line: PromptLine) -> None:
+            nonlocal begun
+            request = chat_request(self.job, line)
+            estimate = estimate_tokens(request.messages, request.params, self.s.default_max_tokens_estimate)
+            async with sem:
+                # Past the time box, stop starting prompts (but always start at least one,
+                # so every delivery makes progress).
+                if begun and time.monotonic() - self.started > self.s.chunk_time_budget_seconds:
+                    self.halt = self.halt or "time box"
+                if self.halt:
+                    return  # not started: stays for a continuation, or unrun in a stopped job
+                begun += 1
+                row: dict[str, Any] | None
+                err: dict[str, Any] | None
+                if self.over_budget:
+                    row, err = None, {"prompt_id": line.prompt_id, "error": "budget_exceeded", "attempts": 0}
+                else:
+                    row, err = await call_with_retries(
+                        provider, request, line.prompt_id, self.job.max_attempts, policy, self.pacer, estimate
+                    )
+            if row is not None:
+                self.pending.results.append(row)
+            elif err is not None:
+                self.pending.errors.append(err)
+
+        async def keeper() -> None:
+            # Checkpoints when enough rows wait or enough time passed; heartbeats between.
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(stop.wait(), 0.1)
+                except TimeoutError:
+                    pass
+                now = time.monotonic()
+                if now - self.last_heartbeat >= HEARTBEAT_S:
+                    await asyncio.to_thread(self._heartbeat, self._take_pending())
+                elif len(self.pending) >= self.s.checkpoint_rows or (
+                    self.pending and now - self.last_checkpoint >= self.s.checkpoint_seconds
+                ):
+                    await asyncio.to_thread(self._checkpoint, self._take_pending())
+
+        keeping = asyncio.create_task(keeper())
+        try:
+            await asyncio.gather(*(one(line) for line in lines))
+        finally:
+            stop.set()
+            await keeping
+            await provider.aclose()
+            await asyncio.to_thread(self.deps.store.drop_worker, self.budget, self.worker_id)
+        if self.pending:
+            await asyncio.to_thread(self._checkpoint, self._take_pending())
+        logs.info(
+            "chunk ran",
+            job_id=self.job.job_id,
+            chunk=self.chunk.index,
+            prompts=len(lines),
+            seconds=round(time.monotonic() - self.started, 3),
+            rate_limited=self.pacer.rate_limited,
+            halted=self.halt,
+        )
 
 
 def _recount(deps: Deps, chunk: Chunk, part: str, errors_name: str) -> Chunk:
@@ -156,7 +378,13 @@ def _recount(deps: Deps, chunk: Chunk, part: str, errors_name: str) -> Chunk:
         with deps.blobs.open_read(deps.settings.results_bucket, name) as f:
             return [json.loads(line) for line in f.read().splitlines() if line.strip()]
 
-    return _counted(chunk, rows_of(part), rows_of(errors_name))
+    rows, errors = rows_of(part), rows_of(errors_name)
+    return chunk.replace(
+        completed=len(rows),
+        failed=len(errors),
+        input_tokens=sum(r.get("input_tokens", 0) for r in rows),
+        output_tokens=sum(r.get("output_tokens", 0) for r in rows),
+    )
 
 
 def _lines(deps: Deps, job: Job, chunk: Chunk) -> list[PromptLine]:
@@ -172,154 +400,3 @@ def _lines(deps: Deps, job: Job, chunk: Chunk) -> list[PromptLine]:
             if isinstance(parsed, PromptLine):
                 out.append(parsed)
     return out
-
-
-def chat_request(job: Job, line: PromptLine) -> ChatRequest:
-    """The provider request for a line: the line's overrides over the job's settings."""
-    messages = list(line.messages) if line.messages is not None else [{"role": "user", "content": line.prompt}]
-    system = line.system_prompt if line.system_prompt is not None else job.system_prompt
-    if system and messages[0].get("role") != "system":
-        messages.insert(0, {"role": "system", "content": system})
-    return ChatRequest(model=job.model, messages=messages, params={**job.params, **line.params})
-
-
-async def call_with_retries(
-    provider: Provider,
-    request: ChatRequest,
-    prompt_id: str,
-    max_attempts: int,
-    policy: RetryPolicy,
-    pacer: Pacer,
-    estimate: int,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """One prompt to completion under the pacer: ``(result_row, None)`` or ``(None, error_row)``.
-
-    A 429 is paced by the pacer (which holds requests for the retry-after); other
-    retryable errors back off with jitter; every try counts toward ``max_attempts``.
-    """
-    attempt = 0
-    while True:
-        attempt += 1
-        await pacer.acquire(estimate)
-        try:
-            result = await provider.complete(request)
-        except ProviderError as exc:
-            pacer.settle(estimate, 0)
-            pacer.learn(getattr(exc, "rate_limits", None))
-            if exc.code == "rate_limit_exceeded":
-                pacer.on_rate_limited(exc.retry_after)
-            if not exc.retryable or attempt >= max_attempts:
-                return None, {"prompt_id": prompt_id, "error": exc.code, "attempts": attempt, "detail": exc.detail}
-            if exc.code != "rate_limit_exceeded":
-                await sleep(policy.delay(attempt, exc.retry_after))
-            continue
-        pacer.settle(estimate, result.input_tokens + result.output_tokens)
-        pacer.learn(getattr(result, "rate_limits", None))
-        return {
-            "prompt_id": prompt_id,
-            "result": result.text,
-            "model": result.model,
-            "tokens_used": result.input_tokens + result.output_tokens,
-            "input_tokens": result.input_tokens,
-            "output_tokens": result.output_tokens,
-            "finish_reason": result.finish_reason,
-            "attempts": attempt,
-        }, None
-
-
-class _ChunkRun:
-    """One delivery running one chunk's prompts: pacing, progress, budget."""
-
-    def __init__(self, deps: Deps, job: Job, chunk: Chunk) -> None:
-        self.deps = deps
-        self.job = job
-        self.chunk = chunk
-        s = deps.settings
-        self.budget = budget_id(job.provider, job.model, s, job.base_url)
-        self.worker_id = uuid.uuid4().hex
-        self.pacer = Pacer(limits_for(job.provider, job.model, s), s.rate_target)
-        self.completed = self.failed = self.tokens_in = self.tokens_out = 0
-        self.over_budget = False
-        self.stop = asyncio.Event()
-
-    async def run(self) -> _Outcome:
-        lines = _lines(self.deps, self.job, self.chunk)
-        results: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = [(None, None)] * len(lines)
-        sem = asyncio.Semaphore(self.deps.settings.worker_concurrency)
-        policy = RetryPolicy()
-        provider = open_provider(self.job.provider, self.deps.settings, self.job.base_url)
-        await asyncio.to_thread(self._check_in)
-
-        async def one(i: int, line: PromptLine) -> None:
-            request = chat_request(self.job, line)
-            estimate = estimate_tokens(request.messages, request.params, self.deps.settings.default_max_tokens_estimate)
-            async with sem:
-                if self.over_budget:
-                    results[i] = (None, {"prompt_id": line.prompt_id, "error": "budget_exceeded", "attempts": 0})
-                else:
-                    results[i] = await call_with_retries(
-                        provider, request, line.prompt_id, self.job.max_attempts, policy, self.pacer, estimate
-                    )
-            row, _ = results[i]
-            if row is not None:
-                self.completed += 1
-                self.tokens_in += row["input_tokens"]
-                self.tokens_out += row["output_tokens"]
-            else:
-                self.failed += 1
-
-        started = time.monotonic()
-        reporter = asyncio.create_task(self._report())
-        try:
-            await asyncio.gather(*(one(i, line) for i, line in enumerate(lines)))
-        finally:
-            # Let a progress write in flight land before the chunk is recorded done.
-            self.stop.set()
-            await reporter
-            await provider.aclose()
-            await asyncio.to_thread(self.deps.store.drop_worker, self.budget, self.worker_id)
-        logs.info(
-            "chunk ran",
-            job_id=self.job.job_id,
-            chunk=self.chunk.index,
-            prompts=len(lines),
-            seconds=round(time.monotonic() - started, 3),
-            rate_limited=self.pacer.rate_limited,
-        )
-        return _Outcome([r for r, _ in results if r is not None], [e for _, e in results if e is not None])
-
-    def _check_in(self) -> None:
-        """Heartbeat on the rate budget, take this worker's share, and check the job's token budget."""
-        store, now = self.deps.store, self.deps.now()
-        store.heartbeat_worker(self.budget, self.worker_id, now + LEASE)
-        self.pacer.set_share(store.live_workers(self.budget, now))
-        if self.job.budget_tokens is not None and not self.over_budget:
-            totals = store.chunk_totals(self.job.job_id)
-            if totals.input_tokens + totals.output_tokens >= self.job.budget_tokens:
-                self.over_budget = True
-                logs.info("token budget reached", job_id=self.job.job_id, chunk=self.chunk.index)
-
-    def _save_progress(self) -> None:
-        snapshot = self.chunk.replace(
-            completed=self.completed,
-            failed=self.failed,
-            input_tokens=self.tokens_in,
-            output_tokens=self.tokens_out,
-            lease_until=self.deps.now() + LEASE,
-        )
-        self.deps.store.save_chunk_progress(snapshot)
-        self._check_in()
-
-    async def _report(self) -> None:
-        # Progress for the status endpoint (this worker is the chunk's only writer), the
-        # heartbeat that keeps its lease and its share of the rate budget, and the budget.
-        while not self.stop.is_set():
-            try:
-                await asyncio.wait_for(self.stop.wait(), PROGRESS_EVERY_S)
-            except TimeoutError:
-                await asyncio.to_thread(self._save_progress)
-
-
-async def _run(deps: Deps, job: Job, chunk: Chunk) -> _Outcome:
-    return await _ChunkRun(deps, job, chunk).run()

@@ -121,3 +121,36 @@ def fail_job(deps: Deps, job_id: str, error: JobError) -> bool:
     logs.warning("job failed", job_id=job_id, code=error.code)
     start_active(deps, client_id)
     return True
+
+
+class JobTerminal(Exception):
+    """The job already ended; it cannot be cancelled."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"job {job.job_id} is {job.status.value}")
+        self.job = job
+
+
+def cancel_job(deps: Deps, job: Job) -> Job:
+    """Cancel a non-terminal job; its workers stop starting prompts at their next heartbeat."""
+    now = deps.now()
+    before = deps.store.get_job(job.job_id)
+    if before is None or before.status.terminal:
+        raise JobTerminal(before or job)
+
+    def cancel(tx: Tx) -> None:
+        current = tx.get_job(job.job_id)
+        if current is None or current.status.terminal:
+            return
+        client, successor = read_successor(tx, current)
+        tx.put_job(current.transition(JobStatus.CANCELLED, now))
+        hand_over(tx, client, job.job_id, successor, now)
+
+    deps.store.run_transaction(cancel)
+    after = deps.store.get_job(job.job_id)
+    assert after is not None
+    if after.status is not JobStatus.CANCELLED:
+        raise JobTerminal(after)
+    logs.info("job cancelled", job_id=job.job_id)
+    start_active(deps, job.client_id)
+    return after

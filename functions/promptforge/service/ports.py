@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import BinaryIO, Protocol, TypeVar
 
-from ..domain.job import Job
+from ..domain.job import Job, JobStatus
 from ..domain.records import ApiKey, Chunk, ClientState, Totals
 
 T = TypeVar("T")
@@ -37,6 +37,10 @@ class JobStore(Protocol):
 
     def create_job(self, job: Job) -> None: ...
     def get_job(self, job_id: str) -> Job | None: ...
+    def find_jobs(self, status: JobStatus, status_before: datetime | None = None, limit: int = 500) -> list[Job]:
+        """Jobs in ``status`` (that entered it before ``status_before``), oldest first."""
+        ...
+
     def save_chunks(self, chunks: Iterable[Chunk]) -> None: ...
     def list_chunks(self, job_id: str) -> list[Chunk]: ...
     def save_chunk_progress(self, chunk: Chunk) -> None:
@@ -81,5 +85,7 @@ class BlobStore(Protocol):
 class TaskQueue(Protocol):
     """Cloud Tasks: named tasks, so a repeated enqueue of the same work is harmless."""
 
-    def enqueue_plan(self, job_id: str) -> None: ...
-    def enqueue_chunk(self, job_id: str, index: int) -> None: ...
+    def enqueue_plan(self, job_id: str, tag: str = "") -> None: ...
+    def enqueue_chunk(self, job_id: str, index: int, tag: str = "") -> None:
+        """``tag`` names a continuation or a re-drive, so its task name is new."""
+        ...

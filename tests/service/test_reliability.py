@@ -1,0 +1,180 @@
+"""Nothing lost, nothing duplicated: repeated and concurrent deliveries, crashes between
+checkpoints, the time box, cancel, and the watchdog. On in-memory adapters and on the
+emulators."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import requests
+
+from promptforge.domain.job import JobStatus
+from promptforge.domain.records import ChunkStatus
+from promptforge.service import chunks as chunks_module
+from promptforge.service import lifecycle, results, watchdog
+from promptforge.service.chunks import ChunkBusy, process_chunk
+from promptforge.service.deps import StaticDeps
+from promptforge.service.plan import plan_job
+from tests.conftest import llm_stats
+from tests.service.test_lifecycle import all_rows, drain, prompts_file, rows, submit
+
+
+def planned(deps: StaticDeps, n: int, chunk_lines: int = 4) -> tuple[str, str]:
+    deps.settings = dataclasses.replace(deps.settings, chunk_max_lines=chunk_lines)
+    client_id, job_id = submit(deps, prompts_file(n))
+    plan_job(deps, deps.tasks.plans.pop(0))  # type: ignore[attr-defined]
+    deps.tasks.chunks.clear()  # type: ignore[attr-defined]
+    return client_id, job_id
+
+
+def ids(deps: StaticDeps, client_id: str, job_id: str) -> Counter[str]:
+    res, errs = all_rows(deps, client_id, job_id)
+    return Counter(r["prompt_id"] for r in res + errs)
+
+
+def test_every_chunk_delivered_twice_and_once_concurrently_gives_the_same_output(deps: StaticDeps, fake_llm: str) -> None:
+    client_id, job_id = planned(deps, 12)
+    calls = llm_stats(fake_llm)["requests_total"]
+    outcomes: list[str] = []
+    busy: list[int] = []
+
+    def deliver(index: int) -> None:
+        try:
+            outcomes.append(process_chunk(deps, job_id, index))
+        except ChunkBusy:
+            busy.append(index)
+
+    # chunk 0 twice at the same moment; the rest once, then each again
+    pair = [threading.Thread(target=deliver, args=(0,)) for _ in range(2)]
+    for t in pair:
+        t.start()
+    for t in pair:
+        t.join()
+    if busy:  # the turned-away twin comes back later, as Cloud Tasks would retry it
+        deliver(0)
+    for index in (1, 2, 1, 2, 0):
+        deliver(index)
+    job = deps.store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.COMPLETED
+    assert llm_stats(fake_llm)["requests_total"] - calls == 12
+    assert ids(deps, client_id, job_id) == Counter({f"p{i:04d}": 1 for i in range(12)})
+    assert job.chunks_done == job.chunk_count == 3
+
+
+def test_a_delivery_that_dies_after_checkpointing_is_resumed_without_calling_the_model_again(
+    deps: StaticDeps, fake_llm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client_id, job_id = planned(deps, 6, chunk_lines=6)
+    deps.settings = dataclasses.replace(deps.settings, checkpoint_rows=2)
+    calls = llm_stats(fake_llm)["requests_total"]
+    real_finish = chunks_module._ChunkRun._finish
+
+    def die(self: Any, already_written: bool) -> None:
+        raise RuntimeError("killed before writing the part")
+
+    monkeypatch.setattr(chunks_module._ChunkRun, "_finish", die)
+    with pytest.raises(RuntimeError):
+        process_chunk(deps, job_id, 0)
+    chunk = deps.store.list_chunks(job_id)[0]
+    assert chunk.status is ChunkStatus.PENDING and chunk.completed == 6 and chunk.segments
+    monkeypatch.setattr(chunks_module._ChunkRun, "_finish", real_finish)
+    assert process_chunk(deps, job_id, 0) == "done"
+    assert llm_stats(fake_llm)["requests_total"] - calls == 6  # the retry ran no prompt again
+    assert ids(deps, client_id, job_id) == Counter({f"p{i:04d}": 1 for i in range(6)})
+    assert deps.store.get_job(job_id).status is JobStatus.COMPLETED  # type: ignore[union-attr]
+
+
+def test_a_chunk_past_its_time_box_hands_the_rest_to_a_continuation(deps: StaticDeps, fake_llm: str) -> None:
+    client_id, job_id = planned(deps, 30, chunk_lines=30)
+    deps.settings = dataclasses.replace(deps.settings, chunk_time_budget_seconds=0, worker_concurrency=1)
+    calls = llm_stats(fake_llm)["requests_total"]
+    outcomes = []
+    for _ in range(100):
+        outcomes.append(process_chunk(deps, job_id, 0))
+        if outcomes[-1] == "done":
+            break
+        assert deps.tasks.chunks[-1] == (job_id, 0)  # type: ignore[attr-defined]
+    assert outcomes[-1] == "done" and outcomes.count("continued") >= 2
+    assert llm_stats(fake_llm)["requests_total"] - calls == 30
+    assert ids(deps, client_id, job_id) == Counter({f"p{i:04d}": 1 for i in range(30)})
+    assert deps.store.list_chunks(job_id)[0].continuations == outcomes.count("continued")
+
+
+def test_cancel_stops_new_work_keeps_what_finished_and_frees_the_slot(deps: StaticDeps) -> None:
+    client_id, job_id = planned(deps, 8)
+    _, waiting = submit(deps, prompts_file(2), client_id)
+    process_chunk(deps, job_id, 0)  # one chunk finished before the cancel
+    job = deps.store.get_job(job_id)
+    assert job is not None
+    cancelled = lifecycle.cancel_job(deps, job)
+    assert cancelled.status is JobStatus.CANCELLED and cancelled.completed_at is not None
+    assert process_chunk(deps, job_id, 1) == "ignored: job is CANCELLED"
+    with pytest.raises(lifecycle.JobTerminal):
+        lifecycle.cancel_job(deps, cancelled)
+    # the next job took the slot
+    assert deps.store.get_job(waiting).status is JobStatus.QUEUED  # type: ignore[union-attr]
+    files = results.partial_files(deps, cancelled)
+    assert files == ("results_part_001.jsonl", "errors.jsonl")
+    got = rows(deps, client_id, job_id, "results_part_001.jsonl")
+    assert sorted(r["prompt_id"] for r in got) == [f"p{i:04d}" for i in range(4)]
+
+
+def test_a_worker_running_when_the_job_is_cancelled_stops_starting_prompts(deps: StaticDeps, fake_llm: str) -> None:
+    client_id, job_id = planned(deps, 40, chunk_lines=40)
+    deps.settings = dataclasses.replace(deps.settings, worker_concurrency=1)
+    requests.post(f"{fake_llm}/_config", json={"latency_ms": 100}, timeout=5).raise_for_status()
+    try:
+        timer = threading.Timer(0.8, lambda: lifecycle.cancel_job(deps, deps.store.get_job(job_id)))  # type: ignore[arg-type]
+        timer.start()
+        outcome = process_chunk(deps, job_id, 0)
+        timer.join()
+    finally:
+        requests.post(f"{fake_llm}/_config", json={"latency_ms": 5}, timeout=5)
+    assert outcome == "stopped"
+    chunk = deps.store.list_chunks(job_id)[0]
+    assert chunk.status is ChunkStatus.DONE and chunk.stopped and 0 < chunk.completed < 40
+    job = deps.store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.CANCELLED
+    got = rows(deps, client_id, job_id, "results_part_001.jsonl")
+    assert len(got) == chunk.completed == len({r["prompt_id"] for r in got})
+
+
+def later(deps: StaticDeps, seconds: float) -> None:
+    base = deps.clock
+    deps.clock = lambda: base() + timedelta(seconds=seconds)
+
+
+def test_the_watchdog_expires_uploads_that_never_came(deps: StaticDeps) -> None:
+    from promptforge.service import keys
+
+    _, key = keys.create_key(deps)
+    new = lifecycle.create_job(deps, key.client_id, {"provider": "fake", "model": "m"})
+    later(deps, deps.settings.upload_url_ttl_seconds + 1)
+    swept = watchdog.sweep(deps)
+    assert new.job.job_id in swept.expired
+    job = deps.store.get_job(new.job.job_id)
+    assert job is not None and job.status is JobStatus.FAILED and job.error and job.error.code == "upload_expired"
+
+
+def test_the_watchdog_redrives_lost_tasks_and_finishes_interrupted_jobs(deps: StaticDeps) -> None:
+    client_id, job_id = planned(deps, 8)  # chunk tasks "lost": the test cleared them
+    later(deps, deps.settings.watchdog_grace_seconds + 5)
+    swept = watchdog.sweep(deps)
+    assert sorted(i for j, i in swept.redriven if j == job_id) == [0, 1]
+    drain(deps)
+    assert deps.store.get_job(job_id).status is JobStatus.COMPLETED  # type: ignore[union-attr]
+    assert ids(deps, client_id, job_id) == Counter({f"p{i:04d}": 1 for i in range(8)})
+
+
+def test_the_watchdog_fails_a_job_stuck_beyond_the_limit(deps: StaticDeps) -> None:
+    _, job_id = planned(deps, 4)
+    later(deps, deps.settings.job_stuck_seconds + 60)
+    swept = watchdog.sweep(deps)
+    assert job_id in swept.stuck
+    job = deps.store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.FAILED and job.error and job.error.code == "stuck"
