@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+_EPSILON = 1e-9
+
 
 @dataclass
 class Bucket:
@@ -44,7 +46,7 @@ class Bucket:
 
     def wait_for(self, amount: float) -> float:
         """Seconds until the bucket holds ``amount`` (0 if it does; inf if it never can)."""
-        if self.level >= amount:
+        if self.level >= amount - _EPSILON:  # float sums of refills should not refuse an exact fit
             return 0.0
         if amount > self.capacity:
             return math.inf

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
+import random
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -698,3 +703,368 @@ def test_live_server_stops_cleanly_on_sigterm_and_keeps_secrets_out_of_logs(tmp_
     assert "POST /v1/chat/completions" in logs  # the access log is on
     assert secret_prompt not in logs
     assert KEY not in logs
+
+
+# --------------------------------------------------------------------------------------
+# Rate limits (in process, on a clock the test drives)
+# --------------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _limited(clock: Clock, **config: Any) -> TestClient:
+    return TestClient(create_app(FakeLLMConfig(**config), clock=clock), headers={"Authorization": f"Bearer {KEY}"})
+
+
+def test_requests_window_refuses_exactly_when_exhausted_and_refills_continuously() -> None:
+    clock = Clock()
+    with _limited(clock, rpm=5) as c:
+        remaining = []
+        for _ in range(5):
+            response = _chat(c, max_tokens=1)
+            assert response.status_code == 200
+            remaining.append(response.headers["x-ratelimit-remaining-requests"])
+            assert response.headers["x-ratelimit-limit-requests"] == "5"
+        assert remaining == ["4", "3", "2", "1", "0"]
+        assert response.headers["x-ratelimit-reset-requests"] == "1m0s"  # 5 requests at 1 per 12 s
+        refused = _chat(c, max_tokens=1)
+        assert refused.status_code == 429
+        assert (refused.headers["retry-after"], refused.headers["retry-after-ms"]) == ("12", "12000")
+        error = refused.json()["error"]
+        assert (error["type"], error["code"], error["param"]) == ("requests", "rate_limit_exceeded", None)
+        assert "requests per min (RPM): Limit 5" in error["message"]
+        clock.now += 11.9
+        assert _chat(c, max_tokens=1).status_code == 429
+        clock.now += 0.1  # 12 s: exactly one request's worth is back
+        assert _chat(c, max_tokens=1).status_code == 200
+        assert _chat(c, max_tokens=1).status_code == 429
+        stats = c.get("/_stats").json()
+    assert stats["rate_limited"] == 3 and stats["rate_limited_by"] == {"requests": 3, "tokens": 0}
+    assert stats["by_status"] == {"200": 6, "429": 3}
+
+
+def test_tokens_window_charges_prompt_tokens_plus_max_tokens() -> None:
+    clock = Clock()
+    prompt = prompt_tokens(MESSAGES)  # 11
+    cost = prompt + 19  # 30 tokens per request
+    with _limited(clock, tpm=100) as c:
+        for left in (70, 40, 10):
+            response = _chat(c, max_tokens=19)
+            assert response.status_code == 200
+            assert response.headers["x-ratelimit-remaining-tokens"] == str(left)
+            assert "x-ratelimit-limit-requests" not in response.headers  # no requests limit set
+        refused = _chat(c, max_tokens=19)
+        assert refused.status_code == 429
+        assert refused.json()["error"]["type"] == "tokens"
+        # (30 - 10) tokens at 100/60 per second.
+        assert refused.headers["retry-after-ms"] == "12000"
+        # Without max_tokens the estimate uses default_max_tokens (16).
+        clock.now += 60
+        c.post("/_config", json={"default_max_tokens": 89})
+        assert _chat(c).headers["x-ratelimit-remaining-tokens"] == str(100 - prompt - 89)
+        # A request larger than the whole bucket can never pass: 429 without retry-after.
+        clock.now += 60
+        too_large = _chat(c, max_tokens=500)
+        assert too_large.status_code == 429 and "retry-after" not in too_large.headers
+        assert "Request too large" in too_large.json()["error"]["message"]
+        assert c.get("/_stats").json()["usage"]["charged_tokens"] == 3 * cost + prompt + 89
+
+
+def test_limits_are_per_model_and_reset_refills_them() -> None:
+    clock = Clock()
+    with _limited(clock, rpm=1) as c:
+        assert _chat(c, model="a").status_code == 200
+        assert _chat(c, model="a").status_code == 429
+        assert _chat(c, model="b").status_code == 200
+        c.post("/_reset")
+        assert _chat(c, model="a").status_code == 200
+
+
+def test_burst_s_and_charge_rejected() -> None:
+    clock = Clock()
+    # 600/min enforced per second: a bucket of 10.
+    with _limited(clock, rpm=600, burst_s=1) as c:
+        assert [_chat(c).status_code for _ in range(11)] == [200] * 10 + [429]
+    clock = Clock()
+    with _limited(clock, rpm=60, burst_s=1, charge_rejected=True) as c:
+        assert _chat(c).status_code == 200
+        assert _chat(c).status_code == 429  # and it costs a request: the bucket is at -1
+        clock.now += 1.0
+        assert _chat(c).status_code == 429  # back to 0 only, and -1 again
+        clock.now += 2.0
+        assert _chat(c).status_code == 200
+
+
+def test_window_is_exact_at_200_requests_per_second() -> None:
+    """6,000/min enforced per second (a bucket of 100): over 5 s of 200 requests/s, the
+    first 100 pass at once, then exactly 100 per second."""
+    clock = Clock()
+    with _limited(clock, rpm=6000, burst_s=1) as c:
+        statuses = []
+        for i in range(1000):
+            clock.now = 1000.0 + i * 0.005
+            statuses.append(_chat(c, max_tokens=1).status_code)
+    assert statuses[:100] == [200] * 100
+    assert statuses.count(200) == 100 + 499  # 4.995 s of refill at 100/s, rounded down
+    assert statuses.count(429) == 1000 - 599
+
+
+def test_anthropic_route_reports_anthropic_ratelimit_headers() -> None:
+    clock = Clock()
+    with _limited(clock, rpm=2, tpm=1000) as c:
+        body = {"model": "claude-x", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+        headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+        ok = c.post("/v1/messages", json=body, headers=headers)
+        assert ok.status_code == 200
+        assert ok.headers["anthropic-ratelimit-requests-limit"] == "2"
+        assert ok.headers["anthropic-ratelimit-requests-remaining"] == "1"
+        assert ok.headers["anthropic-ratelimit-tokens-remaining"] == str(1000 - 1 - 10)
+        assert ok.headers["anthropic-ratelimit-input-tokens-limit"] == "1000"
+        reset = datetime.fromisoformat(ok.headers["anthropic-ratelimit-requests-reset"].replace("Z", "+00:00"))
+        assert 29 <= reset.timestamp() - time.time() <= 32  # one request back in 30 s
+        assert "x-ratelimit-limit-requests" not in ok.headers
+        c.post("/v1/messages", json=body, headers=headers)
+        refused = c.post("/v1/messages", json=body, headers=headers)
+        assert refused.status_code == 429
+        assert refused.json()["error"]["type"] == "rate_limit_error"
+        assert refused.headers["retry-after"] == "30"
+
+
+# --------------------------------------------------------------------------------------
+# Anthropic and Gemini shapes
+# --------------------------------------------------------------------------------------
+
+ANTHROPIC_HEADERS = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+
+
+def _messages(client: TestClient, headers: dict[str, str] | None = None, **body: Any) -> Any:
+    body.setdefault("model", "claude-x")
+    body.setdefault("max_tokens", 100)
+    body.setdefault("messages", [{"role": "user", "content": "Say hello to the fake server."}])
+    return client.post("/v1/messages", json=body, headers=ANTHROPIC_HEADERS if headers is None else headers)
+
+
+def test_anthropic_message_has_anthropic_shape_and_the_same_reply(client: TestClient) -> None:
+    response = _messages(client, system="You are terse.")
+    assert response.status_code == 200, response.text
+    assert response.headers["request-id"].startswith("req_")
+    body = response.json()
+    expected = complete(MESSAGES, "claude-x")  # the system prompt as a leading system message
+    assert re.fullmatch(r"msg_[0-9a-f]{24}", body["id"])
+    assert body == {
+        "id": body["id"],
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-x",
+        "content": [{"type": "text", "text": expected.text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": expected.prompt_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": expected.completion_tokens,
+            "service_tier": "standard",
+        },
+    }
+    stopped = _messages(client, stop_sequences=["zz", "reply"]).json()
+    assert (stopped["stop_reason"], stopped["stop_sequence"], stopped["content"][0]["text"]) == (
+        "stop_sequence",
+        "reply",
+        "fake ",
+    )
+    cut = _messages(client, max_tokens=2).json()
+    assert (cut["stop_reason"], cut["usage"]["output_tokens"]) == ("max_tokens", 2)
+    # Content blocks read as the same text.
+    blocks = [{"role": "user", "content": [{"type": "text", "text": "Say hello to the fake server."}]}]
+    assert _messages(client, messages=blocks).json()["content"][0]["text"] == reply_for(
+        [{"role": "user", "content": [{"type": "text", "text": "Say hello to the fake server."}]}], "claude-x"
+    )
+    assert client.get("/_stats").json()["messages"] == 4
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "kind", "message"),
+    [
+        ({"anthropic-version": "2023-06-01"}, {}, 401, "authentication_error", "x-api-key header is required"),
+        ({"x-api-key": KEY}, {}, 400, "invalid_request_error", "anthropic-version: header is required"),
+        (ANTHROPIC_HEADERS, {"max_tokens": None}, 400, "invalid_request_error", "max_tokens: Field required"),
+        (ANTHROPIC_HEADERS, {"messages": []}, 400, "invalid_request_error", "messages: at least one message is required"),
+        (
+            ANTHROPIC_HEADERS,
+            {"messages": [{"role": "system", "content": "x"}]},
+            400,
+            "invalid_request_error",
+            "messages.0.role: Input should be 'user' or 'assistant'",
+        ),
+        (ANTHROPIC_HEADERS, {"stop": ["x"]}, 400, "invalid_request_error", "stop: Extra inputs are not permitted"),
+        (
+            ANTHROPIC_HEADERS,
+            {"temperature": 1.5},
+            400,
+            "invalid_request_error",
+            "temperature: Input should be a number between 0 and 1",
+        ),
+    ],
+)
+def test_anthropic_errors_have_anthropic_shape(
+    headers: dict[str, str], body: dict[str, Any], status: int, kind: str, message: str
+) -> None:
+    payload = {k: v for k, v in body.items() if v is not None}
+    with TestClient(create_app()) as client:  # no default Authorization header
+        if body.get("max_tokens", 1) is None:
+            response = client.post(
+                "/v1/messages", json={"model": "m", "messages": [{"role": "user", "content": "hi"}]}, headers=headers
+            )
+        else:
+            response = _messages(client, headers=headers, **payload)
+    assert response.status_code == status
+    data = response.json()
+    assert set(data) == {"type", "error", "request_id"} and data["type"] == "error"
+    assert data["error"] == {"type": kind, "message": message}
+
+
+def test_anthropic_accepts_a_bearer_key_as_the_sdk_sends_it(client: TestClient) -> None:
+    assert _messages(client, headers={"Authorization": "Bearer k", "anthropic-version": "2023-06-01"}).status_code == 200
+
+
+def _generate(client: TestClient, model: str = "gemini-x", headers: dict[str, str] | None = None, **body: Any) -> Any:
+    body.setdefault("contents", [{"role": "user", "parts": [{"text": "Say hello to the fake server."}]}])
+    return client.post(
+        f"/v1beta/models/{model}:generateContent", json=body, headers={"x-goog-api-key": KEY} if headers is None else headers
+    )
+
+
+def test_gemini_generate_content_shape_and_the_same_reply(client: TestClient) -> None:
+    body = _generate(
+        client,
+        systemInstruction={"parts": [{"text": "You are terse."}]},
+        generationConfig={"maxOutputTokens": 100, "stopSequences": ["zz"]},
+    ).json()
+    expected = complete(MESSAGES, "gemini-x")
+    assert body["candidates"] == [
+        {"content": {"parts": [{"text": expected.text}], "role": "model"}, "finishReason": "STOP", "index": 0}
+    ]
+    usage = body["usageMetadata"]
+    assert (usage["promptTokenCount"], usage["candidatesTokenCount"]) == (expected.prompt_tokens, expected.completion_tokens)
+    assert body["modelVersion"] == "gemini-x"
+    cut = _generate(client, generation_config={"max_output_tokens": 2}).json()  # snake_case is accepted too
+    assert cut["candidates"][0]["finishReason"] == "MAX_TOKENS"
+    refused = _generate(client, generationConfig={"maxTokens": 2})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert 'Unknown name "maxTokens"' in refused.json()["error"]["message"]
+    anonymous = _generate(client, headers={})
+    assert anonymous.status_code == 403 and anonymous.json()["error"]["status"] == "PERMISSION_DENIED"
+    assert client.get("/_stats").json()["generate_content"] == 4
+
+
+def test_gemini_429_carries_retry_info_in_its_body() -> None:
+    clock = Clock()
+    with _limited(clock, rpm=1) as c:
+        assert _generate(c).status_code == 200
+        refused = _generate(c)
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert error["status"] == "RESOURCE_EXHAUSTED"
+    assert error["details"] == [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "60s"}]
+    assert "retry-after" not in refused.headers  # Gemini does not send it
+
+
+# --------------------------------------------------------------------------------------
+# Faults and latency distributions
+# --------------------------------------------------------------------------------------
+
+
+def test_faults_follow_their_rates_deterministically_for_a_seed() -> None:
+    faults = {"server_error": 0.1, "malformed": 0.05, "content_filter": 0.1, "context_length": 0.05}
+    # What 300 draws of random.Random(7) give, in the fixed order of FAULT_KINDS.
+    rng = random.Random(7)
+    expected: Counter[str] = Counter()
+    for _ in range(300):
+        u = rng.random()
+        for kind in ("server_error", "timeout", "disconnect", "malformed", "content_filter", "context_length"):
+            u -= faults.get(kind, 0.0)
+            if u < 0:
+                expected[kind] += 1
+                break
+
+    def run() -> tuple[list[int], dict[str, int]]:
+        with TestClient(create_app(FakeLLMConfig(seed=7, faults=faults)), headers={"Authorization": f"Bearer {KEY}"}) as c:
+            statuses = []
+            for _ in range(300):
+                response = _chat(c, max_tokens=5)
+                statuses.append(response.status_code)
+                if response.status_code == 200:
+                    try:
+                        finish = response.json()["choices"][0]["finish_reason"]
+                    except ValueError:
+                        finish = "malformed"
+                    assert finish in ("length", "stop", "content_filter", "malformed")
+            return statuses, c.get("/_stats").json()["by_fault"]
+
+    statuses, by_fault = run()
+    assert by_fault == dict(sorted(expected.items()))
+    assert statuses.count(500) == expected["server_error"]
+    assert statuses.count(400) == expected["context_length"]
+    assert 40 <= sum(expected.values()) <= 110  # about 30% of 300
+    assert run() == (statuses, by_fault)  # the same seed, the same faults in the same order
+
+
+@pytest.mark.parametrize("dist", ["exponential", "lognormal"])
+def test_latency_distributions_have_the_configured_mean_and_are_seeded(dist: str) -> None:
+    fake = FakeLLM(FakeLLMConfig(latency_ms=300, latency_dist=dist, seed=3))
+    delays = [fake.delay_seconds() for _ in range(20_000)]
+    assert abs(statistics.fmean(delays) - 0.3) < 0.015
+    assert min(delays) >= 0 and len(set(delays)) > 19_000
+    if dist == "exponential":
+        assert statistics.median(delays) == pytest.approx(0.3 * math.log(2), rel=0.05)
+    fake.configure({"seed": 3})
+    assert [fake.delay_seconds() for _ in range(100)] == delays[:100]
+
+
+def test_context_window_is_enforced_before_the_limits() -> None:
+    clock = Clock()
+    with _limited(clock, rpm=1, context_window=40) as c:
+        too_long = _chat(c, max_tokens=30)  # 11 prompt tokens + 30
+        _assert_openai_error(too_long, 400, "messages", "context_length_exceeded")
+        assert "maximum context length is 40 tokens" in too_long.json()["error"]["message"]
+        assert _chat(c, max_tokens=29).status_code == 200  # the refused one took nothing
+
+
+# --------------------------------------------------------------------------------------
+# The real server under load
+# --------------------------------------------------------------------------------------
+
+
+def test_live_rate_limit_holds_at_about_100_requests_per_second(tmp_path: Path) -> None:
+    """6,000/min enforced per second against a client sending as fast as it can: the
+    server admits its burst of 100 plus 100 per second of the run, within 5%."""
+    server = LiveServer(tmp_path, "--rpm", "6000", "--burst-s", "1", "--log-level", "warning")
+    try:
+
+        async def run() -> tuple[float, list[int]]:
+            start = time.monotonic()
+            statuses = await asyncio.gather(
+                *(
+                    _raw_post(server.port, CHAT, {"model": "m", "messages": [{"role": "user", "content": f"q{i}"}]})
+                    for i in range(600)
+                )
+            )
+            return time.monotonic() - start, [s for s, _ in statuses]
+
+        elapsed, statuses = asyncio.run(asyncio.wait_for(run(), timeout=60))
+        with httpx.Client(base_url=server.base_url, timeout=10.0) as c:
+            stats = c.get("/_stats").json()
+    finally:
+        server.stop()
+    admitted = statuses.count(200)
+    assert admitted + statuses.count(429) == 600
+    assert stats["rate_limited"] == statuses.count(429)
+    assert 100 <= admitted <= 100 + 100 * elapsed * 1.05 + 1, (admitted, elapsed)
