@@ -2,6 +2,12 @@
 
     .venv/bin/python infra/import_probe.py            # one JSON line
     .venv/bin/python infra/import_probe.py --runs 7   # a table: median and spread
+    .venv/bin/python infra/import_probe.py --provider anthropic --runs 7
+
+With ``--provider NAME`` the fresh interpreter imports main.py and then opens that
+provider as a chunk worker does (``open_provider``, which imports the provider's SDK),
+timing the two steps: the worker's import cost with that provider. A dummy key is put
+in the child's environment for the SDK providers; nothing is sent anywhere.
 
 The figures are wall-clock seconds on a shared machine: compare them side by side, not
 against a fixed number. The tests use the module list, which is deterministic.
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -26,6 +33,8 @@ HEAVY = (
     "openai",
     "anthropic",
     "google.genai",
+    "httpx2",
+    "aiohttp",
 )
 
 _CHILD = """
@@ -34,28 +43,56 @@ t = time.perf_counter()
 import main
 elapsed = time.perf_counter() - t
 heavy = sorted(h for h in __NAMES__ if any(m == h or m.startswith(h + ".") for m in sys.modules))
-print(json.dumps({"seconds": elapsed, "heavy_modules_loaded": heavy}))
+report = {"seconds": elapsed, "heavy_modules_loaded": heavy}
+provider = sys.argv[1] if len(sys.argv) > 1 else ""
+if provider:
+    import asyncio, dataclasses
+    from promptforge import config
+    from promptforge.adapters.providers import open_provider
+    t = time.perf_counter()
+    opened = open_provider(provider, dataclasses.replace(config.load(), providers=(provider,)), "http://127.0.0.1:9/v1")
+    report["provider"] = provider
+    report["provider_seconds"] = time.perf_counter() - t
+    report["total_seconds"] = elapsed + report["provider_seconds"]
+    asyncio.run(opened.aclose())
+    report["heavy_modules_loaded"] = sorted(h for h in __NAMES__ if any(m == h or m.startswith(h + ".") for m in sys.modules))
+print(json.dumps(report))
 """.replace("__NAMES__", repr(HEAVY))
+_DUMMY_KEYS = {"OPENAI_API_KEY": "probe", "ANTHROPIC_API_KEY": "probe", "GEMINI_API_KEY": "probe"}
 
 
-def probe() -> dict[str, object]:
-    """One fresh interpreter's import of main.py."""
-    out = subprocess.run([sys.executable, "-c", _CHILD], cwd=FUNCTIONS, capture_output=True, text=True, check=True)
+def probe(provider: str = "") -> dict[str, object]:
+    """One fresh interpreter's import of main.py (then, with ``provider``, its opening)."""
+    args = [sys.executable, "-c", _CHILD] + ([provider] if provider else [])
+    env = {**os.environ, **_DUMMY_KEYS} if provider else None
+    out = subprocess.run(args, cwd=FUNCTIONS, capture_output=True, text=True, check=True, env=env)
     return dict(json.loads(out.stdout))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument(
+        "--provider", default="", help="also open this provider (openai, anthropic, gemini, openai_compatible, fake)"
+    )
     args = parser.parse_args()
-    results = [probe() for _ in range(args.runs)]
+    results = [probe(args.provider) for _ in range(args.runs)]
     if args.runs == 1:
         print(json.dumps(results[0]))
         return 0
-    times = sorted(float(r["seconds"]) for r in results)  # type: ignore[arg-type]
-    print(f"{'runs':>5} {'median s':>9} {'min s':>7} {'max s':>7}  heavy modules loaded")
     heavy = results[0]["heavy_modules_loaded"] or "none"
-    print(f"{args.runs:>5} {statistics.median(times):>9.3f} {times[0]:>7.3f} {times[-1]:>7.3f}  {heavy}")
+    times = sorted(float(r["seconds"]) for r in results)  # type: ignore[arg-type]
+    if not args.provider:
+        print(f"{'runs':>5} {'median s':>9} {'min s':>7} {'max s':>7}  heavy modules loaded")
+        print(f"{args.runs:>5} {statistics.median(times):>9.3f} {times[0]:>7.3f} {times[-1]:>7.3f}  {heavy}")
+        return 0
+    opened = sorted(float(r["provider_seconds"]) for r in results)  # type: ignore[arg-type]
+    totals = sorted(float(r["total_seconds"]) for r in results)  # type: ignore[arg-type]
+    print(f"{'provider':<18} {'runs':>4} {'main s':>7} {'provider s':>10} {'total s':>8} {'min':>6} {'max':>6}  loaded")
+    print(
+        f"{args.provider:<18} {args.runs:>4} {statistics.median(times):>7.3f} {statistics.median(opened):>10.3f} "
+        f"{statistics.median(totals):>8.3f} {totals[0]:>6.3f} {totals[-1]:>6.3f}  {heavy}"
+    )
     return 0
 
 

@@ -17,6 +17,17 @@ from google.genai import errors, types
 from . import _http, _messages
 from .base import ChatRequest, ChatResult, ProviderError
 
+# google-genai sends async requests through aiohttp when aiohttp is installed, else
+# through httpx2; a broken connection surfaces as either library's error.
+_TIMEOUTS: tuple[type[BaseException], ...] = (httpx2.TimeoutException, TimeoutError)
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (httpx2.TransportError,)
+try:
+    import aiohttp
+except ImportError:  # pragma: no cover - depends on what is installed
+    pass
+else:
+    _CONNECTION_ERRORS += (aiohttp.ClientError,)
+
 NAME = "gemini"
 # Gemini's finish reasons that mean its safety system stopped the reply.
 _FILTERED = frozenset(
@@ -121,9 +132,9 @@ class GeminiProvider:
                 contents=contents,  # type: ignore[arg-type]
                 config=types.GenerateContentConfig(**config),
             )
-        except httpx2.TimeoutException as exc:
+        except _TIMEOUTS as exc:
             raise _http.timeout_error(exc) from None
-        except httpx2.TransportError as exc:
+        except _CONNECTION_ERRORS as exc:
             raise _http.connection_error(exc) from None
         except errors.APIError as exc:
             raise _status_error(exc) from None
