@@ -1,19 +1,71 @@
+# Development: small, cheap, disposable. Deployed on every push to main.
 terraform {
+  required_version = ">= 1.6"
+
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = "~> 6.20"
+    }
+    google-beta = {
+      source  = "hashicorp/google-beta"
+      version = "~> 6.20"
+    }
+  }
+
+  # terraform init -backend-config="bucket=<state bucket>"
   backend "gcs" {
     prefix = "promptforge/dev"
   }
 }
 
-variable "project_id" {
-  type = string
+provider "google" {
+  project = var.project_id
+  region  = var.region
 }
 
-variable "source_archive_object" {
-  type = string
+provider "google-beta" {
+  project = var.project_id
+  region  = var.region
 }
 
 module "promptforge" {
-  source                = "../../modules/promptforge"
-  project_id            = var.project_id
-  source_archive_object = var.source_archive_object
+  source = "../../modules/promptforge"
+
+  project_id          = var.project_id
+  region              = var.region
+  environment         = "dev"
+  name_prefix         = "pf-dev"
+  source_archive_path = var.source_archive_path
+  deletion_protection = false
+
+  providers_enabled = ["openai_compatible", "openai"]
+  provider_keys     = var.provider_keys
+  cors_origins      = ["http://localhost:3000"]
+
+  # A low tier: a handful of workers is plenty (docs/deploy.md, "Rate limits").
+  rate_limits = {
+    openai = { rpm = 500, tpm = 200000, tokens_per_request = 400, latency_seconds = 3 }
+  }
+  worker_concurrency = 32
+  max_chunk_workers  = 5
+  api_max_instances  = 5
+
+  uploads_retention_days = 2
+  results_retention_days = 7
+
+  alert_notification_channels = var.alert_notification_channels
+  ci                          = var.ci
+}
+
+output "api_url" {
+  value = module.promptforge.api_url
+}
+
+output "provider_key_secrets" {
+  value = module.promptforge.provider_key_secrets
+}
+
+output "chunk_queue_sizing" {
+  value = module.promptforge.chunk_queue_sizing
 }

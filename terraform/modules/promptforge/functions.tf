@@ -1,77 +1,290 @@
-# One Cloud Functions gen2 resource per entry point in functions/main.py.
+# One Cloud Functions (gen2) function per entry point in functions/main.py.
+#
+# Adding an entry point is one entry in local.functions, keyed by the entry point's name
+# (tests/terraform/test_functions.py checks the keys against main.py). Each entry says:
+#   access         the one identity that may invoke it (iam.tf):
+#                    "gateway"   the public API, reachable only through API Gateway
+#                    "tasks"     a Cloud Tasks target (OIDC token of the tasks identity)
+#                    "scheduler" a Cloud Scheduler target (OIDC token of the scheduler identity)
+#                    "eventarc"  an event function (event must be set)
+#   ingress        "ALLOW_ALL" for the public API only (API Gateway is outside traffic);
+#                  "ALLOW_INTERNAL_ONLY" for the rest: Cloud Tasks, Cloud Scheduler and
+#                  Eventarc of the same project count as internal traffic
+#   event          null for HTTP functions; {type, bucket} for the Eventarc trigger
+#   schedule       cron schedule for "scheduler" functions (scheduler.tf), else null
+#   memory, timeout, max_instances, concurrency: the function's size (max_instances null:
+#                  sized from the rate limits, for the chunk worker)
+#   buckets        bucket key (local.buckets) => storage role its service account gets
+#   enqueues       Cloud Tasks queues (local.queues) it creates tasks on
+#   signs_urls     signs upload/download URLs as the signing identity (iam.tf)
+#   provider_keys  gets the provider API keys as secret environment variables
 locals {
-  http_functions = {
-    jobs_init     = { memory = "512Mi", timeout = 60, public = true }
-    job_status    = { memory = "256Mi", timeout = 30, public = true }
-    job_results   = { memory = "256Mi", timeout = 30, public = true }
-    plan_job      = { memory = "1Gi", timeout = 1800, public = false }
-    process_chunk = { memory = "1Gi", timeout = 1800, public = false }
+  functions = {
+    jobs_init = {
+      access        = "gateway"
+      ingress       = "ALLOW_ALL"
+      event         = null
+      schedule      = null
+      memory        = "512Mi"
+      timeout       = 60
+      max_instances = var.api_max_instances
+      concurrency   = 40
+      buckets       = {}
+      enqueues      = []
+      signs_urls    = true
+      provider_keys = false
+    }
+    job_status = {
+      access        = "gateway"
+      ingress       = "ALLOW_ALL"
+      event         = null
+      schedule      = null
+      memory        = "256Mi"
+      timeout       = 30
+      max_instances = var.api_max_instances
+      concurrency   = 40
+      buckets       = {}
+      enqueues      = []
+      signs_urls    = false
+      provider_keys = false
+    }
+    job_results = {
+      access        = "gateway"
+      ingress       = "ALLOW_ALL"
+      event         = null
+      schedule      = null
+      memory        = "256Mi"
+      timeout       = 30
+      max_instances = var.api_max_instances
+      concurrency   = 40
+      buckets       = { results = "roles/storage.objectUser" } # ?partial=true assembles files
+      enqueues      = []
+      signs_urls    = true
+      provider_keys = false
+    }
+    job_cancel = {
+      access        = "gateway"
+      ingress       = "ALLOW_ALL"
+      event         = null
+      schedule      = null
+      memory        = "256Mi"
+      timeout       = 30
+      max_instances = var.api_max_instances
+      concurrency   = 40
+      buckets       = {}
+      enqueues      = ["plan"] # starts the client's next PENDING job
+      signs_urls    = false
+      provider_keys = false
+    }
+    on_upload = {
+      access        = "eventarc"
+      ingress       = "ALLOW_INTERNAL_ONLY"
+      event         = { type = "google.cloud.storage.object.v1.finalized", bucket = "uploads" }
+      schedule      = null
+      memory        = "256Mi"
+      timeout       = 60
+      max_instances = var.api_max_instances
+      concurrency   = 10
+      buckets       = {}
+      enqueues      = ["plan"]
+      signs_urls    = false
+      provider_keys = false
+    }
+    plan_job = {
+      access        = "tasks"
+      ingress       = "ALLOW_INTERNAL_ONLY"
+      event         = null
+      schedule      = null
+      memory        = "1Gi"
+      timeout       = 1800
+      max_instances = var.plan_max_concurrency + 1
+      concurrency   = 1
+      buckets       = { uploads = "roles/storage.objectViewer", results = "roles/storage.objectUser" }
+      enqueues      = ["plan", "chunks"]
+      signs_urls    = false
+      provider_keys = false
+    }
+    process_chunk = {
+      access        = "tasks"
+      ingress       = "ALLOW_INTERNAL_ONLY"
+      event         = null
+      schedule      = null
+      memory        = "1Gi"
+      timeout       = 1800
+      max_instances = null # sized from the rate limits (modules/sizing)
+      concurrency   = 1
+      buckets       = { uploads = "roles/storage.objectViewer", results = "roles/storage.objectUser" }
+      enqueues      = ["plan", "chunks"]
+      signs_urls    = false
+      provider_keys = true
+    }
+    watchdog = {
+      access        = "scheduler"
+      ingress       = "ALLOW_INTERNAL_ONLY"
+      event         = null
+      schedule      = var.watchdog_schedule
+      memory        = "512Mi"
+      timeout       = 540
+      max_instances = 1 # one sweep at a time
+      concurrency   = 1
+      buckets       = { results = "roles/storage.objectUser" } # finishes interrupted finalizations
+      enqueues      = ["plan", "chunks"]
+      signs_urls    = false
+      provider_keys = false
+    }
   }
-  queue_prefix = "projects/${var.project_id}/locations/${var.region}/queues/${var.name_prefix}"
-  common_env = {
-    GOOGLE_CLOUD_PROJECT       = var.project_id
-    PROMPTFORGE_UPLOAD_BUCKET  = google_storage_bucket.uploads.name
-    PROMPTFORGE_RESULTS_BUCKET = google_storage_bucket.results.name
-    PROMPTFORGE_TASKS_LOCATION = var.region
-    PROMPTFORGE_PLAN_QUEUE     = "${var.name_prefix}-plan"
-    PROMPTFORGE_CHUNK_QUEUES   = "${var.name_prefix}-chunks"
-    PROMPTFORGE_PROVIDERS      = join(",", var.providers_enabled)
+
+  function_names = { for key, _ in local.functions : key => "${var.name_prefix}-${replace(key, "_", "-")}" }
+
+  # The deterministic run.app URL of each function's Cloud Run service. Known before the
+  # functions exist, so the functions can be told each other's URLs (and their own: a
+  # chunk enqueues its continuation) without a dependency cycle; Cloud Tasks and Cloud
+  # Scheduler use it as the OIDC audience too.
+  function_urls = {
+    for key, name in local.function_names : key => "https://${name}-${data.google_project.this.number}.${var.region}.run.app"
   }
+
+  # Every function reads the same settings (functions/promptforge/config.py).
+  function_env = merge(
+    {
+      GOOGLE_CLOUD_PROJECT                = var.project_id
+      PROMPTFORGE_UPLOAD_BUCKET           = google_storage_bucket.data["uploads"].name
+      PROMPTFORGE_RESULTS_BUCKET          = google_storage_bucket.data["results"].name
+      PROMPTFORGE_TASKS_LOCATION          = var.region
+      PROMPTFORGE_PLAN_QUEUE              = google_cloud_tasks_queue.plan.name
+      PROMPTFORGE_CHUNK_QUEUES            = google_cloud_tasks_queue.chunks.name
+      PROMPTFORGE_PLAN_URL                = local.function_urls["plan_job"]
+      PROMPTFORGE_CHUNK_URL               = local.function_urls["process_chunk"]
+      PROMPTFORGE_TASKS_SERVICE_ACCOUNT   = google_service_account.role["tasks"].email
+      PROMPTFORGE_SIGNING_SERVICE_ACCOUNT = google_service_account.role["signer"].email
+      PROMPTFORGE_PROVIDERS               = join(",", var.providers_enabled)
+      PROMPTFORGE_WORKER_CONCURRENCY      = tostring(var.worker_concurrency)
+      PROMPTFORGE_RATE_LIMITS             = jsonencode({ for key, l in var.rate_limits : key => { for k, v in { rpm = l.rpm, tpm = l.tpm } : k => v if v != null } })
+    },
+    var.extra_env,
+  )
 }
 
-resource "google_cloudfunctions2_function" "http" {
-  for_each = local.http_functions
-  name     = "${var.name_prefix}-${replace(each.key, "_", "-")}"
-  location = var.region
+module "sizing" {
+  source = "../sizing"
+
+  rate_limits        = var.rate_limits
+  worker_concurrency = var.worker_concurrency
+  max_chunk_workers  = var.max_chunk_workers
+}
+
+# The zipped functions/ directory (terraform/package_functions.py builds it). Named by its
+# content, so a code change rolls the functions out and an unchanged tree changes nothing.
+resource "google_storage_bucket_object" "functions_source" {
+  bucket = google_storage_bucket.source.name
+  name   = "functions/${filemd5(var.source_archive_path)}.zip"
+  source = var.source_archive_path
+}
+
+resource "google_cloudfunctions2_function" "fn" {
+  for_each = local.functions
+
+  project     = var.project_id
+  location    = var.region
+  name        = local.function_names[each.key]
+  description = "PromptForge ${each.key} (${var.environment})"
+  labels      = local.labels
 
   build_config {
-    runtime     = "python311"
-    entry_point = each.key
+    runtime           = var.python_runtime
+    entry_point       = each.key
+    service_account   = google_service_account.role["builder"].id
+    docker_repository = google_artifact_registry_repository.functions.id
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
-        object = var.source_archive_object
+        object = google_storage_bucket_object.functions_source.name
       }
     }
   }
 
   service_config {
-    available_memory      = each.value.memory
-    timeout_seconds       = each.value.timeout
-    environment_variables = local.common_env
-    ingress_settings      = "ALLOW_ALL"
-  }
-}
+    available_memory                 = each.value.memory
+    available_cpu                    = "1"
+    timeout_seconds                  = each.value.timeout
+    max_instance_count               = coalesce(each.value.max_instances, module.sizing.chunk_function_max_instances)
+    min_instance_count               = 0
+    max_instance_request_concurrency = each.value.concurrency
+    # Kept literal in local.functions so that checkov sees each function's own value.
+    ingress_settings               = each.value.ingress
+    all_traffic_on_latest_revision = true
+    service_account_email          = google_service_account.fn[each.key].email
+    environment_variables          = local.function_env
 
-resource "google_cloudfunctions2_function" "on_upload" {
-  name     = "${var.name_prefix}-on-upload"
-  location = var.region
-
-  build_config {
-    runtime     = "python311"
-    entry_point = "on_upload"
-    source {
-      storage_source {
-        bucket = google_storage_bucket.source.name
-        object = var.source_archive_object
+    # Provider keys come from Secret Manager at instance start; never through Terraform.
+    dynamic "secret_environment_variables" {
+      for_each = each.value.provider_keys ? toset(var.provider_keys) : toset([])
+      content {
+        key        = secret_environment_variables.value
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.provider_key[secret_environment_variables.value].secret_id
+        version    = "latest"
       }
     }
   }
 
-  service_config {
-    available_memory      = "256Mi"
-    timeout_seconds       = 60
-    environment_variables = local.common_env
-    ingress_settings      = "ALLOW_INTERNAL_ONLY"
-  }
-
-  event_trigger {
-    trigger_region = var.region
-    event_type     = "google.cloud.storage.object.v1.finalized"
-    retry_policy   = "RETRY_POLICY_RETRY"
-    event_filters {
-      attribute = "bucket"
-      value     = google_storage_bucket.uploads.name
+  dynamic "event_trigger" {
+    for_each = each.value.event == null ? [] : [each.value.event]
+    content {
+      trigger_region        = var.region
+      event_type            = event_trigger.value.type
+      retry_policy          = "RETRY_POLICY_RETRY"
+      service_account_email = google_service_account.role["eventarc"].email
+      event_filters {
+        attribute = "bucket"
+        value     = google_storage_bucket.data[event_trigger.value.bucket].name
+      }
     }
   }
+
+  lifecycle {
+    precondition {
+      # The deterministic URL exists only while "<service>-<project number>" fits a DNS label.
+      condition     = length("${local.function_names[each.key]}-${data.google_project.this.number}") <= 63
+      error_message = "Function name ${local.function_names[each.key]} is too long for a deterministic run.app URL; shorten name_prefix."
+    }
+  }
+
+  # What the build, the secret mounts and the storage trigger check when a function deploys.
+  depends_on = [
+    google_project_service.apis,
+    google_project_iam_member.builder,
+    google_storage_bucket_iam_member.builder_source,
+    google_artifact_registry_repository_iam_member.builder_images,
+    google_secret_manager_secret_iam_member.fn_provider_key,
+    google_project_iam_member.eventarc_receiver,
+    google_project_iam_member.gcs_pubsub_publisher,
+  ]
+}
+
+# Where the function images are built to, with old images cleaned up.
+resource "google_artifact_registry_repository" "functions" {
+  project       = var.project_id
+  location      = var.region
+  repository_id = "${var.name_prefix}-functions"
+  description   = "PromptForge function images (${var.environment})"
+  format        = "DOCKER"
+  labels        = local.labels
+
+  cleanup_policies {
+    id     = "keep-recent"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = 10
+    }
+  }
+  cleanup_policies {
+    id     = "delete-old"
+    action = "DELETE"
+    condition {
+      older_than = "2592000s"
+    }
+  }
+
+  depends_on = [google_project_service.apis]
 }

@@ -1,0 +1,79 @@
+# The Firestore database, the composite indexes the queries need (the emulator never asks
+# for them; production fails the query without them) and the TTL policies.
+
+resource "google_firestore_database" "main" {
+  project                           = var.project_id
+  name                              = "(default)" # functions/promptforge/wiring.py uses the default database
+  location_id                       = coalesce(var.firestore_location, var.region)
+  type                              = "FIRESTORE_NATIVE"
+  concurrency_mode                  = "PESSIMISTIC" # the job state machine runs in transactions
+  point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
+  delete_protection_state           = var.deletion_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
+  deletion_policy                   = var.deletion_protection ? "ABANDON" : "DELETE"
+
+  depends_on = [google_project_service.apis]
+}
+
+locals {
+  # Collection => ordered fields of each composite index, named after the query it serves.
+  # Single-field queries (api_keys by created_at, chunks by index, the chunk aggregation,
+  # live workers by until) use Firestore's automatic single-field indexes.
+  firestore_indexes = {
+    # The watchdog's sweep: status == ?, status_at < ?, order by status_at.
+    jobs_by_status_age = {
+      collection = "jobs"
+      fields     = [["status", "ASCENDING"], ["status_at", "ASCENDING"]]
+    }
+    # The client's job list, newest first: client_id == ?, order by created_at desc.
+    jobs_by_client_newest = {
+      collection = "jobs"
+      fields     = [["client_id", "ASCENDING"], ["created_at", "DESCENDING"]]
+    }
+  }
+
+  # Collection group => the timestamp field after which Firestore deletes a document
+  # (usually within a day of it). The code sets expire_at when a job ends, on the job and
+  # its chunks alike (TTL does not delete subcollections); a rate-budget worker document
+  # expires at its lease end, which cleans up after workers that crashed. `indexed` keeps
+  # the field's single-field index where a query needs it (workers: until > now).
+  firestore_ttl_fields = {
+    jobs    = { field = "expire_at", indexed = false }
+    chunks  = { field = "expire_at", indexed = false }
+    workers = { field = "until", indexed = true }
+  }
+}
+
+resource "google_firestore_index" "composite" {
+  for_each = local.firestore_indexes
+
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = each.value.collection
+  query_scope = "COLLECTION"
+
+  dynamic "fields" {
+    for_each = each.value.fields
+    content {
+      field_path = fields.value[0]
+      order      = fields.value[1]
+    }
+  }
+}
+
+resource "google_firestore_field" "ttl" {
+  for_each = local.firestore_ttl_fields
+
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = each.key
+  field      = each.value.field
+
+  ttl_config {}
+
+  # Without an index where nothing queries the field: an index on an ever-increasing
+  # timestamp is a write hotspot. (Leaving index_config out keeps the default indexes.)
+  dynamic "index_config" {
+    for_each = each.value.indexed ? [] : [{}]
+    content {}
+  }
+}

@@ -1,0 +1,196 @@
+# Identities and least privilege. No key is ever created for any of these accounts: the
+# functions use their runtime identity, and URLs are signed through IAM signBlob.
+#
+#   <prefix>-<function>  one runtime identity per function (local.functions)
+#   <prefix>-tasks       the OIDC identity on Cloud Tasks tasks: invokes the "tasks" functions
+#   <prefix>-scheduler   the OIDC identity of Cloud Scheduler: invokes the "scheduler" functions
+#   <prefix>-eventarc    the identity of the Eventarc trigger: invokes the "eventarc" functions
+#   <prefix>-gateway     API Gateway's backend identity: invokes the "gateway" functions
+#   <prefix>-signer      signs the upload and download URLs, so it holds exactly what a URL grants
+#   <prefix>-builder     builds the function images
+
+locals {
+  # What each identity that is not a function's own is for.
+  role_accounts = {
+    tasks     = "Cloud Tasks invoker"
+    scheduler = "Cloud Scheduler invoker"
+    eventarc  = "Eventarc trigger"
+    gateway   = "API Gateway backend"
+    signer    = "URL signer"
+    builder   = "function builder"
+  }
+}
+
+resource "google_service_account" "fn" {
+  for_each = local.functions
+
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-${replace(each.key, "_", "-")}"
+  display_name = "PromptForge ${each.key} (${var.environment})"
+
+  lifecycle {
+    precondition {
+      condition     = length("${var.name_prefix}-${replace(each.key, "_", "-")}") <= 30
+      error_message = "Service account id for ${each.key} is over 30 characters; shorten name_prefix."
+    }
+    precondition {
+      condition     = !contains(keys(local.role_accounts), replace(each.key, "_", "-"))
+      error_message = "Function ${each.key} would share its service account id with a role account; rename it."
+    }
+  }
+}
+
+# The identities that are not a function's own.
+resource "google_service_account" "role" {
+  for_each = local.role_accounts
+
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-${each.key}"
+  display_name = "PromptForge ${each.value} (${var.environment})"
+}
+
+locals {
+  bucket_grants = merge([
+    for fn, f in local.functions : {
+      for bucket, role in f.buckets : "${fn}/${bucket}" => { fn = fn, bucket = bucket, role = role }
+    }
+  ]...)
+
+  queue_grants = merge([
+    for fn, f in local.functions : { for queue in f.enqueues : "${fn}/${queue}" => { fn = fn, queue = queue } }
+  ]...)
+
+  enqueuers = toset([for fn, f in local.functions : fn if length(f.enqueues) > 0])
+  signers   = toset([for fn, f in local.functions : fn if f.signs_urls])
+
+  secret_grants = merge([
+    for fn, f in local.functions : { for name in local.provider_key_names : "${fn}/${name}" => { fn = fn, secret = name } } if f.provider_keys
+  ]...)
+}
+
+# --- who may invoke each function --------------------------------------------------------
+
+# run.invoker on the function's Cloud Run service, for its one invoker identity. Nothing
+# else (no allUsers, no allAuthenticatedUsers) may invoke any function.
+resource "google_cloud_run_v2_service_iam_member" "invoker" {
+  for_each = local.functions
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.fn[each.key].name
+  role     = "roles/run.invoker"
+  # A function's access names the role account of its caller (gateway, tasks, ...).
+  member = "serviceAccount:${google_service_account.role[each.value.access].email}"
+}
+
+# --- what each function may do -------------------------------------------------------------
+
+resource "google_project_iam_member" "fn_firestore" {
+  for_each = local.functions
+
+  project = var.project_id
+  role    = "roles/datastore.user"
+  member  = "serviceAccount:${google_service_account.fn[each.key].email}"
+}
+
+resource "google_storage_bucket_iam_member" "fn_bucket" {
+  for_each = local.bucket_grants
+
+  bucket = google_storage_bucket.data[each.value.bucket].name
+  role   = each.value.role
+  member = "serviceAccount:${google_service_account.fn[each.value.fn].email}"
+}
+
+resource "google_cloud_tasks_queue_iam_member" "fn_enqueue" {
+  for_each = local.queue_grants
+
+  project  = var.project_id
+  location = var.region
+  name     = local.queues[each.value.queue]
+  role     = "roles/cloudtasks.enqueuer"
+  member   = "serviceAccount:${google_service_account.fn[each.value.fn].email}"
+}
+
+# Creating a task that carries the tasks identity's OIDC token needs actAs on it.
+resource "google_service_account_iam_member" "fn_act_as_tasks" {
+  for_each = local.enqueuers
+
+  service_account_id = google_service_account.role["tasks"].name
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${google_service_account.fn[each.key].email}"
+}
+
+# signBlob as the signer (roles/iam.serviceAccountTokenCreator holds signBlob).
+resource "google_service_account_iam_member" "fn_sign_as_signer" {
+  for_each = local.signers
+
+  service_account_id = google_service_account.role["signer"].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${google_service_account.fn[each.key].email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "fn_provider_key" {
+  for_each = local.secret_grants
+
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.provider_key[each.value.secret].secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.fn[each.value.fn].email}"
+}
+
+# --- what a signed URL may do: the signer's own rights --------------------------------------
+
+resource "google_storage_bucket_iam_member" "signer_uploads" {
+  bucket = google_storage_bucket.data["uploads"].name
+  role   = "roles/storage.objectCreator" # PUT of a new upload; no read, no overwrite
+  member = "serviceAccount:${google_service_account.role["signer"].email}"
+}
+
+resource "google_storage_bucket_iam_member" "signer_results" {
+  bucket = google_storage_bucket.data["results"].name
+  role   = "roles/storage.objectViewer" # GET of result files
+  member = "serviceAccount:${google_service_account.role["signer"].email}"
+}
+
+# --- Eventarc: storage events to on_upload -------------------------------------------------
+
+resource "google_project_iam_member" "eventarc_receiver" {
+  project = var.project_id
+  role    = "roles/eventarc.eventReceiver"
+  member  = "serviceAccount:${google_service_account.role["eventarc"].email}"
+}
+
+data "google_storage_project_service_account" "gcs" {
+  project = var.project_id
+}
+
+# Cloud Storage publishes the object events to Pub/Sub, which Eventarc reads.
+resource "google_project_iam_member" "gcs_pubsub_publisher" {
+  project = var.project_id
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
+}
+
+# --- the function builds -------------------------------------------------------------------
+
+resource "google_project_iam_member" "builder" {
+  for_each = toset(["roles/logging.logWriter"])
+
+  project = var.project_id
+  role    = each.value
+  member  = "serviceAccount:${google_service_account.role["builder"].email}"
+}
+
+resource "google_storage_bucket_iam_member" "builder_source" {
+  bucket = google_storage_bucket.source.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.role["builder"].email}"
+}
+
+resource "google_artifact_registry_repository_iam_member" "builder_images" {
+  project    = var.project_id
+  location   = var.region
+  repository = google_artifact_registry_repository.functions.name
+  role       = "roles/artifactregistry.writer"
+  member     = "serviceAccount:${google_service_account.role["builder"].email}"
+}
