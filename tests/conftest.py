@@ -68,7 +68,12 @@ def stack() -> Iterator[Any]:
 
     # PROMPTFORGE_TEST_PORT_BASE lets two test runs on one machine use separate stacks.
     base = os.environ.get("PROMPTFORGE_TEST_PORT_BASE")
-    s = Stack("test", base_port=int(base), run_dir=ROOT / ".run" / f"test-{base}") if base else Stack("test")
+    # A short chunk lease: a killed worker's chunks are free again within seconds.
+    extra = {"PROMPTFORGE_CHUNK_LEASE_SECONDS": "8"}
+    if base:
+        s = Stack("test", base_port=int(base), run_dir=ROOT / ".run" / f"test-{base}", extra_env=extra)
+    else:
+        s = Stack("test", extra_env=extra)
     s.up()
     try:
         yield s

@@ -1,0 +1,85 @@
+"""CPU per request of the worker's HTTP client, httpx against aiohttp, side by side.
+
+    .venv/bin/python infra/client_cpu.py [--requests 2000] [--concurrency 128]
+
+Starts the fake LLM server (40 ms latency) in a subprocess, sends the same requests
+through each client from this process, and prints wall time and this process's CPU time
+per request. The worker is one process per chunk, so its CPU per request bounds its
+requests per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
+
+
+async def with_httpx(url: str, n: int, concurrency: int) -> None:
+    import httpx
+
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(limits=limits, headers={"Authorization": "Bearer k"}) as client:
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with sem:
+                (await client.post(url, json=BODY)).json()
+
+        await asyncio.gather(*(one() for _ in range(n)))
+
+
+async def with_aiohttp(url: str, n: int, concurrency: int) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256), headers={"Authorization": "Bearer k"}) as s:
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with sem, s.post(url, json=BODY) as response:
+                await response.json()
+
+        await asyncio.gather(*(one() for _ in range(n)))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=128)
+    parser.add_argument("--port", type=int, default=8799)
+    args = parser.parse_args()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "infra.fake_llm.server", "--port", str(args.port), "--latency-ms", "40", "--log-level", "warning"],
+        cwd=ROOT,
+    )
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{args.port}/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        url = f"http://127.0.0.1:{args.port}/v1/chat/completions"
+        clients: list[tuple[str, Callable[[str, int, int], Awaitable[None]]]] = [("httpx", with_httpx), ("aiohttp", with_aiohttp)]
+        print(f"{'client':<8} {'wall s':>7} {'req/s':>7} {'cpu ms/req':>11}")
+        for name, run in clients:
+            wall, cpu = time.perf_counter(), time.process_time()
+            asyncio.run(run(url, args.requests, args.concurrency))
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            print(f"{name:<8} {wall:>7.2f} {args.requests / wall:>7.0f} {1000 * cpu / args.requests:>11.2f}")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
