@@ -3,7 +3,7 @@
 #   make test   run every test (unit, adapters on the real emulators, end to end)
 PY := .venv/bin/python
 
-.PHONY: bootstrap demo test lint up down key
+.PHONY: bootstrap demo test lint check-infra up down key
 
 bootstrap:
 	@bash infra/bootstrap.sh
@@ -11,13 +11,19 @@ bootstrap:
 demo: bootstrap
 	$(PY) infra/demo.py
 
-test: bootstrap lint
+test: bootstrap lint check-infra
 	$(PY) -m pytest tests
 
 lint: bootstrap
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
+
+# Offline checks of terraform/ and cloudbuild.yaml (fmt, checkov, Cloud Build schema) and
+# their structural tests; plan and apply need Google Cloud and run in Cloud Build.
+check-infra: bootstrap
+	$(PY) terraform/checks/offline.py
+	$(PY) -m pytest -q tests/terraform -m "not slow"
 
 up: bootstrap
 	$(PY) infra/stack.py up

