@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from .. import logs
 from ..domain import paths
 from ..domain.job import Job, JobStatus
+from ..domain.pricing import estimated_cost_usd
 from ..service import keys, lifecycle, results
 from ..service.deps import Deps
 from .envelope import ApiError, internal, invalid, not_found, unauthenticated
@@ -159,6 +160,8 @@ def _status_body(deps: Deps, job: Job) -> tuple[dict[str, Any], dict[str, str]]:
         tokens_used=tokens_in + tokens_out,
         input_tokens=tokens_in,
         output_tokens=tokens_out,
+        estimated_cost_usd=estimated_cost_usd(job.provider, job.model, tokens_in, tokens_out),
+        budget_tokens=job.budget_tokens,
         metadata=job.metadata,
         error=job.error.to_dict() if job.error else None,  # type: ignore[arg-type]
         retry_after=None if job.status.terminal else poll,

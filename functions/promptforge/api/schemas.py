@@ -79,6 +79,8 @@ class StatusResponse(BaseModel):
     tokens_used: int
     input_tokens: int
     output_tokens: int
+    estimated_cost_usd: float | None = None
+    budget_tokens: int | None = None
     metadata: dict[str, Any]
     error: JobErrorBody | None = None
     retry_after: int | None = None
