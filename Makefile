@@ -33,3 +33,10 @@ down:
 
 key:
 	@set -a && . .run/dev/stack.env && cd functions && ../$(PY) -m promptforge.admin keys create
+
+# The throughput benchmark (docs/benchmarks.md): PromptForge against oaib and the OpenAI
+# cookbook's processor on one rate-limited fake LLM. Pass options in BENCH_ARGS, e.g.
+#   make bench BENCH_ARGS="--prompts 1000 --rpm 3000 --cookbook-script /tmp/peers/api_request_parallel_processor.py"
+.PHONY: bench
+bench: bootstrap
+	$(PY) -m infra.bench.throughput $(BENCH_ARGS)
