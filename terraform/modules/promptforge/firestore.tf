@@ -24,10 +24,11 @@ locals {
       collection = "jobs"
       fields     = [["status", "ASCENDING"], ["status_at", "ASCENDING"]]
     }
-    # The client's job list, newest first: client_id == ?, order by created_at desc.
+    # The client's job list, newest first: client_id == ?, order by created_at desc,
+    # job_id desc (the tie-breaker its page cursor needs).
     jobs_by_client_newest = {
       collection = "jobs"
-      fields     = [["client_id", "ASCENDING"], ["created_at", "DESCENDING"]]
+      fields     = [["client_id", "ASCENDING"], ["created_at", "DESCENDING"], ["job_id", "DESCENDING"]]
     }
   }
 

@@ -14,6 +14,7 @@
 #   schedule       cron schedule for "scheduler" functions (scheduler.tf), else null
 #   memory, timeout, max_instances, concurrency: the function's size (max_instances null:
 #                  sized from the rate limits, for the chunk worker)
+#   firestore      reads and writes Firestore (roles/datastore.user)
 #   buckets        bucket key (local.buckets) => storage role its service account gets
 #   enqueues       Cloud Tasks queues (local.queues) it creates tasks on
 #   signs_urls     signs upload/download URLs as the signing identity (iam.tf)
@@ -29,6 +30,7 @@ locals {
       timeout       = 60
       max_instances = var.api_max_instances
       concurrency   = 40
+      firestore     = true
       buckets       = {}
       enqueues      = []
       signs_urls    = true
@@ -43,6 +45,7 @@ locals {
       timeout       = 30
       max_instances = var.api_max_instances
       concurrency   = 40
+      firestore     = true
       buckets       = {}
       enqueues      = []
       signs_urls    = false
@@ -57,6 +60,7 @@ locals {
       timeout       = 30
       max_instances = var.api_max_instances
       concurrency   = 40
+      firestore     = true
       buckets       = { results = "roles/storage.objectUser" } # ?partial=true assembles files
       enqueues      = []
       signs_urls    = true
@@ -71,6 +75,7 @@ locals {
       timeout       = 30
       max_instances = var.api_max_instances
       concurrency   = 40
+      firestore     = true
       buckets       = {}
       enqueues      = ["plan"] # starts the client's next PENDING job
       signs_urls    = false
@@ -85,6 +90,7 @@ locals {
       timeout       = 60
       max_instances = var.api_max_instances
       concurrency   = 10
+      firestore     = true
       buckets       = {}
       enqueues      = ["plan"]
       signs_urls    = false
@@ -99,6 +105,7 @@ locals {
       timeout       = 1800
       max_instances = var.plan_max_concurrency + 1
       concurrency   = 1
+      firestore     = true
       buckets       = { uploads = "roles/storage.objectViewer", results = "roles/storage.objectUser" }
       enqueues      = ["plan", "chunks"]
       signs_urls    = false
@@ -113,6 +120,7 @@ locals {
       timeout       = 1800
       max_instances = null # sized from the rate limits (modules/sizing)
       concurrency   = 1
+      firestore     = true
       buckets       = { uploads = "roles/storage.objectViewer", results = "roles/storage.objectUser" }
       enqueues      = ["plan", "chunks"]
       signs_urls    = false
@@ -127,6 +135,7 @@ locals {
       timeout       = 540
       max_instances = 1 # one sweep at a time
       concurrency   = 1
+      firestore     = true
       buckets       = { results = "roles/storage.objectUser" } # finishes interrupted finalizations
       enqueues      = ["plan", "chunks"]
       signs_urls    = false

@@ -86,7 +86,7 @@ resource "google_cloud_run_v2_service_iam_member" "invoker" {
 # --- what each function may do -------------------------------------------------------------
 
 resource "google_project_iam_member" "fn_firestore" {
-  for_each = local.functions
+  for_each = { for fn, f in local.functions : fn => f if f.firestore }
 
   project = var.project_id
   role    = "roles/datastore.user"
