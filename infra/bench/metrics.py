@@ -145,7 +145,8 @@ def table_row(r: RunResult) -> list[str]:
         f"{r.latency_ms:g} ms",
         _fmt(r.wall_s, ".1f"),
         _fmt(r.ideal_s, ".1f"),
-        _fmt(r.ratio, ".3f"),
+        # A run that lost prompts ended early: its ratio is not a whole job's.
+        _fmt(r.ratio, ".3f") + ("*" if r.failed else ""),
         _fmt(r.requests, ","),
         _fmt(r.rate_limited, ","),
         "-" if share_429 is None else f"{100 * share_429:.2f}",

@@ -8,8 +8,9 @@ Writes next to the JSON file:
   requests answered 429, for the headline scenario;
 * ``timeline.png``: per tool, the rate of answered requests (over 2-second windows) and
   the 429s so far against time, sampled from the fake server's counters;
-* with ``--grid`` results, ``grid.png``: the ratio and the 429 share against latency (at
-  the base limit) and against the limit (at the base latency), one line per tool.
+* with ``--grid`` results, ``grid.png``: the ratio, the 429 share and the share of prompts
+  that failed against latency (at the base limit) and against the limit (at the base
+  latency), one line per tool.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def plot_grid(runs: list[dict[str, Any]], base_rpm: int, base_latency: float, ti
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharex="col")
+    fig, axes = plt.subplots(3, 2, figsize=(11, 11), sharex="col")
     for tool in _tools(runs):
         mine = [r for r in runs if r["tool"] == tool]
         by_latency = sorted((r for r in mine if r["rpm"] == base_rpm), key=lambda r: r["latency_ms"])
@@ -119,17 +120,20 @@ def plot_grid(runs: list[dict[str, Any]], base_rpm: int, base_latency: float, ti
             xs = [r[key] for r in points]
             axes[0][col].plot(xs, [r["ratio"] or 0.0 for r in points], marker="o", label=tool)
             axes[1][col].plot(xs, [100 * (r["share_429"] or 0.0) for r in points], marker="o", label=tool)
+            failed = [100 * (r["failed"] or 0) / r["prompts"] for r in points]
+            axes[2][col].plot(xs, failed, marker="o", label=tool)
     for col in (0, 1):
         axes[0][col].axhline(1.0, color="grey", linestyle="--", linewidth=1)
         axes[0][col].axhline(0.9, color="tab:green", linestyle=":", linewidth=1)
-        axes[0][col].set_ylabel("throughput / limit")
+        axes[0][col].set_ylabel("answered prompts per second / limit")
         axes[1][col].set_ylabel("requests answered 429 (%)")
+        axes[2][col].set_ylabel("prompts failed (%)")
         axes[0][col].legend()
     axes[0][0].set_title(f"vs latency, at {base_rpm:,} requests/min")
     axes[0][1].set_title(f"vs limit, at {base_latency:g} ms latency")
-    axes[1][0].set_xlabel("fake server latency (ms)")
-    axes[1][0].set_xscale("log")
-    axes[1][1].set_xlabel("limit (requests/min)")
+    axes[2][0].set_xlabel("fake server latency (ms)")
+    axes[2][0].set_xscale("log")
+    axes[2][1].set_xlabel("limit (requests/min)")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

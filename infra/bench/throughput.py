@@ -625,6 +625,8 @@ def report(args: argparse.Namespace, scenarios: list[Scenario], results: list[Ru
     table = format_table(results)
     print()
     print(table)
+    if any(r.failed for r in results):
+        print("*: some prompts failed; the ratio counts answered prompts only, over a run that ended without them")
     for r in results:
         if r.note:
             print(f"note: {r.tool} {r.prompts} prompts, {r.rpm} rpm, {r.latency_ms:g} ms: {r.note}")

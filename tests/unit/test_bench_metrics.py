@@ -57,6 +57,6 @@ def test_result_ratio_and_table() -> None:
     data = r.as_dict()
     assert data["correct"] is True and data["ratio"] == pytest.approx(1.0)
     text = format_table([r])
-    assert "cookbook" in text and "75.00" in text and "1.000" in text
+    assert "cookbook" in text and "75.00" in text and "1.000*" in text
     md = format_table([r], markdown=True)
     assert md.splitlines()[1].startswith("|:---|---:")
