@@ -17,6 +17,10 @@ jobs_init = functions_framework.http(public.endpoint(public.jobs_init, live))
 job_status = functions_framework.http(public.endpoint(public.job_status, live))
 job_results = functions_framework.http(public.endpoint(public.job_results, live))
 job_cancel = functions_framework.http(public.endpoint(public.job_cancel, live))
+jobs_list = functions_framework.http(public.endpoint(public.jobs_list, live))
+jobs_create = functions_framework.http(public.endpoint(public.jobs_create, live))
+job_events = functions_framework.http(public.endpoint(public.job_events, live))
+openapi = functions_framework.http(public.endpoint(public.openapi, live))
 plan_job = functions_framework.http(public.endpoint(internal.plan_job, live))
 process_chunk = functions_framework.http(public.endpoint(internal.process_chunk, live))
 watchdog = functions_framework.http(public.endpoint(internal.watchdog, live))
@@ -27,4 +31,17 @@ def on_upload(event: Any) -> None:
     internal.on_upload(event, live())
 
 
-__all__ = ["jobs_init", "job_status", "job_results", "job_cancel", "plan_job", "process_chunk", "watchdog", "on_upload"]
+__all__ = [
+    "jobs_init",
+    "job_status",
+    "job_results",
+    "job_cancel",
+    "jobs_list",
+    "jobs_create",
+    "job_events",
+    "openapi",
+    "plan_job",
+    "process_chunk",
+    "watchdog",
+    "on_upload",
+]

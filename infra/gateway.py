@@ -142,6 +142,9 @@ class GatewayHandler(BaseHTTPRequestHandler):
                 conn.putheader(k, v)
             conn.endheaders(body or None)
             resp = conn.getresponse()
+            if resp.getheader("Content-Type", "").startswith("text/event-stream"):
+                self._stream(resp)
+                return
             resp_body = resp.read()
         except TimeoutError:
             logger.error(
@@ -162,6 +165,22 @@ class GatewayHandler(BaseHTTPRequestHandler):
             conn.close()
         logger.info("%s %s -> %s %d", self.command, self.path, route.function, resp.status)
         self._send(resp.status, _forward_headers(resp.msg, _HOP_BY_HOP), resp_body, reason=resp.reason)
+
+    def _stream(self, resp: http.client.HTTPResponse) -> None:
+        """Pass a Server-Sent Events answer through as it comes, event by event."""
+        self.send_response(resp.status, resp.reason)
+        for k, v in _forward_headers(resp.msg, _HOP_BY_HOP | {"content-length"}):
+            self.send_header(k, v)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        while True:
+            line = resp.readline()
+            if not line:
+                return
+            self.wfile.write(line)
+            if line in (b"\n", b"\r\n"):
+                self.wfile.flush()
 
     def _send_error(self, status: HTTPStatus, code: str, message: str) -> None:
         self._send(status, [("Content-Type", "application/json")], error_body(code, message))

@@ -82,6 +82,10 @@ FUNCTIONS: tuple[Function, ...] = (
     Function("process_chunk", "http", 15),
     Function("job_cancel", "http", 16),
     Function("watchdog", "http", 17),
+    Function("jobs_list", "http", 18),
+    Function("jobs_create", "http", 19),
+    Function("job_events", "http", 20),
+    Function("openapi", "http", 21),
 )
 
 # The stack's own servers, by port offset. Functions start at offset 10.

@@ -86,6 +86,14 @@ class MemoryStore:
         ]
         return sorted(found, key=lambda j: j.status_at or j.created_at)[:limit]
 
+    def list_jobs(self, client_id: str, limit: int, after: tuple[datetime, str] | None = None) -> list[Job]:
+        mine = sorted(
+            (j for j in self.jobs.values() if j.client_id == client_id), key=lambda j: (j.created_at, j.job_id), reverse=True
+        )
+        if after is not None:
+            mine = [j for j in mine if (j.created_at, j.job_id) < after]
+        return mine[:limit]
+
     def save_chunks(self, chunks: Iterable[Chunk]) -> None:
         with self._lock:
             for c in chunks:

@@ -58,6 +58,14 @@ class Settings:
     # Finished rows are checkpointed when this many are waiting, or after this long.
     checkpoint_rows: int = 50
     checkpoint_seconds: float = 1.0
+    # Result files are deleted after this many days (the bucket's lifecycle rule); a job's
+    # records expire (Firestore TTL on expire_at) with them.
+    results_retention_days: int = 30
+    # Inline jobs (POST /v1/jobs) and inline results (?inline=true) stay small.
+    inline_max_prompts: int = 1000
+    inline_max_bytes: int = 10 * 1024 * 1024
+    # How long one events stream stays open; the client then reconnects.
+    events_max_seconds: int = 300
     # The watchdog re-drives work idle this long, and fails a job with no progress this long.
     watchdog_grace_seconds: int = 600
     job_stuck_seconds: int = 3600
@@ -102,6 +110,10 @@ def load() -> Settings:
         chunk_time_budget_seconds=_int("PROMPTFORGE_CHUNK_TIME_BUDGET_SECONDS", 1500),
         checkpoint_rows=_int("PROMPTFORGE_CHECKPOINT_ROWS", 50),
         checkpoint_seconds=float(os.environ.get("PROMPTFORGE_CHECKPOINT_SECONDS") or 1.0),
+        results_retention_days=_int("PROMPTFORGE_RESULTS_RETENTION_DAYS", 30),
+        inline_max_prompts=_int("PROMPTFORGE_INLINE_MAX_PROMPTS", 1000),
+        inline_max_bytes=_int("PROMPTFORGE_INLINE_MAX_BYTES", 10 * 1024 * 1024),
+        events_max_seconds=_int("PROMPTFORGE_EVENTS_MAX_SECONDS", 300),
         watchdog_grace_seconds=_int("PROMPTFORGE_WATCHDOG_GRACE_SECONDS", 600),
         job_stuck_seconds=_int("PROMPTFORGE_JOB_STUCK_SECONDS", 3600),
         status_poll_seconds=_int("PROMPTFORGE_STATUS_POLL_SECONDS", 5),

@@ -32,7 +32,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from infra import stack as stack_mod  # noqa: E402
-from infra.stack import Stack, StackError, port_in_use  # noqa: E402
+from infra.stack import FUNCTIONS, Stack, StackError, port_in_use  # noqa: E402
 
 BASE_PORT = 28400
 # Every service except the fake LLM, which is someone else's module: it gets its own test.
@@ -147,7 +147,13 @@ def records_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, records_dir: Path) -> Iterator[Stack]:
     source_dir = tmp_path_factory.mktemp("stand-in-functions")
-    (source_dir / "main.py").write_text(STAND_IN_MAIN)
+    # Every other HTTP entry point of the table gets an echoing stand-in too.
+    extra = "".join(
+        f"\n\n@functions_framework.http\ndef {f.name}(request):\n    return _echo({f.name!r}, request)\n"
+        for f in FUNCTIONS
+        if f.signature == "http" and f"def {f.name}(" not in STAND_IN_MAIN
+    )
+    (source_dir / "main.py").write_text(STAND_IN_MAIN + extra)
     s = Stack(
         "test",
         base_port=BASE_PORT,
@@ -184,13 +190,13 @@ def test_profiles_have_the_documented_ports_and_projects() -> None:
         "tasks-emulator": 8404,
         "fake-llm": 8405,
         "eventarc-forwarder": 8406,
-        "jobs_init": 8410,
-        "job_status": 8411,
-        "job_results": 8412,
-        "on_upload": 8413,
-        "plan_job": 8414,
-        "process_chunk": 8415,
+        **{f.name: 8400 + f.port_offset for f in FUNCTIONS},
     }
+    # the first functions keep the ports the README documents; no two share one
+    assert [dev.ports[n] for n in ("jobs_init", "job_status", "job_results", "on_upload", "plan_job", "process_chunk")] == list(
+        range(8410, 8416)
+    )
+    assert len({f.port_offset for f in FUNCTIONS}) == len(FUNCTIONS) and min(f.port_offset for f in FUNCTIONS) >= 10
     assert test.ports["process_chunk"] == 18415
     with pytest.raises(StackError, match="unknown profile"):
         Stack("prod")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sys
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -154,16 +153,6 @@ def _planning_accepts(fake_llm: str, depth: int) -> bool:
     return job is not None and job.invalid_count == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parse_line bounds nesting only by Python's recursion limit, which depends on the stack depth "
-    "of the caller. The worker parses and encodes deeper in the stack than planning, so for lines "
-    "nested up to ~12 levels less than the deepest planning accepts, the worker raises RecursionError "
-    "encoding the request on every delivery (the job never finishes), and at the very deepest the "
-    "worker's own parse_line fails and _lines drops the line silently (prompt_count 2, completed 1, "
-    "failed 0: a line lost). A fixed nesting limit, well under the recursion limit, would make such "
-    "lines invalid_line everywhere",
-)
 def test_a_line_that_planning_accepts_is_never_lost_and_never_crashes_the_worker(fake_llm: str) -> None:
     lo, hi = 1, sys.getrecursionlimit()  # the deepest nesting planning accepts, by bisection
     while lo < hi:

@@ -70,6 +70,7 @@ def test_a_job_runs_to_completion_with_every_line_accounted_for(deps: StaticDeps
     assert job is not None and job.status is JobStatus.COMPLETED
     assert (job.prompt_count, job.completed_count, job.failed_count) == (13, 10, 3)
     assert job.started_processing_at and job.completed_at and job.tokens_used > 0
+    assert job.expire_at == job.completed_at + timedelta(days=deps.settings.results_retention_days)
     # chunks of 4 records: 10 good + 3 bad lines = 13 records -> 4 chunks, the last all bad
     assert job.result_files == ("results_part_001.jsonl", "results_part_002.jsonl", "results_part_003.jsonl", "errors.jsonl")
     results, errors = all_rows(deps, client_id, job_id)

@@ -96,3 +96,12 @@ def test_error_detail_never_contains_the_prompt_text() -> None:
 
 def test_blank_lines_are_not_records() -> None:
     assert parse("   \t") is None
+
+
+def test_rows_with_lone_surrogates_still_dump_as_valid_utf8_json() -> None:
+    from promptforge.domain.jsonl import dump_line
+
+    row = {"prompt_id": "a\ud800b", "result": "café"}
+    line = dump_line(row)
+    assert json.loads(line.decode("utf-8")) == row
+    assert dump_line({"result": "café"}) == '{"result": "café"}\n'.encode()

@@ -58,7 +58,8 @@ class CloudTasksQueue:
 
     def enqueue_plan(self, job_id: str, tag: str = "") -> None:
         name = f"plan-{job_id}" + (f"-{tag}" if tag else "")
-        self._create(self._s.plan_queue, name, self._s.plan_url, {"job_id": job_id}, None)
+        # Planning streams the whole file: give it the same 30-minute deadline as a chunk.
+        self._create(self._s.plan_queue, name, self._s.plan_url, {"job_id": job_id}, self.CHUNK_DEADLINE_SECONDS)
 
     def enqueue_chunk(self, job_id: str, index: int, tag: str = "") -> None:
         # Several queues stand in for one queue's parallel dispatch on the emulator, which

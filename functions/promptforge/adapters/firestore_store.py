@@ -14,6 +14,7 @@ aggregation query, so no worker contends on the job document while it runs.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -124,8 +125,17 @@ class FirestoreJobStore:
         def body(txn: firestore.Transaction) -> T:
             return fn(_Tx(self._db, txn))
 
-        result: T = body(self._db.transaction())
-        return result
+        # The client retries when a commit is aborted; a read aborted by contention (the
+        # emulator does this after its lock timeout) is retried here, a few times.
+        for attempt in range(4):
+            try:
+                result: T = body(self._db.transaction())
+                return result
+            except gexc.Aborted:
+                if attempt == 3:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def create_job(self, job: Job) -> None:
         try:
@@ -143,6 +153,17 @@ class FirestoreJobStore:
             query = query.where(filter=firestore.FieldFilter("status_at", "<", status_before))
         query = query.order_by("status_at").limit(limit)
         return [job_from_doc(s.to_dict()) for s in query.stream()]
+
+    def list_jobs(self, client_id: str, limit: int, after: tuple[datetime, str] | None = None) -> list[Job]:
+        query = (
+            self._db.collection("jobs")
+            .where(filter=firestore.FieldFilter("client_id", "==", client_id))
+            .order_by("created_at", direction=firestore.Query.DESCENDING)
+            .order_by("job_id", direction=firestore.Query.DESCENDING)
+        )
+        if after is not None:
+            query = query.start_after({"created_at": after[0], "job_id": after[1]})
+        return [job_from_doc(s.to_dict()) for s in query.limit(limit).stream()]
 
     def _chunks(self, job_id: str) -> Any:
         return self._db.collection("jobs").document(job_id).collection("chunks")

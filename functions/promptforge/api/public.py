@@ -7,12 +7,14 @@ one error envelope, and never lets a stack trace out.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import re
+import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,9 +28,18 @@ from ..domain.pricing import estimated_cost_usd
 from ..service import keys, lifecycle, results
 from ..service.deps import Deps
 from .envelope import ApiError, internal, invalid, not_found, unauthenticated
-from .schemas import InitRequest, InitResponse, ResultFile, ResultsResponse, StatusResponse
+from .schemas import (
+    CreateRequest,
+    InitRequest,
+    InitResponse,
+    InlineResults,
+    JobList,
+    ResultFile,
+    ResultsResponse,
+    StatusResponse,
+)
 
-Handler = Callable[[flask.Request, Deps], tuple[int, dict[str, Any], dict[str, str]]]
+Handler = Callable[[flask.Request, Deps], "tuple[int, dict[str, Any], dict[str, str]] | flask.Response"]
 _JOB_IN_PATH = re.compile(r"/jobs/([^/]+)")
 
 
@@ -49,7 +60,10 @@ def endpoint(handler: Handler, deps_factory: Callable[[], Deps]) -> Callable[[fl
     @functools.wraps(handler)
     def serve(request: flask.Request) -> flask.Response:
         try:
-            status, body, headers = handler(request, deps_factory())
+            answer = handler(request, deps_factory())
+            if isinstance(answer, flask.Response):
+                return answer
+            status, body, headers = answer
             return json_response(status, body, headers)
         except ApiError as exc:
             return json_response(exc.status, exc.body(), exc.headers)
@@ -101,6 +115,16 @@ def _validation_error(exc: ValidationError) -> ApiError:
     return invalid(field, msg)
 
 
+def _check_provider(deps: Deps, req: InitRequest) -> None:
+    if req.provider not in deps.settings.providers:
+        enabled = ", ".join(deps.settings.providers)
+        raise invalid("provider", f"{req.provider!r} is not enabled on this deployment (enabled: {enabled})")
+    if req.provider == "openai_compatible" and not req.base_url:
+        raise invalid("base_url", "is required for provider openai_compatible")
+    if req.provider != "openai_compatible" and req.base_url:
+        raise invalid("base_url", "is only for provider openai_compatible")
+
+
 def jobs_init(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], dict[str, str]]:
     """``POST /v1/jobs/init``: create a job and hand out its upload URL."""
     client_id = _client(request, deps)
@@ -110,13 +134,7 @@ def jobs_init(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], 
         req = InitRequest.model_validate(_json_body(request))
     except ValidationError as exc:
         raise _validation_error(exc) from None
-    if req.provider not in deps.settings.providers:
-        enabled = ", ".join(deps.settings.providers)
-        raise invalid("provider", f"{req.provider!r} is not enabled on this deployment (enabled: {enabled})")
-    if req.provider == "openai_compatible" and not req.base_url:
-        raise invalid("base_url", "is required for provider openai_compatible")
-    if req.provider != "openai_compatible" and req.base_url:
-        raise invalid("base_url", "is only for provider openai_compatible")
+    _check_provider(deps, req)
     new = lifecycle.create_job(deps, client_id, req.model_dump())
     body = InitResponse(
         job_id=new.job.job_id,
@@ -203,6 +221,8 @@ def job_results(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any]
             {"current_status": job.status.value},
             {"Retry-After": poll} if not job.status.terminal else {},
         )
+    if request.args.get("inline", "").lower() in ("1", "true", "yes"):
+        return 200, _inline_results(deps, job, names), {}
     ttl = timedelta(seconds=deps.settings.download_url_ttl_seconds)
     expires = iso(deps.now() + ttl) or ""
     files = [
@@ -216,3 +236,125 @@ def job_results(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any]
         for name in names
     ]
     return 200, ResultsResponse(job_id=job.job_id, status=job.status.value, files=files).model_dump(), {}
+
+
+def _inline_results(deps: Deps, job: Job, names: tuple[str, ...]) -> dict[str, Any]:
+    """The rows themselves, for a small job; 413 past the documented limits."""
+    s = deps.settings
+    total_rows = job.completed_count + job.failed_count if job.status is JobStatus.COMPLETED else None
+    too_big = ApiError(
+        413,
+        "payload_too_large",
+        f"Too large for inline results (limit {s.inline_max_prompts} rows, {s.inline_max_bytes} bytes); download the files",
+        {"limit_rows": s.inline_max_prompts, "limit_bytes": s.inline_max_bytes},
+    )
+    if total_rows is not None and total_rows > s.inline_max_prompts:
+        raise too_big
+    rows: dict[str, list[dict[str, Any]]] = {"results": [], "errors": []}
+    size = 0
+    for name in names:
+        with deps.blobs.open_read(s.results_bucket, paths.result_object(job.client_id, job.job_id, name)) as f:
+            data = f.read(s.inline_max_bytes + 1)
+        size += len(data)
+        if size > s.inline_max_bytes:
+            raise too_big
+        target = rows["errors"] if name == paths.ERRORS_FILENAME else rows["results"]
+        target.extend(json.loads(line) for line in data.splitlines() if line.strip())
+        if len(rows["results"]) + len(rows["errors"]) > s.inline_max_prompts:
+            raise too_big
+    return InlineResults(job_id=job.job_id, status=job.status.value, **rows).model_dump()
+
+
+def jobs_list(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """``GET /v1/jobs``: the client's jobs, newest first, a page at a time."""
+    client_id = _client(request, deps)
+    try:
+        limit = int(request.args.get("limit", "20"))
+    except ValueError:
+        raise invalid("limit", "must be an integer") from None
+    if not 1 <= limit <= 100:
+        raise invalid("limit", "must be between 1 and 100")
+    after = _cursor(request.args.get("page_token"))
+    jobs = deps.store.list_jobs(client_id, limit + 1, after)
+    more = len(jobs) > limit
+    jobs = jobs[:limit]
+    token = _token(jobs[-1]) if more and jobs else None
+    body = JobList(jobs=[StatusResponse(**_status_body(deps, j)[0]) for j in jobs], next_page_token=token)
+    return 200, body.model_dump(), {}
+
+
+def _token(job: Job) -> str:
+    raw = json.dumps([job.created_at.isoformat(), job.job_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _cursor(token: str | None) -> tuple[datetime, str] | None:
+    if not token:
+        return None
+    try:
+        created, job_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return datetime.fromisoformat(created), str(job_id)
+    except (ValueError, TypeError):
+        raise invalid("page_token", "is not a token this API returned") from None
+
+
+def jobs_create(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """``POST /v1/jobs``: an inline job; the prompts come in the body, no upload step."""
+    client_id = _client(request, deps)
+    if request.method != "POST":
+        raise ApiError(405, "method_not_allowed", "Use POST")
+    s = deps.settings
+    if (request.content_length or 0) > s.inline_max_bytes:
+        raise ApiError(413, "payload_too_large", f"The body is over {s.inline_max_bytes} bytes; use POST /v1/jobs/init")
+    try:
+        req = CreateRequest.model_validate(_json_body(request))
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+    if len(req.prompts) > s.inline_max_prompts:
+        raise ApiError(
+            413, "payload_too_large", f"More than {s.inline_max_prompts} prompts; use POST /v1/jobs/init", {"field": "prompts"}
+        )
+    _check_provider(deps, req)
+    job = lifecycle.create_inline_job(deps, client_id, req.model_dump(exclude={"prompts"}), req.prompts)
+    body, _ = _status_body(deps, job)
+    return 201, body, {}
+
+
+def job_events(request: flask.Request, deps: Deps) -> flask.Response:
+    """``GET /v1/jobs/{job_id}/events``: Server-Sent Events, a ``status`` event on every
+    change and a ``done`` event at a terminal state; the stream closes after
+    ``events_max_seconds`` (clients reconnect, as EventSource does)."""
+    client_id = _client(request, deps)
+    job = _own_job(request, deps, client_id)
+    limit = deps.settings.events_max_seconds
+
+    def stream() -> Iterator[str]:
+        yield "retry: 2000\n\n"
+        last, started, sent_at = "", time.monotonic(), time.monotonic()
+        current: Job | None = job
+        while current is not None:
+            body, _ = _status_body(deps, current)
+            data = json.dumps(body)
+            if data != last:
+                yield f"event: status\ndata: {data}\n\n"
+                last, sent_at = data, time.monotonic()
+            if current.status.terminal:
+                yield f"event: done\ndata: {data}\n\n"
+                return
+            if time.monotonic() - started > limit:
+                return
+            if time.monotonic() - sent_at > 15:
+                yield ": keep-alive\n\n"
+                sent_at = time.monotonic()
+            time.sleep(1.0)
+            current = deps.store.get_job(job.job_id)
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return flask.Response(flask.stream_with_context(stream()), mimetype="text/event-stream", headers=headers)
+
+
+def openapi(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """``GET /v1/openapi.json``: the API's OpenAPI 3.1 document (no key needed)."""
+    from .openapi import document
+
+    return 200, document(deps.settings.providers, deps.settings.inline_max_prompts), {}

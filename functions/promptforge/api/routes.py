@@ -22,9 +22,13 @@ class Route:
 
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/jobs/init", "jobs_init"),
+    Route("POST", "/v1/jobs", "jobs_create"),
+    Route("GET", "/v1/jobs", "jobs_list"),
     Route("GET", "/v1/jobs/{job_id}/status", "job_status"),
     Route("GET", "/v1/jobs/{job_id}/results", "job_results"),
     Route("POST", "/v1/jobs/{job_id}/cancel", "job_cancel"),
+    Route("GET", "/v1/jobs/{job_id}/events", "job_events"),
+    Route("GET", "/v1/openapi.json", "openapi"),
 )
 
 

@@ -96,3 +96,31 @@ class ResultsResponse(BaseModel):
     job_id: str
     status: str
     files: list[ResultFile]
+
+
+class CreateRequest(InitRequest):
+    """Body of ``POST /v1/jobs``: an init body plus the prompts themselves."""
+
+    prompts: list[Any] = Field(min_length=1)
+
+
+class JobList(BaseModel):
+    jobs: list[StatusResponse]
+    next_page_token: str | None = None
+
+
+class InlineResults(BaseModel):
+    job_id: str
+    status: str
+    results: list[dict[str, Any]]
+    errors: list[dict[str, Any]]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody

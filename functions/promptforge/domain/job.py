@@ -103,6 +103,7 @@ class Job:
     result_files: tuple[str, ...] = ()
     error: JobError | None = None
     status_at: datetime | None = None  # when the job entered its current status
+    expire_at: datetime | None = None  # Firestore TTL: set when the job ends
 
     def transition(self, target: JobStatus, now: datetime, error: JobError | None = None) -> Job:
         """Move to ``target``, stamping the times the contract shows; raise if illegal."""

@@ -17,6 +17,9 @@ from .params import params_problem
 BOM = b"\xef\xbb\xbf"
 _ROLES = frozenset({"system", "user", "assistant", "developer"})
 MAX_PROMPT_ID_CHARS = 256
+# Deeper lines are bad lines everywhere: a fixed limit, well under Python's recursion
+# limit, so planning and the worker can never disagree about a line.
+MAX_NESTING = 64
 _READ_SIZE = 64 * 1024
 
 
@@ -135,15 +138,50 @@ def parse_line(raw: RawLine, max_line_bytes: int) -> PromptLine | LineError | No
     except UnicodeDecodeError as exc:
         return LineError(n, f"not valid UTF-8 (byte {exc.start + 1} of the line)")
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         return LineError(n, f"not valid JSON: {exc.msg} (column {exc.colno})")
     except RecursionError:
         return LineError(n, "not valid JSON: nested too deeply")
+    except _NotJson as exc:
+        return LineError(n, f"not valid JSON: {exc}")
+    except ValueError:
+        # e.g. an integer of more digits than Python converts (int_max_str_digits)
+        return LineError(n, "not valid JSON: a number is too long")
     if not isinstance(obj, dict):
         return LineError(n, "not a JSON object")
+    if _depth_over(obj, MAX_NESTING):
+        return LineError(n, f"nested deeper than {MAX_NESTING} levels", None, True)
+    try:
+        # A \\uD800-\\uDFFF escape alone decodes to a lone surrogate: not Unicode text.
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return LineError(n, "holds a lone surrogate escape (\\ud800-\\udfff), which is not valid Unicode text", None, True)
     result = _validate(n, obj)
     return dataclasses.replace(result, json_object=True) if isinstance(result, LineError) else result
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether containers nest more than ``limit`` deep (without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
+    return False
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; RFC 8259 JSON (and every provider) does not.
+    raise _NotJson(f"{name} is not a JSON value")
 
 
 def _validate(n: int, obj: dict[str, Any]) -> PromptLine | LineError:
@@ -186,9 +224,26 @@ def _messages_problem(messages: Any) -> str | None:
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             return f"messages[{i}] must be an object"
-        if message.get("role") not in _ROLES:
+        role = message.get("role")
+        if not isinstance(role, str) or role not in _ROLES:
             return f"messages[{i}].role must be one of {', '.join(sorted(_ROLES))}"
         content = message.get("content")
-        if not isinstance(content, (str, list)) or (isinstance(content, str) and not content):
-            return f"messages[{i}].content must be a non-empty string or a list of parts"
+        if isinstance(content, str) and content:
+            continue
+        if (
+            not isinstance(content, list)
+            or not content
+            or not all(isinstance(part, dict) and isinstance(part.get("type"), str) for part in content)
+        ):
+            return f"messages[{i}].content must be a non-empty string or a non-empty list of parts with a type"
     return None
+
+
+def dump_line(row: Any) -> bytes:
+    """One JSONL line in UTF-8. Text stays readable; a lone surrogate (valid as a JSON
+    escape, but not encodable as UTF-8) falls back to ASCII escapes for that line."""
+    text = json.dumps(row, ensure_ascii=False)
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        return json.dumps(row).encode("ascii") + b"\n"

@@ -25,7 +25,7 @@ from .. import logs
 from ..adapters.providers import ProviderUnavailable, open_provider
 from ..domain import paths
 from ..domain.job import Job, JobError
-from ..domain.jsonl import PromptLine, iter_raw_lines, parse_line
+from ..domain.jsonl import LineError, PromptLine, dump_line, iter_raw_lines, parse_line
 from ..domain.records import Chunk, ChunkStatus
 from ..domain.retry import RetryPolicy
 from .calls import call_with_retries, chat_request
@@ -123,7 +123,7 @@ def _release(deps: Deps, chunk: Chunk) -> None:
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> bytes:
-    return b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows)
+    return b"".join(dump_line(r) for r in rows)
 
 
 @dataclass
@@ -165,8 +165,10 @@ class _ChunkRun:
             # An earlier delivery wrote the part, then died before recording it: keep its work.
             self._finish(already_written=True)
             return "done"
-        done_ids = self._load_checkpoints()
-        lines = [line for line in _lines(self.deps, self.job, self.chunk) if line.prompt_id not in done_ids]
+        done_ids, done_lines = self._load_checkpoints()
+        lines, late_errors = _lines(self.deps, self.job, self.chunk)
+        lines = [line for line in lines if line.prompt_id not in done_ids]
+        self.pending.errors.extend(e for e in late_errors if e["line"] not in done_lines)
         asyncio.run(self._run(lines))
         if self.halt == "time box":
             self._hand_over()
@@ -174,12 +176,18 @@ class _ChunkRun:
         self._finish(already_written=False)
         return "stopped" if self.halt else "done"
 
-    def _load_checkpoints(self) -> set[str]:
-        done: set[str] = set()
+    def _load_checkpoints(self) -> tuple[set[str], set[int]]:
+        """The prompt_ids, and the line numbers of late invalid lines, already checkpointed."""
+        ids: set[str] = set()
+        lines: set[int] = set()
         for name in self.chunk.segments:
             with self.deps.blobs.open_read(self.s.results_bucket, name) as f:
-                done.update(json.loads(line)["prompt_id"] for line in f.read().splitlines() if line.strip())
-        return done
+                for row in (json.loads(line) for line in f.read().splitlines() if line.strip()):
+                    if row.get("error") == "invalid_line":
+                        lines.add(row["line"])
+                    else:
+                        ids.add(row["prompt_id"])
+        return ids, lines
 
     def _hand_over(self) -> None:
         """Past the time box: release the chunk and enqueue its continuation."""
@@ -387,10 +395,13 @@ def _recount(deps: Deps, chunk: Chunk, part: str, errors_name: str) -> Chunk:
     )
 
 
-def _lines(deps: Deps, job: Job, chunk: Chunk) -> list[PromptLine]:
+def _lines(deps: Deps, job: Job, chunk: Chunk) -> tuple[list[PromptLine], list[dict[str, Any]]]:
+    """The chunk's prompts, and error rows for any line planning did not already report
+    (none, unless the parser changed between planning and now: never drop a line)."""
     s = deps.settings
     skip = set(chunk.skip_lines)
     out: list[PromptLine] = []
+    errors: list[dict[str, Any]] = []
     upload = paths.upload_object(job.client_id, job.job_id)
     with deps.blobs.open_read(s.upload_bucket, upload, chunk.start, chunk.end) as src:
         for raw in iter_raw_lines(src, s.max_line_bytes, offset=chunk.start, first_number=chunk.first_line):
@@ -399,4 +410,6 @@ def _lines(deps: Deps, job: Job, chunk: Chunk) -> list[PromptLine]:
             parsed = parse_line(raw, s.max_line_bytes)
             if isinstance(parsed, PromptLine):
                 out.append(parsed)
-    return out
+            elif isinstance(parsed, LineError):
+                errors.append(parsed.to_row())
+    return out, errors

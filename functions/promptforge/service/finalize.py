@@ -14,7 +14,7 @@ from ..domain.job import JobStatus
 from ..domain.records import ChunkStatus
 from .deps import Deps
 from .ports import Tx
-from .slots import hand_over, read_successor, start_active
+from .slots import ended, hand_over, read_successor, start_active
 
 
 def finalize_if_done(deps: Deps, job_id: str) -> bool:
@@ -53,7 +53,7 @@ def finalize_if_done(deps: Deps, job_id: str) -> bool:
             output_tokens=tokens_out,
             result_files=files,
         ).transition(JobStatus.COMPLETED, now)
-        tx.put_job(done)
+        tx.put_job(ended(done, deps.settings.results_retention_days))
         hand_over(tx, client, job_id, successor, now)
         return True
 

@@ -12,9 +12,10 @@ from typing import Any
 from .. import logs
 from ..domain import paths
 from ..domain.job import Job, JobError, JobStatus
+from ..domain.jsonl import dump_line
 from .deps import Deps
 from .ports import Tx
-from .slots import hand_over, read_successor, start_active
+from .slots import ended, hand_over, read_successor, start_active
 
 UPLOAD_CONTENT_TYPE = "application/x-ndjson"
 
@@ -48,6 +49,22 @@ def create_job(deps: Deps, client_id: str, spec: dict[str, Any]) -> NewJob:
     deps.store.create_job(job)
     logs.info("job created", job_id=job.job_id, client_id=client_id, provider=job.provider)
     return NewJob(job, url, {"Content-Type": UPLOAD_CONTENT_TYPE}, deps.settings.max_upload_bytes)
+
+
+def create_inline_job(deps: Deps, client_id: str, spec: dict[str, Any], prompts: list[Any]) -> Job:
+    """A job whose prompts came in the request: written as the upload, then accepted at once.
+
+    The write also raises the storage event, whose delivery then finds the job past
+    AWAITING_UPLOAD and changes nothing.
+    """
+    new = create_job(deps, client_id, spec)
+    data = b"".join(dump_line(p) for p in prompts)
+    name = paths.upload_object(client_id, new.job.job_id)
+    deps.blobs.write(deps.settings.upload_bucket, name, data)
+    accept_upload(deps, deps.settings.upload_bucket, name, len(data), deps.now())
+    job = deps.store.get_job(new.job.job_id)
+    assert job is not None
+    return job
 
 
 def accept_upload(deps: Deps, bucket: str, name: str, size: int, uploaded_at: datetime) -> str:
@@ -111,7 +128,7 @@ def fail_job(deps: Deps, job_id: str, error: JobError) -> bool:
         if job is None or job.status.terminal:
             return None
         client, successor = read_successor(tx, job)
-        tx.put_job(job.transition(JobStatus.FAILED, now, error))
+        tx.put_job(ended(job.transition(JobStatus.FAILED, now, error), deps.settings.results_retention_days))
         hand_over(tx, client, job_id, successor, now)
         return job.client_id
 
@@ -143,7 +160,7 @@ def cancel_job(deps: Deps, job: Job) -> Job:
         if current is None or current.status.terminal:
             return
         client, successor = read_successor(tx, current)
-        tx.put_job(current.transition(JobStatus.CANCELLED, now))
+        tx.put_job(ended(current.transition(JobStatus.CANCELLED, now), deps.settings.results_retention_days))
         hand_over(tx, client, job.job_id, successor, now)
 
     deps.store.run_transaction(cancel)

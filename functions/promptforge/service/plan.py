@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 from .. import logs
 from ..domain import paths
 from ..domain.chunking import ChunkCutter, ChunkSpec
 from ..domain.job import Job, JobError, JobStatus
-from ..domain.jsonl import LineError, PromptLine, iter_raw_lines, parse_line
+from ..domain.jsonl import LineError, PromptLine, dump_line, iter_raw_lines, parse_line
 from ..domain.records import Chunk, ChunkStatus
 from .deps import Deps
 from .lifecycle import fail_job
@@ -97,14 +96,16 @@ def _scan(deps: Deps, job: Job) -> _Scan:
             if scan.records > s.max_prompts_per_job:
                 scan.too_many = True
                 return scan
-            if isinstance(parsed, PromptLine):
+            # Every line that names a prompt_id claims it, valid or not: a later line with
+            # the same id is a duplicate, so an id never lands in both files.
+            if parsed.prompt_id is not None:
                 digest = hashlib.blake2b(parsed.prompt_id.encode(), digest_size=16).digest()
                 first = seen.setdefault(digest, raw.number)
-                if first != raw.number:
+                if first != raw.number and isinstance(parsed, PromptLine):
                     parsed = LineError(raw.number, f"duplicate prompt_id (first on line {first})", parsed.prompt_id, True)
             if isinstance(parsed, LineError):
                 scan.invalid += 1
-                errors.write(json.dumps(parsed.to_row()).encode() + b"\n")
+                errors.write(dump_line(parsed.to_row()))
             else:
                 scan.valid += 1
             if isinstance(parsed, PromptLine) or parsed.json_object:

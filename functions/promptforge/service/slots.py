@@ -6,7 +6,7 @@ cancel), so the hand-over happens exactly once and in upload order.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ..domain.job import Job, JobStatus
 from ..domain.records import ClientState
@@ -21,6 +21,12 @@ def read_successor(tx: Tx, job: Job) -> tuple[ClientState, Job | None]:
     if client.active_job_id != job.job_id or not client.pending:
         return client, None
     return client, tx.get_job(client.pending[0].job_id)
+
+
+def ended(job: Job, retention_days: int) -> Job:
+    """A job that just reached a terminal state, with the time its records may go."""
+    assert job.completed_at is not None
+    return job.replace(expire_at=job.completed_at + timedelta(days=retention_days))
 
 
 def hand_over(tx: Tx, client: ClientState, ended_job_id: str, successor: Job | None, now: datetime) -> Job | None:

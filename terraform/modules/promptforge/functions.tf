@@ -81,6 +81,66 @@ locals {
       signs_urls    = false
       provider_keys = false
     }
+    jobs_list = {
+      access        = "gateway"
+      ingress       = "ALLOW_ALL"
+      event         = null
+      schedule      = null
+      memory        = "256Mi"
+      timeout       = 30
+      max_instances = var.api_max_instances
+      concurrency   = 40
+      firestore     = true
+      buckets       = {}
+      enqueues      = []
+      signs_urls    = false
+      provider_keys = false
+    }
+    jobs_create = {
+      access        = "gateway"
+      ingress       = "ALLOW_ALL"
+      event         = null
+      schedule      = null
+      memory        = "512Mi"
+      timeout       = 60
+      max_instances = var.api_max_instances
+      concurrency   = 20
+      firestore     = true
+      buckets       = { uploads = "roles/storage.objectCreator" } # writes the inline prompts as the upload
+      enqueues      = ["plan"]
+      signs_urls    = true
+      provider_keys = false
+    }
+    job_events = {
+      access        = "gateway"
+      ingress       = "ALLOW_ALL"
+      event         = null
+      schedule      = null
+      memory        = "256Mi"
+      timeout       = 360 # above PROMPTFORGE_EVENTS_MAX_SECONDS (300): the stream ends first
+      max_instances = var.api_max_instances
+      concurrency   = 80 # an open stream mostly sleeps between polls
+      firestore     = true
+      buckets       = {}
+      enqueues      = []
+      signs_urls    = false
+      provider_keys = false
+    }
+    openapi = {
+      access        = "gateway"
+      ingress       = "ALLOW_ALL"
+      event         = null
+      schedule      = null
+      memory        = "256Mi"
+      timeout       = 30
+      max_instances = var.api_max_instances
+      concurrency   = 80
+      firestore     = false
+      buckets       = {}
+      enqueues      = []
+      signs_urls    = false
+      provider_keys = false
+    }
     on_upload = {
       access        = "eventarc"
       ingress       = "ALLOW_INTERNAL_ONLY"
@@ -168,6 +228,7 @@ locals {
       PROMPTFORGE_SIGNING_SERVICE_ACCOUNT = google_service_account.role["signer"].email
       PROMPTFORGE_PROVIDERS               = join(",", var.providers_enabled)
       PROMPTFORGE_WORKER_CONCURRENCY      = tostring(var.worker_concurrency)
+      PROMPTFORGE_RESULTS_RETENTION_DAYS  = tostring(var.results_retention_days)
       PROMPTFORGE_RATE_LIMITS             = jsonencode({ for key, l in var.rate_limits : key => { for k, v in { rpm = l.rpm, tpm = l.tpm } : k => v if v != null } })
     },
     var.extra_env,
