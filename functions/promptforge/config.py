@@ -74,6 +74,10 @@ class Settings:
     providers: tuple[str, ...] = ("openai_compatible",)
     # {"provider/model" or "provider": {"rpm": ..., "tpm": ...}}; see docs/throughput.md.
     rate_limits: dict[str, dict[str, float]] = field(default_factory=dict)
+    # How many chunk workers can run at once (the chunk queues' concurrent dispatches): a
+    # starting worker assumes it shares its budget with that many, or with its job's
+    # remaining chunks if fewer, before it has counted the live ones.
+    max_concurrent_chunks: int = 1
     # Pace at this share of a limit: a little headroom for clock skew between workers.
     rate_target: float = 0.97
     # Token estimate for a prompt whose max_tokens is not set.
@@ -119,6 +123,7 @@ def load() -> Settings:
         status_poll_seconds=_int("PROMPTFORGE_STATUS_POLL_SECONDS", 5),
         providers=_list("PROMPTFORGE_PROVIDERS", "openai_compatible"),
         rate_limits=json.loads(os.environ.get("PROMPTFORGE_RATE_LIMITS") or "{}"),
+        max_concurrent_chunks=_int("PROMPTFORGE_MAX_CONCURRENT_CHUNKS", len(_list("PROMPTFORGE_CHUNK_QUEUES", "x"))),
         rate_target=float(os.environ.get("PROMPTFORGE_RATE_TARGET") or 0.97),
         default_max_tokens_estimate=_int("PROMPTFORGE_DEFAULT_MAX_TOKENS_ESTIMATE", 256),
     )

@@ -123,6 +123,30 @@ def test_workers_sharing_a_budget_stay_under_the_window_and_near_the_limit(worke
     assert len(sent) / 3 == pytest.approx(rpm * 0.97, rel=0.02)
 
 
+def test_a_new_rate_applies_to_the_very_next_request_not_after_a_queue_drains() -> None:
+    clock = Clock()
+    pacer = Pacer(Limits(rpm=60), 1.0, clock=clock, sleep=clock.sleep)  # one a second
+    sent: list[float] = []
+
+    async def worker() -> None:
+        await pacer.acquire(1)
+        sent.append(clock())
+
+    async def main() -> None:
+        waiting = [worker() for _ in range(50)]  # fifty requests queue up at 1/s
+
+        async def speed_up() -> None:
+            await clock.sleep(2.5)
+            pacer.set_share(1)
+            pacer.learn(SimpleNamespace(limit_requests=6000, limit_tokens=None, remaining_requests=None))
+
+        await clock.run(*waiting, speed_up())
+
+    asyncio.run(main())
+    # after the change at 2.5 s the rest go at 100/s: all fifty within about 3 s
+    assert max(sent) - min(sent) < 4.0
+
+
 def test_a_429_holds_requests_for_the_retry_after_and_trims_the_rate() -> None:
     clock = Clock()
     pacer = Pacer(Limits(rpm=600), 1.0, clock=clock, sleep=clock.sleep)
@@ -145,7 +169,8 @@ def test_limits_learned_from_headers_replace_the_configured_ones() -> None:
 
     asyncio.run(clock.run(burst()))
     assert clock() - start == pytest.approx(1.0, abs=0.3)  # 100 requests at 100/s, not 60/min
+    # out of requests: wait one request's interval (at 6000/min), not the 7 s to a full window
     pacer.learn(SimpleNamespace(limit_requests=None, remaining_requests=0, reset_requests_s=7.0))
     before = clock()
     asyncio.run(clock.run(pacer.acquire(1)))
-    assert clock() - before >= 7.0
+    assert 0.0099 <= clock() - before < 0.5

@@ -31,6 +31,10 @@ class Schedule:
         self.burst_s = burst_s
         self._free_at = now  # when the next unit is free
 
+    def wait_for(self, now: float) -> float:
+        """Seconds from now until the next unit may go (nothing is reserved)."""
+        return max(0.0, self._free_at - self.burst_s - now)
+
     def reserve(self, cost: float, now: float) -> float:
         """Spend ``cost`` units; returns how many seconds from now they may go."""
         start = max(self._free_at - self.burst_s, now)
@@ -67,6 +71,10 @@ class Pace:
         """
         waits = [s.reserve(c, now) for s, c in ((self.requests, 1.0), (self.tokens, tokens)) if s is not None]
         return max(waits, default=0.0)
+
+    def wait_for(self, now: float) -> float:
+        """Seconds until both limits let the next request go (nothing is reserved)."""
+        return max((s.wait_for(now) for s in (self.requests, self.tokens) if s is not None), default=0.0)
 
     def settle(self, estimated: float, actual: float) -> None:
         """Correct a reservation made with an estimate, once the provider said the truth."""

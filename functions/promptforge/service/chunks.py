@@ -298,8 +298,13 @@ class _ChunkRun:
         self._checkpoint(rows)
         store, now = self.deps.store, self.deps.now()
         store.heartbeat_worker(self.budget, self.worker_id, now + _lease(self.deps))
-        self.pacer.set_share(store.live_workers(self.budget, now))
         job = store.get_job(self.job.job_id)
+        # Chunks start together: until the others have checked in, count on as many as
+        # can run at once for this job.
+        expected = 1
+        if job is not None and job.chunk_count is not None:
+            expected = max(1, min(job.chunk_count - job.chunks_done, self.s.max_concurrent_chunks))
+        self.pacer.set_share(max(store.live_workers(self.budget, now), expected))
         if job is None or job.status.terminal:
             self.halt = f"job {job.status.value if job else 'deleted'}"
         if self.job.budget_tokens is not None and not self.over_budget:

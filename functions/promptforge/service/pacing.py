@@ -81,6 +81,7 @@ class Pacer:
         self._sleep = sleep
         self._hold_until = 0.0
         self._pace = Pace.for_limits(self._effective(), clock())
+        self._gate = asyncio.Lock()
         self.rate_limited = 0
 
     def _effective(self) -> Limits:
@@ -94,13 +95,20 @@ class Pacer:
         return self._limits.rpm is not None or self._limits.tpm is not None
 
     async def acquire(self, tokens: int) -> None:
-        """Wait for this request's slot."""
-        wait = self._pace.reserve(tokens, self._clock())
-        if wait > 0:
-            await self._sleep(wait)
-        # A 429 after this slot was reserved holds it back too.
-        while (hold := self._hold_until - self._clock()) > 0:
-            await self._sleep(hold)
+        """Wait for this request's turn, then take its slot.
+
+        Requests queue on a FIFO gate and only the one at its head watches the schedule, so
+        a slot is taken at the moment the request goes, at the rate in force then: a new
+        share, a 429's hold or a slow-down applies to the very next request.
+        """
+        async with self._gate:
+            while True:
+                now = self._clock()
+                wait = max(self._hold_until - now, self._pace.wait_for(now))
+                if wait <= 0:
+                    self._pace.reserve(tokens, now)
+                    return
+                await self._sleep(wait)
 
     def settle(self, estimated: int, actual: int) -> None:
         self._pace.settle(estimated, actual)
@@ -136,4 +144,7 @@ class Pacer:
             (getattr(info, "remaining_tokens", None), getattr(info, "reset_tokens_s", None)),
         ):
             if remaining == 0 and reset:
-                self._hold_until = max(self._hold_until, self._clock() + float(reset))
+                # Out for now: wait for one request's worth to come back, not for the
+                # whole window to refill (the reset header says the latter).
+                interval = 60.0 / self._limits.rpm if self._limits.rpm else float(reset)
+                self._hold_until = max(self._hold_until, self._clock() + min(float(reset), interval))
