@@ -115,11 +115,16 @@ class MemoryStore:
 
     def chunk_totals(self, job_id: str) -> Totals:
         cs = self.list_chunks(job_id)
+        errors: dict[str, int] = {}
+        for c in cs:
+            for code, n in c.error_counts.items():
+                errors[code] = errors.get(code, 0) + n
         return Totals(
             sum(c.completed for c in cs),
             sum(c.failed for c in cs),
             sum(c.input_tokens for c in cs),
             sum(c.output_tokens for c in cs),
+            {k: v for k, v in errors.items() if v},
         )
 
     def heartbeat_worker(self, budget: str, worker_id: str, until: datetime) -> None:

@@ -123,7 +123,7 @@ def load() -> Settings:
         status_poll_seconds=_int("PROMPTFORGE_STATUS_POLL_SECONDS", 5),
         providers=_list("PROMPTFORGE_PROVIDERS", "openai_compatible"),
         rate_limits=json.loads(os.environ.get("PROMPTFORGE_RATE_LIMITS") or "{}"),
-        max_concurrent_chunks=_int("PROMPTFORGE_MAX_CONCURRENT_CHUNKS", len(_list("PROMPTFORGE_CHUNK_QUEUES", "x"))),
+        max_concurrent_chunks=_int("PROMPTFORGE_CHUNK_CONCURRENCY", len(_list("PROMPTFORGE_CHUNK_QUEUES", "x"))),
         rate_target=float(os.environ.get("PROMPTFORGE_RATE_TARGET") or 0.97),
         default_max_tokens_estimate=_int("PROMPTFORGE_DEFAULT_MAX_TOKENS_ESTIMATE", 256),
     )

@@ -92,8 +92,12 @@ def test_chunk_progress_is_summed_across_chunks(live: LiveDeps) -> None:
     live.store.save_chunks(chunks)
     live.store.save_chunk_progress(chunks[0].replace(completed=4, failed=1, input_tokens=10, output_tokens=20))
     live.store.save_chunk_progress(chunks[2].replace(completed=2, output_tokens=5))
+    live.store.run_transaction(
+        lambda tx: tx.put_chunk(chunks[1].replace(failed=3, error_counts={"timeout": 2, "budget_exceeded": 1}))
+    )
     totals = live.store.chunk_totals(j.job_id)
-    assert (totals.completed, totals.failed, totals.input_tokens, totals.output_tokens) == (6, 1, 10, 25)
+    assert (totals.completed, totals.failed, totals.input_tokens, totals.output_tokens) == (6, 4, 10, 25)
+    assert totals.error_counts == {"timeout": 2, "budget_exceeded": 1}
     assert [c.index for c in live.store.list_chunks(j.job_id)] == [0, 1, 2]
     assert live.store.list_chunks(j.job_id)[0].status is ChunkStatus.PENDING
 

@@ -77,6 +77,7 @@ def test_a_job_runs_to_completion_with_every_line_accounted_for(deps: StaticDeps
     assert sorted(r["prompt_id"] for r in results) == [f"p{i:04d}" for i in range(10)]
     assert all(r["result"] and r["model"] and r["tokens_used"] > 0 for r in results)
     assert sorted((e["line"], e["error"]) for e in errors) == [(11, "invalid_line"), (12, "invalid_line"), (14, "invalid_line")]
+    assert job.error_counts == {"invalid_line": 3}
     dup = next(e for e in errors if e["line"] == 12)
     assert dup["prompt_id"] == "p0001" and "first on line 2" in dup["detail"]
 

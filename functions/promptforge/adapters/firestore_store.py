@@ -23,7 +23,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from ..domain.job import Job, JobError, JobStatus
-from ..domain.records import ApiKey, Chunk, ChunkStatus, ClientState, Totals, Waiting
+from ..domain.records import ROW_ERROR_CODES, ApiKey, Chunk, ChunkStatus, ClientState, Totals, Waiting
 
 T = TypeVar("T")
 _BATCH = 400  # below Firestore's 500 writes per batch
@@ -55,6 +55,9 @@ def chunk_to_doc(chunk: Chunk) -> dict[str, Any]:
     doc["status"] = chunk.status.value
     doc["skip_lines"] = list(chunk.skip_lines)
     doc["segments"] = list(chunk.segments)
+    # Every code present, zeros included: a query's aggregations count only documents that
+    # have every field they sum (so one missing field would hide a chunk from all sums).
+    doc["error_counts"] = {code: 0 for code in ROW_ERROR_CODES} | chunk.error_counts
     return doc
 
 
@@ -63,6 +66,7 @@ def chunk_from_doc(doc: dict[str, Any]) -> Chunk:
     data["status"] = ChunkStatus(data["status"])
     data["skip_lines"] = tuple(data.get("skip_lines") or ())
     data["segments"] = tuple(data.get("segments") or ())
+    data["error_counts"] = {k: int(v) for k, v in (data.get("error_counts") or {}).items() if v}
     return Chunk(**data)
 
 
@@ -195,15 +199,20 @@ class FirestoreJobStore:
         )
 
     def chunk_totals(self, job_id: str) -> Totals:
-        query = (
-            self._chunks(job_id)
-            .sum("completed", alias="completed")
-            .sum("failed", alias="failed")
-            .sum("input_tokens", alias="input_tokens")
-            .sum("output_tokens", alias="output_tokens")
-        )
-        values = {r.alias: int(r.value or 0) for row in query.get() for r in row}
-        return Totals(**values)
+        # Firestore takes at most five aggregations a query: sum the fields five at a time.
+        fields = ["completed", "failed", "input_tokens", "output_tokens"]
+        fields += [f"error_counts.{code}" for code in ROW_ERROR_CODES]
+        values: dict[str, int] = {}
+        for i in range(0, len(fields), 5):
+            query = None
+            for n, name in enumerate(fields[i : i + 5]):
+                base = query if query is not None else self._chunks(job_id)
+                query = base.sum(name, alias=f"f{i + n}")
+            assert query is not None
+            values.update({r.alias: int(r.value or 0) for row in query.get() for r in row})
+        numbers = {name: values.get(f"f{k}", 0) for k, name in enumerate(fields)}
+        errors = {name.split(".", 1)[1]: v for name, v in numbers.items() if name.startswith("error_counts.") and v}
+        return Totals(numbers["completed"], numbers["failed"], numbers["input_tokens"], numbers["output_tokens"], errors)
 
     def _budget_workers(self, budget: str) -> Any:
         return self._db.collection("budgets").document(budget).collection("workers")

@@ -158,11 +158,15 @@ def job_status(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any],
 def _status_body(deps: Deps, job: Job) -> tuple[dict[str, Any], dict[str, str]]:
     completed, failed = job.completed_count, job.failed_count
     tokens_in, tokens_out = job.input_tokens, job.output_tokens
+    error_counts = dict(job.error_counts)
     if job.status is JobStatus.PROCESSING or (job.status.terminal and job.status is not JobStatus.COMPLETED and job.chunk_count):
         # Live counts come from the chunk documents, which the workers update.
         totals = deps.store.chunk_totals(job.job_id)
         completed, failed = totals.completed, job.invalid_count + totals.failed
         tokens_in, tokens_out = totals.input_tokens, totals.output_tokens
+        error_counts = dict(totals.error_counts)
+        if job.invalid_count:
+            error_counts["invalid_line"] = error_counts.get("invalid_line", 0) + job.invalid_count
     poll = deps.settings.status_poll_seconds
     body = StatusResponse(
         job_id=job.job_id,
@@ -179,6 +183,7 @@ def _status_body(deps: Deps, job: Job) -> tuple[dict[str, Any], dict[str, str]]:
         input_tokens=tokens_in,
         output_tokens=tokens_out,
         estimated_cost_usd=estimated_cost_usd(job.provider, job.model, tokens_in, tokens_out),
+        error_counts=error_counts,
         budget_tokens=job.budget_tokens,
         metadata=job.metadata,
         error=job.error.to_dict() if job.error else None,  # type: ignore[arg-type]

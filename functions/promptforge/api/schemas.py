@@ -80,6 +80,7 @@ class StatusResponse(BaseModel):
     input_tokens: int
     output_tokens: int
     estimated_cost_usd: float | None = None
+    error_counts: dict[str, int] = Field(default_factory=dict)
     budget_tokens: int | None = None
     metadata: dict[str, Any]
     error: JobErrorBody | None = None

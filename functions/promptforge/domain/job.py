@@ -101,6 +101,7 @@ class Job:
     input_tokens: int = 0
     output_tokens: int = 0
     result_files: tuple[str, ...] = ()
+    error_counts: dict[str, int] = field(default_factory=dict)
     error: JobError | None = None
     status_at: datetime | None = None  # when the job entered its current status
     expire_at: datetime | None = None  # Firestore TTL: set when the job ends

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -36,6 +36,7 @@ class Chunk:
     failed: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    error_counts: dict[str, int] = field(default_factory=dict)  # error code -> rows
 
     def replace(self, **changes: Any) -> Chunk:
         return dataclasses.replace(self, **changes)
@@ -100,3 +101,26 @@ class Totals:
     failed: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    error_counts: dict[str, int] = field(default_factory=dict)
+
+
+# The codes an error row can carry after planning (invalid_line rows come from planning).
+ROW_ERROR_CODES = (
+    "rate_limit_exceeded",
+    "timeout",
+    "provider_error",
+    "invalid_request",
+    "content_filtered",
+    "context_length_exceeded",
+    "budget_exceeded",
+    "invalid_line",
+)
+
+
+def count_errors(rows: list[dict[str, Any]], into: dict[str, int] | None = None) -> dict[str, int]:
+    """Error rows counted by code (added to ``into``)."""
+    counts = dict(into or {})
+    for row in rows:
+        code = str(row.get("error"))
+        counts[code] = counts.get(code, 0) + 1
+    return counts

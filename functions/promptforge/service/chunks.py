@@ -26,7 +26,7 @@ from ..adapters.providers import ProviderUnavailable, open_provider
 from ..domain import paths
 from ..domain.job import Job, JobError
 from ..domain.jsonl import LineError, PromptLine, dump_line, iter_raw_lines, parse_line
-from ..domain.records import Chunk, ChunkStatus
+from ..domain.records import Chunk, ChunkStatus, count_errors
 from ..domain.retry import RetryPolicy
 from .calls import call_with_retries, chat_request
 from .deps import Deps
@@ -241,6 +241,7 @@ class _ChunkRun:
                     failed=counted.failed,
                     input_tokens=counted.input_tokens,
                     output_tokens=counted.output_tokens,
+                    error_counts=counted.error_counts,
                 )
             )
             tx.put_job(job.replace(chunks_done=job.chunks_done + 1))
@@ -286,6 +287,7 @@ class _ChunkRun:
                 failed=mine.failed + len(rows.errors),
                 input_tokens=mine.input_tokens + sum(r.get("input_tokens", 0) for r in rows.results),
                 output_tokens=mine.output_tokens + sum(r.get("output_tokens", 0) for r in rows.results),
+                error_counts=count_errors(rows.errors, mine.error_counts),
             )
             tx.put_chunk(updated)
             return updated
@@ -395,6 +397,7 @@ def _recount(deps: Deps, chunk: Chunk, part: str, errors_name: str) -> Chunk:
     return chunk.replace(
         completed=len(rows),
         failed=len(errors),
+        error_counts=count_errors(errors),
         input_tokens=sum(r.get("input_tokens", 0) for r in rows),
         output_tokens=sum(r.get("output_tokens", 0) for r in rows),
     )

@@ -37,6 +37,10 @@ def finalize_if_done(deps: Deps, job_id: str) -> bool:
     failed = job.invalid_count + sum(c.failed for c in chunks)
     tokens_in = sum(c.input_tokens for c in chunks)
     tokens_out = sum(c.output_tokens for c in chunks)
+    error_counts: dict[str, int] = {"invalid_line": job.invalid_count} if job.invalid_count else {}
+    for c in chunks:
+        for code, n in c.error_counts.items():
+            error_counts[code] = error_counts.get(code, 0) + n
     if completed + failed != job.prompt_count:
         logs.error("counts do not add up", job_id=job_id, completed=completed, failed=failed, prompts=job.prompt_count)
     now = deps.now()
@@ -52,6 +56,7 @@ def finalize_if_done(deps: Deps, job_id: str) -> bool:
             input_tokens=tokens_in,
             output_tokens=tokens_out,
             result_files=files,
+            error_counts=error_counts,
         ).transition(JobStatus.COMPLETED, now)
         tx.put_job(ended(done, deps.settings.results_retention_days))
         hand_over(tx, client, job_id, successor, now)

@@ -229,7 +229,7 @@ locals {
       PROMPTFORGE_PROVIDERS               = join(",", var.providers_enabled)
       PROMPTFORGE_WORKER_CONCURRENCY      = tostring(var.worker_concurrency)
       PROMPTFORGE_RESULTS_RETENTION_DAYS  = tostring(var.results_retention_days)
-      PROMPTFORGE_MAX_CONCURRENT_CHUNKS   = tostring(module.sizing.chunk_queue_max_concurrent_dispatches)
+      PROMPTFORGE_CHUNK_CONCURRENCY       = tostring(module.sizing.chunk_queue_max_concurrent_dispatches)
       PROMPTFORGE_RATE_LIMITS             = jsonencode({ for key, l in var.rate_limits : key => { for k, v in { rpm = l.rpm, tpm = l.tpm } : k => v if v != null } })
     },
     var.extra_env,
