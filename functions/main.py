@@ -24,6 +24,7 @@ openapi = functions_framework.http(public.endpoint(public.openapi, live))
 plan_job = functions_framework.http(public.endpoint(internal.plan_job, live))
 process_chunk = functions_framework.http(public.endpoint(internal.process_chunk, live))
 watchdog = functions_framework.http(public.endpoint(internal.watchdog, live))
+notify_callback = functions_framework.http(public.endpoint(internal.notify_callback, live))
 
 
 @functions_framework.cloud_event
@@ -43,5 +44,6 @@ __all__ = [
     "plan_job",
     "process_chunk",
     "watchdog",
+    "notify_callback",
     "on_upload",
 ]

@@ -57,6 +57,7 @@ make_venv() {
   log "installing $req into $(basename "$dir")"
   "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
   "$dir/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+  [[ "$req" != requirements.txt ]] || "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e "$ROOT"  # the promptforge CLI and SDK (client/)
   # Written last, so an interrupted install is retried next time.
   echo "$hash" >"$stamp"
 }

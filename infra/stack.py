@@ -86,6 +86,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function("jobs_create", "http", 19),
     Function("job_events", "http", 20),
     Function("openapi", "http", 21),
+    Function("notify_callback", "http", 23),
 )
 
 # The stack's own servers, by port offset. Functions start at offset 10.
@@ -375,6 +376,8 @@ class Stack:
             "PROMPTFORGE_CHUNK_QUEUES": ",".join(CHUNK_QUEUES),
             "PROMPTFORGE_PLAN_URL": self.function_url("plan_job"),
             "PROMPTFORGE_CHUNK_URL": self.function_url("process_chunk"),
+            "PROMPTFORGE_NOTIFY_URL": self.function_url("notify_callback"),
+            "PROMPTFORGE_ALLOW_LOOPBACK_HTTP_CALLBACKS": "1",
             "PROMPTFORGE_TASKS_EMULATOR_HOST": f"{HOST}:{p['tasks-emulator']}",
             "PROMPTFORGE_SIGNING_KEY_FILE": str(self.signing_key_file),
             "PROMPTFORGE_SIGNING_SERVICE_ACCOUNT": f"local-signer@{self.project}.iam.gserviceaccount.com",

@@ -183,9 +183,13 @@ class RecordingTasks:
     def __init__(self) -> None:
         self.plans: list[str] = []
         self.chunks: list[tuple[str, int]] = []
+        self.notifies: list[str] = []
 
     def enqueue_plan(self, job_id: str, tag: str = "") -> None:
         self.plans.append(job_id)
+
+    def enqueue_notify(self, job_id: str) -> None:
+        self.notifies.append(job_id)
 
     def enqueue_chunk(self, job_id: str, index: int, tag: str = "") -> None:
         self.chunks.append((job_id, index))

@@ -27,9 +27,18 @@ def main(argv: list[str] | None = None) -> int:
     k.add_parser("list", help="list keys (prefixes only)")
     revoke = k.add_parser("revoke", help="revoke a key by its prefix or hash")
     revoke.add_argument("key_id")
+    w = sub.add_parser("webhooks", help="callback signing").add_subparsers(dest="action", required=True)
+    secret = w.add_parser("secret", help="show a client's webhook secret (made on first use)")
+    secret.add_argument("--client-id", required=True)
+    secret.add_argument("--rotate", action="store_true", help="replace it with a new one")
     args = parser.parse_args(argv)
 
     deps = LiveDeps(config.load())
+    if args.group == "webhooks":
+        from .service.webhooks import webhook_secret
+
+        print(webhook_secret(deps, args.client_id, rotate=args.rotate))
+        return 0
     if args.action == "create":
         key, record = keys.create_key(deps, args.client_id, args.label)
         if args.json:

@@ -74,6 +74,10 @@ class Settings:
     providers: tuple[str, ...] = ("openai_compatible",)
     # {"provider/model" or "provider": {"rpm": ..., "tpm": ...}}; see docs/throughput.md.
     rate_limits: dict[str, dict[str, float]] = field(default_factory=dict)
+    # The callback function (a Cloud Tasks target on the plan queue).
+    notify_url: str = ""
+    # Callbacks must be https; a dev stack may allow http to loopback for its tests.
+    allow_loopback_http_callbacks: bool = False
     # How many chunk workers can run at once (the chunk queues' concurrent dispatches): a
     # starting worker assumes it shares its budget with that many, or with its job's
     # remaining chunks if fewer, before it has counted the live ones.
@@ -123,6 +127,8 @@ def load() -> Settings:
         status_poll_seconds=_int("PROMPTFORGE_STATUS_POLL_SECONDS", 5),
         providers=_list("PROMPTFORGE_PROVIDERS", "openai_compatible"),
         rate_limits=json.loads(os.environ.get("PROMPTFORGE_RATE_LIMITS") or "{}"),
+        notify_url=os.environ.get("PROMPTFORGE_NOTIFY_URL", ""),
+        allow_loopback_http_callbacks=os.environ.get("PROMPTFORGE_ALLOW_LOOPBACK_HTTP_CALLBACKS", "") in ("1", "true"),
         max_concurrent_chunks=_int("PROMPTFORGE_CHUNK_CONCURRENCY", len(_list("PROMPTFORGE_CHUNK_QUEUES", "x"))),
         rate_target=float(os.environ.get("PROMPTFORGE_RATE_TARGET") or 0.97),
         default_max_tokens_estimate=_int("PROMPTFORGE_DEFAULT_MAX_TOKENS_ESTIMATE", 256),

@@ -61,6 +61,10 @@ class CloudTasksQueue:
         # Planning streams the whole file: give it the same 30-minute deadline as a chunk.
         self._create(self._s.plan_queue, name, self._s.plan_url, {"job_id": job_id}, self.CHUNK_DEADLINE_SECONDS)
 
+    def enqueue_notify(self, job_id: str) -> None:
+        if self._s.notify_url:
+            self._create(self._s.plan_queue, f"notify-{job_id}", self._s.notify_url, {"job_id": job_id}, 60)
+
     def enqueue_chunk(self, job_id: str, index: int, tag: str = "") -> None:
         # Several queues stand in for one queue's parallel dispatch on the emulator, which
         # sends one task at a time per queue; production configures a single queue.

@@ -74,13 +74,14 @@ def client_to_doc(client: ClientState) -> dict[str, Any]:
     return {
         "active_job_id": client.active_job_id,
         "pending": [{"job_id": w.job_id, "uploaded_at": w.uploaded_at} for w in client.pending],
+        "webhook_secret": client.webhook_secret,
     }
 
 
 def client_from_doc(client_id: str, doc: dict[str, Any] | None) -> ClientState:
     doc = doc or {}
     pending = tuple(Waiting(w["job_id"], w["uploaded_at"]) for w in doc.get("pending") or ())
-    return ClientState(client_id, doc.get("active_job_id"), pending)
+    return ClientState(client_id, doc.get("active_job_id"), pending, doc.get("webhook_secret"))
 
 
 def _chunk_id(index: int) -> str:

@@ -65,3 +65,31 @@ def watchdog(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], d
     from ..service.watchdog import sweep
 
     return 200, sweep(deps).counts(), {}
+
+
+def notify_callback(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Cloud Tasks target: POST a job's final status to its callback_url, signed."""
+    import json
+
+    from ..service.webhooks import CallbackFailed, deliver
+    from .public import _status_body
+
+    body = _task_body(request, "job_id")
+    job = deps.store.get_job(str(body["job_id"]))
+    if job is None or not job.callback_url or not job.status.terminal:
+        return 200, {"outcome": "nothing to send"}, {}
+    status, _ = _status_body(deps, job)
+    try:
+        code = deliver(deps, job, json.dumps(status).encode())
+    except CallbackFailed as exc:
+        retries = int(request.headers.get("X-CloudTasks-TaskRetryCount") or 0)
+        if retries >= MAX_CALLBACK_RETRIES:
+            logs.error("callback given up", job_id=job.job_id, retries=retries)
+            return 200, {"outcome": "given up"}, {}
+        raise ApiError(503, "callback_failed", str(exc), headers={"Retry-After": str(min(600, 2**retries))}) from None
+    return 200, {"outcome": "delivered", "status": code}, {}
+
+
+# Cloud Tasks backs off between tries (the queue's settings); this bounds them here too,
+# since the local emulator retries at once and for ever.
+MAX_CALLBACK_RETRIES = 12

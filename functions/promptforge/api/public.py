@@ -13,6 +13,7 @@ import json
 import re
 import time
 import traceback
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -115,6 +116,14 @@ def _validation_error(exc: ValidationError) -> ApiError:
     return invalid(field, msg)
 
 
+def _check_callback(deps: Deps, url: str | None) -> None:
+    if url is None or url.startswith("https://"):
+        return
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if not (deps.settings.allow_loopback_http_callbacks and host in ("127.0.0.1", "localhost", "::1")):
+        raise invalid("callback_url", "must be an https:// URL")
+
+
 def _check_provider(deps: Deps, req: InitRequest) -> None:
     if req.provider not in deps.settings.providers:
         enabled = ", ".join(deps.settings.providers)
@@ -123,6 +132,7 @@ def _check_provider(deps: Deps, req: InitRequest) -> None:
         raise invalid("base_url", "is required for provider openai_compatible")
     if req.provider != "openai_compatible" and req.base_url:
         raise invalid("base_url", "is only for provider openai_compatible")
+    _check_callback(deps, req.callback_url)
 
 
 def jobs_init(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], dict[str, str]]:

@@ -38,7 +38,7 @@ class InitRequest(BaseModel):
     @field_validator("callback_url")
     @classmethod
     def _https(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("https://"):
+        if value is not None and not value.startswith(("https://", "http://")):
             raise ValueError("must be an https:// URL")
         return value
 

@@ -61,6 +61,7 @@ class ClientState:
     client_id: str
     active_job_id: str | None = None
     pending: tuple[Waiting, ...] = ()
+    webhook_secret: str | None = None  # signs this client's callbacks (HMAC-SHA256)
 
     def enqueue(self, job_id: str, uploaded_at: datetime) -> ClientState:
         queue = sorted((*self.pending, Waiting(job_id, uploaded_at)), key=lambda w: (w.uploaded_at, w.job_id))

@@ -14,7 +14,7 @@ from ..domain.job import JobStatus
 from ..domain.records import ChunkStatus
 from .deps import Deps
 from .ports import Tx
-from .slots import ended, hand_over, read_successor, start_active
+from .slots import announce_end, ended, hand_over, read_successor, start_active
 
 
 def finalize_if_done(deps: Deps, job_id: str) -> bool:
@@ -65,5 +65,6 @@ def finalize_if_done(deps: Deps, job_id: str) -> bool:
     won = deps.store.run_transaction(complete)
     if won:
         logs.info("job completed", job_id=job_id, completed=completed, failed=failed)
+        announce_end(deps, job_id)
     start_active(deps, job.client_id)
     return bool(won)

@@ -15,7 +15,7 @@ from ..domain.job import Job, JobError, JobStatus
 from ..domain.jsonl import dump_line
 from .deps import Deps
 from .ports import Tx
-from .slots import ended, hand_over, read_successor, start_active
+from .slots import announce_end, ended, hand_over, read_successor, start_active
 
 UPLOAD_CONTENT_TYPE = "application/x-ndjson"
 
@@ -136,6 +136,7 @@ def fail_job(deps: Deps, job_id: str, error: JobError) -> bool:
     if client_id is None:
         return False
     logs.warning("job failed", job_id=job_id, code=error.code)
+    announce_end(deps, job_id)
     start_active(deps, client_id)
     return True
 
@@ -169,5 +170,6 @@ def cancel_job(deps: Deps, job: Job) -> Job:
     if after.status is not JobStatus.CANCELLED:
         raise JobTerminal(after)
     logs.info("job cancelled", job_id=job.job_id)
+    announce_end(deps, job.job_id)
     start_active(deps, job.client_id)
     return after

@@ -90,6 +90,10 @@ class TaskQueue(Protocol):
     """Cloud Tasks: named tasks, so a repeated enqueue of the same work is harmless."""
 
     def enqueue_plan(self, job_id: str, tag: str = "") -> None: ...
+    def enqueue_notify(self, job_id: str) -> None:
+        """The callback of a job that ended (once per job)."""
+        ...
+
     def enqueue_chunk(self, job_id: str, index: int, tag: str = "") -> None:
         """``tag`` names a continuation or a re-drive, so its task name is new."""
         ...

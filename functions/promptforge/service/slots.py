@@ -58,3 +58,10 @@ def start_active(deps: Deps, client_id: str) -> None:
     job = deps.store.get_job(client.active_job_id)
     if job is not None and job.status is JobStatus.QUEUED:
         deps.tasks.enqueue_plan(job.job_id)
+
+
+def announce_end(deps: Deps, job_id: str) -> None:
+    """Enqueue the callback of a job that just ended, if it asked for one."""
+    job = deps.store.get_job(job_id)
+    if job is not None and job.callback_url and job.status.terminal:
+        deps.tasks.enqueue_notify(job_id)

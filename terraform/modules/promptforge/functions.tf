@@ -156,6 +156,21 @@ locals {
       signs_urls    = false
       provider_keys = false
     }
+    notify_callback = {
+      access        = "tasks"
+      ingress       = "ALLOW_INTERNAL_ONLY"
+      event         = null
+      schedule      = null
+      memory        = "256Mi"
+      timeout       = 60
+      max_instances = 10
+      concurrency   = 20
+      firestore     = true # reads the job and the client's webhook secret
+      buckets       = {}
+      enqueues      = []
+      signs_urls    = false
+      provider_keys = false
+    }
     plan_job = {
       access        = "tasks"
       ingress       = "ALLOW_INTERNAL_ONLY"
@@ -224,6 +239,7 @@ locals {
       PROMPTFORGE_CHUNK_QUEUES            = google_cloud_tasks_queue.chunks.name
       PROMPTFORGE_PLAN_URL                = local.function_urls["plan_job"]
       PROMPTFORGE_CHUNK_URL               = local.function_urls["process_chunk"]
+      PROMPTFORGE_NOTIFY_URL              = local.function_urls["notify_callback"]
       PROMPTFORGE_TASKS_SERVICE_ACCOUNT   = google_service_account.role["tasks"].email
       PROMPTFORGE_SIGNING_SERVICE_ACCOUNT = google_service_account.role["signer"].email
       PROMPTFORGE_PROVIDERS               = join(",", var.providers_enabled)

@@ -1,0 +1,84 @@
+"""Callbacks at terminal states: signed with the client's secret, retried on failure."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from promptforge.domain import paths
+from promptforge.domain.job import JobStatus
+from promptforge.service import keys, lifecycle, webhooks
+from promptforge.service.deps import StaticDeps
+from tests.service.test_lifecycle import SPEC, drain, prompts_file
+
+
+class Receiver(BaseHTTPRequestHandler):
+    got: list[tuple[dict[str, str], bytes]] = []
+    answer = 200
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).got.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(type(self).answer)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Any:
+    Receiver.got, Receiver.answer = [], 200
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+
+
+def test_a_finished_job_calls_back_once_signed_with_the_clients_secret(deps: StaticDeps, receiver: str) -> None:
+    _, key = keys.create_key(deps)
+    new = lifecycle.create_job(deps, key.client_id, {**SPEC, "callback_url": receiver})
+    name = paths.upload_object(key.client_id, new.job.job_id)
+    deps.blobs.write(deps.settings.upload_bucket, name, prompts_file(3))
+    lifecycle.accept_upload(deps, deps.settings.upload_bucket, name, 10, deps.now())
+    drain(deps)
+    assert deps.tasks.notifies == [new.job.job_id]  # type: ignore[attr-defined]
+
+    job = deps.store.get_job(new.job.job_id)
+    assert job is not None and job.status is JobStatus.COMPLETED
+    body = json.dumps({"job_id": job.job_id, "status": job.status.value}).encode()
+    webhooks.deliver(deps, job, body)
+    headers, got = Receiver.got[-1]
+    secret = webhooks.webhook_secret(deps, key.client_id)
+    assert got == body and headers["x-promptforge-event"] == "job.completed"
+    assert headers["x-promptforge-delivery"] == job.job_id
+    assert webhooks.verify(secret, got, headers["x-promptforge-signature"])
+    assert not webhooks.verify(secret, got + b" ", headers["x-promptforge-signature"])
+    assert not webhooks.verify("whsec_other", got, headers["x-promptforge-signature"])
+    # rotation: the old signature no longer verifies with the new secret
+    rotated = webhooks.webhook_secret(deps, key.client_id, rotate=True)
+    assert rotated != secret and not webhooks.verify(rotated, got, headers["x-promptforge-signature"])
+
+
+def test_a_refusing_receiver_makes_the_delivery_fail_so_it_is_retried(deps: StaticDeps, receiver: str) -> None:
+    _, key = keys.create_key(deps)
+    new = lifecycle.create_job(deps, key.client_id, {**SPEC, "callback_url": receiver})
+    lifecycle.cancel_job(deps, new.job)
+    assert deps.tasks.notifies == [new.job.job_id]  # type: ignore[attr-defined]
+    job = deps.store.get_job(new.job.job_id)
+    assert job is not None
+    Receiver.answer = 500
+    with pytest.raises(webhooks.CallbackFailed):
+        webhooks.deliver(deps, job, b"{}")
+    assert Receiver.got[-1][0]["x-promptforge-event"] == "job.cancelled"
+
+
+def test_signatures_older_than_the_window_are_refused() -> None:
+    header = webhooks.sign("s", b"{}", 1_000)
+    assert webhooks.verify("s", b"{}", header, now=1_100)
+    assert not webhooks.verify("s", b"{}", header, now=2_000)
+    assert not webhooks.verify("s", b"{}", "garbage")
