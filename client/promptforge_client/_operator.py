@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import cast
 
 from .config import ConfigError
+from .errors import NetworkError
 
 
 def functions_dir() -> Path:
@@ -48,3 +49,20 @@ def run_admin(argv: list[str]) -> int:
         return admin_main(argv)
     except SystemExit as exc:  # argparse's usage errors
         return exc.code if isinstance(exc.code, int) else 2
+    except Exception as exc:
+        known = translate(exc)
+        if known is None:
+            raise
+        raise known from exc
+
+
+def translate(exc: Exception) -> Exception | None:
+    """Firestore out of reach or no credentials, as this package's errors (exit 7 and 2)."""
+    name, module = type(exc).__name__, type(exc).__module__
+    if module.startswith("google.auth") and name == "DefaultCredentialsError":
+        return ConfigError("no Google Cloud credentials for Firestore: run 'gcloud auth application-default login'")
+    if module.startswith("google.api_core") and name in ("RetryError", "ServiceUnavailable", "DeadlineExceeded"):
+        emulator = os.environ.get("FIRESTORE_EMULATOR_HOST")
+        where = f"the Firestore emulator at {emulator}" if emulator else "Firestore"
+        return NetworkError(f"cannot reach {where}: {str(exc).split(';')[0]}")
+    return None

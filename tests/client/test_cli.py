@@ -221,3 +221,24 @@ def test_exit_codes_are_the_documented_ones() -> None:
         assert getattr(cli, name) == code and f"| {code} |" in doc
     for code, name in [(5, "EXIT_CONFLICT"), (6, "EXIT_API"), (7, "EXIT_NETWORK"), (130, "EXIT_INTERRUPTED")]:
         assert getattr(cli, name) == code and f"| {code} |" in doc
+
+
+def test_operator_commands_report_firestore_out_of_reach_and_missing_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    from google.api_core.exceptions import RetryError, ServiceUnavailable
+    from google.auth.exceptions import DefaultCredentialsError
+
+    from promptforge_client._operator import translate
+    from promptforge_client.errors import NetworkError
+
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
+    retry = translate(
+        RetryError("Timeout of 60.0s exceeded, last exception: 503 failed to connect; more", ServiceUnavailable("x"))
+    )
+    assert isinstance(retry, NetworkError) and cli.exit_code_for(retry) == 7
+    assert (
+        str(retry)
+        == "cannot reach the Firestore emulator at 127.0.0.1:9: Timeout of 60.0s exceeded, last exception: 503 failed to connect"
+    )
+    creds = translate(DefaultCredentialsError("no"))
+    assert isinstance(creds, ConfigError) and cli.exit_code_for(creds) == 2
+    assert translate(KeyError("x")) is None
