@@ -153,15 +153,15 @@ class NoDisplay:
 
 
 class UploadBar:
-    """``on_upload(sent, total)`` for jobs.submit: a transfer bar for a large file on a
-    terminal, a line at each quarter in plain mode, nothing for a small file."""
+    """``on_upload(sent, total)`` for jobs.submit: a transfer bar for a large file in live
+    mode, a line at each quarter in plain mode; nothing for a small file or when off."""
 
-    def __init__(self, console: Console, live: bool, total: int, label: str) -> None:
+    def __init__(self, console: Console, mode: str, total: int, label: str) -> None:
         self.console, self.total = console, total
         self.progress: Progress | None = None
-        self.plain = not live and total >= LARGE_FILE_BYTES
+        self.plain = mode == "plain" and total >= LARGE_FILE_BYTES
         self.next_quarter = 1
-        if live and total >= LARGE_FILE_BYTES:
+        if mode == "live" and total >= LARGE_FILE_BYTES:
             self.progress = Progress(
                 TextColumn(f"uploading {label}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console
             )

@@ -115,13 +115,17 @@ class App:
         return self._client
 
     @property
-    def live(self) -> bool:
-        return self.progress == "live" or (self.progress == "auto" and self.err.is_terminal)
+    def mode(self) -> str:
+        """``live``, ``plain`` or ``off``: ``auto`` is live on a terminal, plain elsewhere."""
+        if self.progress != "auto":
+            return self.progress
+        return "live" if self.err.is_terminal else "plain"
 
     def display(self) -> Display:
-        if self.progress == "off":
+        mode = self.mode
+        if mode == "off":
             return NoDisplay()
-        return LiveDisplay(self.err) if self.live else LineDisplay(self.err)
+        return LiveDisplay(self.err) if mode == "live" else LineDisplay(self.err)
 
     def note(self, text: str) -> None:
         self.err.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -129,7 +133,7 @@ class App:
     def submit_file(self, file: Path, provider: str, model: str, options: JobOptions) -> Job:
         """Init and upload, with a bar for a large file; prints the job id on stdout."""
         size = file.stat().st_size
-        bar = UploadBar(self.err, self.live and self.progress != "off", size, file.name)
+        bar = UploadBar(self.err, self.mode, size, file.name)
         started = time.monotonic()
         try:
             job = self.client().jobs.submit(file, provider, model, on_upload=bar, **options)

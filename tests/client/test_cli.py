@@ -242,3 +242,19 @@ def test_operator_commands_report_firestore_out_of_reach_and_missing_credentials
     creds = translate(DefaultCredentialsError("no"))
     assert isinstance(creds, ConfigError) and cli.exit_code_for(creds) == 2
     assert translate(KeyError("x")) is None
+
+
+def test_plain_mode_reports_a_large_upload_by_quarters_and_off_prints_no_progress(
+    fake: FakeService, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    big = write(tmp_path / "big.jsonl", [{"prompt_id": f"p{i:05d}", "prompt": "x" * 80} for i in range(12_000)])
+    assert big.stat().st_size > 1 << 20
+    code, _, err = run(capsys, "--progress", "plain", "submit", str(big), "--provider", "fake", "--model", "m", "--wait")
+    percents = [int(line.split()[1].rstrip("%")) for line in err.splitlines() if line.startswith("upload: ")]
+    # A line each time the upload passes a quarter (at the first chunk past it).
+    assert code == 0 and percents == sorted(set(percents)) and percents[-1] == 100 and len(percents) >= 3
+    assert "progress: COMPLETED" in err
+
+    code, _, err = run(capsys, "--progress", "off", "submit", str(big), "--provider", "fake", "--model", "m", "--wait")
+    assert code == 0 and "upload: " not in err and "progress: " not in err
+    assert "COMPLETED: 12,000 completed" in err  # the outcome is still said
