@@ -11,6 +11,7 @@ from typing import Any
 import functions_framework
 
 from promptforge.api import internal, public
+from promptforge.api import web as web_page
 from promptforge.wiring import live
 
 jobs_init = functions_framework.http(public.endpoint(public.jobs_init, live))
@@ -21,6 +22,7 @@ jobs_list = functions_framework.http(public.endpoint(public.jobs_list, live))
 jobs_create = functions_framework.http(public.endpoint(public.jobs_create, live))
 job_events = functions_framework.http(public.endpoint(public.job_events, live))
 openapi = functions_framework.http(public.endpoint(public.openapi, live))
+web = functions_framework.http(web_page.serve)  # the jobs page: GET /ui, /ui/<file>
 plan_job = functions_framework.http(public.endpoint(internal.plan_job, live))
 process_chunk = functions_framework.http(public.endpoint(internal.process_chunk, live))
 watchdog = functions_framework.http(public.endpoint(internal.watchdog, live))
@@ -41,6 +43,7 @@ __all__ = [
     "jobs_create",
     "job_events",
     "openapi",
+    "web",
     "plan_job",
     "process_chunk",
     "watchdog",

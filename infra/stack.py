@@ -87,6 +87,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function("job_events", "http", 20),
     Function("openapi", "http", 21),
     Function("notify_callback", "http", 23),
+    Function("web", "http", 22),
 )
 
 # The stack's own servers, by port offset. Functions start at offset 10.

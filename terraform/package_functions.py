@@ -17,8 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "functions"
 DEFAULT_OUT = ROOT / "terraform" / ".build" / "functions.zip"
-# What the functions run: their code and their requirements. Nothing cached or local.
-INCLUDE_SUFFIXES = {".py", ".txt", ".json", ".yaml"}
+# What the functions run: their code and their requirements, and the web page's static
+# files (promptforge/web). Nothing cached or local.
+INCLUDE_SUFFIXES = {".py", ".txt", ".json", ".yaml", ".html", ".js", ".css", ".svg"}
 EXCLUDE_DIRS = {"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 

@@ -18,3 +18,6 @@ def test_archive_is_reproducible_and_holds_only_the_functions(tmp_path: Path) ->
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     code = {p.relative_to(SOURCE).as_posix() for p in SOURCE.rglob("*.py") if "__pycache__" not in p.parts}
     assert code <= set(names)
+    # The web function serves these from the deployed tree.
+    page = {p.relative_to(SOURCE).as_posix() for p in (SOURCE / "promptforge" / "web").iterdir()}
+    assert {"promptforge/web/index.html", "promptforge/web/app.js", "promptforge/web/style.css"} <= page <= set(names)

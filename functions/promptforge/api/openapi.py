@@ -88,6 +88,8 @@ def document(providers: tuple[str, ...] = (), inline_max_prompts: int = 0) -> di
     error = {"$ref": _REF.format(model="ErrorEnvelope")}
     paths: dict[str, dict[str, Any]] = {}
     for route in ROUTES:
+        if not route.api:
+            continue
         spec = _OPERATIONS[route.function]
         status, model = spec["ok"]
         ok_schema: dict[str, Any] = {"$ref": _REF.format(model=model.__name__)} if model else {}

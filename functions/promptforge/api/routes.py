@@ -15,6 +15,7 @@ class Route:
     method: str
     path: str  # with ``{job_id}`` placeholders, as in the contract
     function: str  # the entry point in functions/main.py
+    api: bool = True  # part of the API (and of its OpenAPI document); False for the web page
 
     def pattern(self) -> re.Pattern[str]:
         return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path) + "$")
@@ -29,6 +30,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/jobs/{job_id}/cancel", "job_cancel"),
     Route("GET", "/v1/jobs/{job_id}/events", "job_events"),
     Route("GET", "/v1/openapi.json", "openapi"),
+    # The jobs page (static files, no key needed to fetch them); not part of the API.
+    Route("GET", "/ui", "web", api=False),
+    Route("GET", "/ui/{path}", "web", api=False),
 )
 
 

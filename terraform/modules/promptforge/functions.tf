@@ -141,6 +141,21 @@ locals {
       signs_urls    = false
       provider_keys = false
     }
+    web = { # the jobs page: static files at /ui; the page calls the API with the user's key
+      access        = "gateway"
+      ingress       = "ALLOW_ALL"
+      event         = null
+      schedule      = null
+      memory        = "256Mi"
+      timeout       = 30
+      max_instances = var.api_max_instances
+      concurrency   = 80
+      firestore     = false
+      buckets       = {}
+      enqueues      = []
+      signs_urls    = false
+      provider_keys = false
+    }
     on_upload = {
       access        = "eventarc"
       ingress       = "ALLOW_INTERNAL_ONLY"
