@@ -6,7 +6,8 @@
 # check-jsonschema, requirements-checks.txt: checkov pins packaging<24), and reinstalls a venv only
 # when the hash of its requirements changed. Then checks the tools no registry can
 # install (gcloud, Java, the Firestore and Pub/Sub emulator components) and fails loudly
-# if one is missing: the stack never falls back to a fake for them.
+# if one is missing: the stack never falls back to a fake for them. Installs Debian's
+# chromium (as root, with apt-get) when /usr/bin/chromium is missing.
 #
 # Usage: bash infra/bootstrap.sh        (from anywhere; works on the repo it lives in)
 # Env:   PYTHON=python3.11 to pick the interpreter (default: python3 on PATH).
@@ -36,6 +37,28 @@ check_machine() {
   fi
 }
 
+# --- Chromium, for the web page's test (tests/e2e/test_web_page.py) ---------------------
+# Debian's own package (test tools that download a browser of their own fail here). Once
+# it is installed this is one file test.
+install_chromium() {
+  [[ -x /usr/bin/chromium ]] && return
+  command -v apt-get >/dev/null 2>&1 \
+    || die "/usr/bin/chromium is missing and there is no apt-get: install Debian's chromium package"
+  [[ "$(id -u)" == 0 ]] \
+    || die "/usr/bin/chromium is missing: run 'sudo apt-get install -y --no-install-recommends chromium' (bootstrap installs it only as root)"
+  log "installing Debian's chromium (for the web page test)"
+  local out
+  out="$(mktemp)"
+  if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } >"$out" 2>&1; then
+    tail -n 20 "$out" >&2
+    rm -f "$out"
+    die "could not install Debian's chromium with apt-get (output above); the web page test needs /usr/bin/chromium"
+  fi
+  rm -f "$out"
+  [[ -x /usr/bin/chromium ]] || die "the chromium package installed no /usr/bin/chromium"
+}
+
 # Hash every requirements file a venv depends on (the root file includes
 # functions/requirements.txt with -r), plus the interpreter version, so that a change to
 # any of them or a new Python triggers a reinstall.
@@ -63,6 +86,7 @@ make_venv() {
 }
 
 check_machine
+install_chromium
 cd "$ROOT"
 make_venv "$ROOT/.venv" "$(req_hash requirements.txt functions/requirements.txt)" requirements.txt
 make_venv "$ROOT/.venv-tasks" "$(req_hash infra/requirements-tasks-emulator.txt)" infra/requirements-tasks-emulator.txt
