@@ -41,7 +41,7 @@ def test_the_api_answers_as_documented(stack: Any) -> None:
             continue
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
         def check(case: Any) -> None:
             case.call_and_validate(headers={"X-API-Key": key}, checks=CHECKS, timeout=30)
 

@@ -241,3 +241,12 @@ def test_tasks_reach_their_worker_with_their_payload(live: LiveDeps) -> None:
         assert names == {f"plan-{job_id}", f"chunk-{job_id}-00005"}
     finally:
         server.shutdown()
+
+
+def test_free_form_maps_keep_any_keys_and_depth(live: LiveDeps) -> None:
+    deep: dict[str, object] = {"": 1}
+    for _ in range(30):
+        deep = {"x": deep}
+    j = job("c-maps", metadata={"": True, "a.b": deep}, params={"response_format": {"": {"type": "json"}}})
+    live.store.create_job(j)
+    assert live.store.get_job(j.job_id) == j

@@ -14,6 +14,7 @@ aggregation query, so no worker contends on the job document while it runs.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -33,8 +34,15 @@ class AlreadyExists(Exception):
     """A document that must be new exists already."""
 
 
+# The caller's free-form maps are kept as JSON text: Firestore field names cannot be empty
+# and maps nest at most 20 deep, and neither limit is the caller's business.
+_JSON_FIELDS = ("params", "metadata")
+
+
 def job_to_doc(job: Job) -> dict[str, Any]:
     doc = dataclasses.asdict(job)
+    for name in _JSON_FIELDS:
+        doc[name] = json.dumps(doc[name])
     doc["status"] = job.status.value
     doc["error"] = job.error.to_dict() if job.error else None
     doc["result_files"] = list(job.result_files)
@@ -44,6 +52,9 @@ def job_to_doc(job: Job) -> dict[str, Any]:
 def job_from_doc(doc: dict[str, Any]) -> Job:
     fields = {f.name for f in dataclasses.fields(Job)}
     data = {k: v for k, v in doc.items() if k in fields}
+    for name in _JSON_FIELDS:
+        if isinstance(data.get(name), str):
+            data[name] = json.loads(data[name])
     data["status"] = JobStatus(data["status"])
     data["error"] = JobError(**data["error"]) if data.get("error") else None
     data["result_files"] = tuple(data.get("result_files") or ())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -33,6 +34,13 @@ class InitRequest(BaseModel):
         if problem:
             name, message = problem
             raise ValueError(f"{name} {message}" if name else message)
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(value)) > 16_384:
+            raise ValueError("must be at most 16 KB as JSON")
         return value
 
     @field_validator("callback_url")

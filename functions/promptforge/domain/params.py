@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -36,7 +37,9 @@ def _stop(value: Any) -> str | None:
 
 
 def _object(value: Any) -> str | None:
-    return None if isinstance(value, dict) else "must be an object"
+    if not isinstance(value, dict):
+        return "must be an object"
+    return None if len(json.dumps(value)) <= 65_536 else "must be at most 64 KB as JSON"
 
 
 def _choice(*options: str) -> Any:
