@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -141,16 +142,18 @@ class FirestoreJobStore:
         def body(txn: firestore.Transaction) -> T:
             return fn(_Tx(self._db, txn))
 
-        # The client retries when a commit is aborted; a read aborted by contention (the
-        # emulator does this after its lock timeout) is retried here, a few times.
-        for attempt in range(4):
+        # The client retries a commit aborted by contention, five times; a read aborted by
+        # contention (the emulator does this after its lock timeout), or five lost commits in
+        # a row, is retried here with jittered backoff before the error goes up.
+        for attempt in range(6):
             try:
                 result: T = body(self._db.transaction())
                 return result
-            except gexc.Aborted:
-                if attempt == 3:
+            except (gexc.Aborted, ValueError) as exc:
+                contended = isinstance(exc, gexc.Aborted) or isinstance(exc.__cause__, gexc.Aborted)
+                if not contended or attempt == 5:
                     raise
-                time.sleep(0.05 * 2**attempt)
+                time.sleep(random.uniform(0.05, 0.1) * 2**attempt)
         raise AssertionError("unreachable")
 
     def create_job(self, job: Job) -> None:
