@@ -102,17 +102,6 @@ class MemoryStore:
     def list_chunks(self, job_id: str) -> list[Chunk]:
         return sorted((c for (j, _), c in self.chunks.items() if j == job_id), key=lambda c: c.index)
 
-    def save_chunk_progress(self, chunk: Chunk) -> None:
-        with self._lock:
-            current = self.chunks[(chunk.job_id, chunk.index)]
-            self.chunks[(chunk.job_id, chunk.index)] = current.replace(
-                completed=chunk.completed,
-                failed=chunk.failed,
-                input_tokens=chunk.input_tokens,
-                output_tokens=chunk.output_tokens,
-                lease_until=chunk.lease_until,
-            )
-
     def chunk_totals(self, job_id: str) -> Totals:
         cs = self.list_chunks(job_id)
         errors: dict[str, int] = {}

@@ -90,8 +90,10 @@ def test_chunk_progress_is_summed_across_chunks(live: LiveDeps) -> None:
     j = job("c-sum")
     chunks = [Chunk(j.job_id, i, i * 10, i * 10 + 10, i + 1, 1) for i in range(3)]
     live.store.save_chunks(chunks)
-    live.store.save_chunk_progress(chunks[0].replace(completed=4, failed=1, input_tokens=10, output_tokens=20))
-    live.store.save_chunk_progress(chunks[2].replace(completed=2, output_tokens=5))
+    live.store.run_transaction(
+        lambda tx: tx.put_chunk(chunks[0].replace(completed=4, failed=1, input_tokens=10, output_tokens=20))
+    )
+    live.store.run_transaction(lambda tx: tx.put_chunk(chunks[2].replace(completed=2, output_tokens=5)))
     live.store.run_transaction(
         lambda tx: tx.put_chunk(chunks[1].replace(failed=3, error_counts={"timeout": 2, "budget_exceeded": 1}))
     )

@@ -202,17 +202,6 @@ class FirestoreJobStore:
     def list_chunks(self, job_id: str) -> list[Chunk]:
         return [chunk_from_doc(s.to_dict()) for s in self._chunks(job_id).order_by("index").stream()]
 
-    def save_chunk_progress(self, chunk: Chunk) -> None:
-        self._chunks(chunk.job_id).document(_chunk_id(chunk.index)).update(
-            {
-                "completed": chunk.completed,
-                "failed": chunk.failed,
-                "input_tokens": chunk.input_tokens,
-                "output_tokens": chunk.output_tokens,
-                "lease_until": chunk.lease_until,
-            }
-        )
-
     def chunk_totals(self, job_id: str) -> Totals:
         # Firestore takes at most five aggregations a query: sum the fields five at a time.
         fields = ["completed", "failed", "input_tokens", "output_tokens"]

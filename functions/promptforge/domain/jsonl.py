@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -20,6 +21,7 @@ MAX_PROMPT_ID_CHARS = 256
 # Deeper lines are bad lines everywhere: a fixed limit, well under Python's recursion
 # limit, so planning and the worker can never disagree about a line.
 MAX_NESTING = 64
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _READ_SIZE = 64 * 1024
 
 
@@ -152,11 +154,13 @@ def parse_line(raw: RawLine, max_line_bytes: int) -> PromptLine | LineError | No
         return LineError(n, "not a JSON object")
     if _depth_over(obj, MAX_NESTING):
         return LineError(n, f"nested deeper than {MAX_NESTING} levels", None, True)
-    try:
-        # A \\uD800-\\uDFFF escape alone decodes to a lone surrogate: not Unicode text.
-        json.dumps(obj, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return LineError(n, "holds a lone surrogate escape (\\ud800-\\udfff), which is not valid Unicode text", None, True)
+    # A \\uD800-\\uDFFF escape alone decodes to a lone surrogate: not Unicode text. Only an
+    # escape can make one (the line decoded as UTF-8), so only such lines are checked.
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return LineError(n, "holds a lone surrogate escape (\\ud800-\\udfff), which is not valid Unicode text", None, True)
     result = _validate(n, obj)
     return dataclasses.replace(result, json_object=True) if isinstance(result, LineError) else result
 
