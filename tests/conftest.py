@@ -100,6 +100,11 @@ def deps(request: pytest.FixtureRequest, fake_llm: str) -> StaticDeps:
     settings = make_settings(fake_llm_url=f"{fake_llm}/v1", chunk_max_lines=4)
     if request.param == "memory":
         return StaticDeps(settings, MemoryStore(), MemoryBlobs(), RecordingTasks())
+    return emulator_deps(request, settings)
+
+
+def emulator_deps(request: pytest.FixtureRequest, settings: config.Settings) -> StaticDeps:
+    """Deps on the stack's Firestore and Cloud Storage emulators, tasks recorded."""
     stack = request.getfixturevalue("stack")
     env = stack.env()
     for key in ("FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"):

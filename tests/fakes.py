@@ -8,14 +8,16 @@ import io
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, TypeVar
 
 from promptforge.adapters.firestore_store import AlreadyExists
 from promptforge.domain.job import Job, JobStatus
 from promptforge.domain.records import ApiKey, Chunk, ClientState, Totals
+from promptforge.service.ports import COMPOSE_MAX_SOURCES, ObjectInfo
 
 T = TypeVar("T")
+T_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class _MemTx:
@@ -38,6 +40,10 @@ class _MemTx:
     def get_chunk(self, job_id: str, index: int) -> Chunk | None:
         self._read()
         return self._s.chunks.get((job_id, index))
+
+    def list_chunks(self, job_id: str) -> list[Chunk]:
+        self._read()
+        return self._s.list_chunks(job_id)
 
     def put_job(self, job: Job) -> None:
         self._writes.append(lambda: self._s.jobs.__setitem__(job.job_id, job))
@@ -136,8 +142,10 @@ class MemoryStore:
 
 
 class MemoryBlobs:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.objects: dict[tuple[str, str], bytes] = {}
+        self.created: dict[tuple[str, str], datetime] = {}
+        self.clock = clock
 
     def signed_upload_url(self, bucket: str, name: str, content_type: str, ttl: timedelta) -> str:
         return f"memory://{bucket}/{name}?method=PUT&ttl={int(ttl.total_seconds())}"
@@ -154,16 +162,28 @@ class MemoryBlobs:
     def open_write(self, bucket: str, name: str) -> Iterator[BinaryIO]:
         buf = io.BytesIO()
         yield buf
-        self.objects[(bucket, name)] = buf.getvalue()
+        self.write(bucket, name, buf.getvalue())
 
     def write(self, bucket: str, name: str, data: bytes, content_type: str = "application/x-ndjson") -> None:
         self.objects[(bucket, name)] = bytes(data)
+        self.created[(bucket, name)] = self.clock()
 
     def exists(self, bucket: str, name: str) -> bool:
         return (bucket, name) in self.objects
 
-    def concatenate(self, bucket: str, sources: list[str], target: str) -> None:
-        self.objects[(bucket, target)] = b"".join(self.objects[(bucket, s)] for s in sources)
+    def stat(self, bucket: str, name: str) -> ObjectInfo | None:
+        data = self.objects.get((bucket, name))
+        return None if data is None else ObjectInfo(len(data), self.created.get((bucket, name), T_EPOCH))
+
+    def compose(self, bucket: str, sources: list[str], target: str) -> int:
+        if not 1 <= len(sources) <= COMPOSE_MAX_SOURCES or target in sources:
+            raise ValueError(f"compose takes 1 to {COMPOSE_MAX_SOURCES} sources other than the target")
+        data = b"".join(self.objects[(bucket, s)] for s in sources)
+        self.write(bucket, target, data)
+        return len(data)
+
+    def delete(self, bucket: str, name: str) -> None:
+        self.objects.pop((bucket, name), None)
 
 
 class RecordingTasks:

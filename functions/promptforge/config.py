@@ -58,6 +58,8 @@ class Settings:
     # Finished rows are checkpointed when this many are waiting, or after this long.
     checkpoint_rows: int = 50
     checkpoint_seconds: float = 1.0
+    # A running chunk renews its lease and reads stop signals this often.
+    heartbeat_seconds: float = 2.0
     # Result files are deleted after this many days (the bucket's lifecycle rule); a job's
     # records expire (Firestore TTL on expire_at) with them.
     results_retention_days: int = 30
@@ -118,6 +120,7 @@ def load() -> Settings:
         chunk_time_budget_seconds=_int("PROMPTFORGE_CHUNK_TIME_BUDGET_SECONDS", 1500),
         checkpoint_rows=_int("PROMPTFORGE_CHECKPOINT_ROWS", 50),
         checkpoint_seconds=float(os.environ.get("PROMPTFORGE_CHECKPOINT_SECONDS") or 1.0),
+        heartbeat_seconds=float(os.environ.get("PROMPTFORGE_HEARTBEAT_SECONDS") or 2.0),
         results_retention_days=_int("PROMPTFORGE_RESULTS_RETENTION_DAYS", 30),
         inline_max_prompts=_int("PROMPTFORGE_INLINE_MAX_PROMPTS", 1000),
         inline_max_bytes=_int("PROMPTFORGE_INLINE_MAX_BYTES", 10 * 1024 * 1024),

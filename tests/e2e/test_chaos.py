@@ -176,3 +176,57 @@ def test_cancel_through_the_api_keeps_what_finished(stack: Any) -> None:
     files = download(base, key, job["job_id"], partial=True)
     got = [r["prompt_id"] for name, rows in files.items() if name != "errors.jsonl" for r in rows]
     assert len(got) == len(set(got)) >= 100
+
+
+def test_compose_503s_and_a_kill_mid_assembly_lose_no_row(stack: Any) -> None:
+    """The worker's storage calls go through a proxy that answers every third compose with
+    a 503 (half of them after the compose took effect), and the worker is killed while its
+    first temporary compose is in flight. 1,000 prompts in two chunks of 50 checkpoints
+    each, so each part takes more than one compose request."""
+    from infra.storage_faults import ComposePolicy, StorageFaultProxy
+
+    base, key = stack.base_url, new_key(stack)
+    n = 1000
+    data = b"".join(json.dumps({"prompt_id": f"k{i:05d}", "prompt": f"compose {i}"}).encode() + b"\n" for i in range(n))
+    policy = ComposePolicy(fail_every=3, hold_first_scratch=True)
+    saved = dict(stack.extra_env)
+    seen_completed: list[int] = []
+    with StorageFaultProxy(stack.env()["STORAGE_EMULATOR_HOST"], policy) as proxy:
+        try:
+            stack.extra_env.update({"STORAGE_EMULATOR_HOST": proxy.url, "PROMPTFORGE_CHECKPOINT_ROWS": "10"})
+            stack.kill("process_chunk")
+            stack.start("process_chunk")
+            job = init(base, key).json()
+            upload(job, data)
+            deadline = time.monotonic() + 120
+            while not policy.hold.is_set() and time.monotonic() < deadline:
+                seen_completed.append(status(base, key, job["job_id"])["completed_count"])
+                time.sleep(0.05)
+            assert policy.hold.is_set(), "no temporary compose was seen"
+            stack.kill("process_chunk")
+            policy.release.set()  # the dead worker's compose reaches the emulator late
+            stack.start("process_chunk")
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                now = status(base, key, job["job_id"])
+                seen_completed.append(now["completed_count"])
+                if now["status"] in ("COMPLETED", "FAILED", "CANCELLED"):
+                    break
+                time.sleep(0.2)
+        finally:
+            stack.extra_env.clear()
+            stack.extra_env.update(saved)
+            stack.kill("process_chunk")
+            stack.start("process_chunk")
+    final = status(base, key, job["job_id"])
+    files = download(base, key, job["job_id"])
+    seen = Counter(r["prompt_id"] for rows in files.values() for r in rows)
+    print(
+        f"\ncompose faults: composes={policy.seen} failed_before={policy.failed_before} "
+        f"failed_after={policy.failed_after} completed={final['completed_count']}"
+    )
+    assert final["status"] == "COMPLETED" and final["completed_count"] == n and final["failed_count"] == 0
+    assert sorted(seen) == [f"k{i:05d}" for i in range(n)] and max(seen.values()) == 1
+    assert files["errors.jsonl"] == []
+    assert all(a <= b for a, b in zip(seen_completed, seen_completed[1:], strict=False)), "completed_count went back"
+    assert policy.failed_before + policy.failed_after > 0

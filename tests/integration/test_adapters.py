@@ -18,10 +18,13 @@ import requests
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
 
 from promptforge.adapters.firestore_store import AlreadyExists
 from promptforge.domain.job import Job, JobStatus
 from promptforge.domain.records import ApiKey, Chunk, ChunkStatus, ClientState
+from promptforge.service.assemble import IncompleteObject, publish
 from promptforge.wiring import LiveDeps
 from tests.conftest import make_settings
 
@@ -137,17 +140,44 @@ def test_a_failed_stream_leaves_no_object(live: LiveDeps) -> None:
     assert not live.blobs.exists(b, name)
 
 
-def test_concatenate_keeps_order_beyond_one_compose_request(live: LiveDeps) -> None:
+def test_publish_keeps_order_beyond_one_compose_request_and_leaves_no_temporaries(live: LiveDeps) -> None:
     b, prefix = live.settings.results_bucket, f"t/{uuid.uuid4()}"
-    names = [f"{prefix}/{i:03d}" for i in range(70)]  # more than 2 x 32 sources
+    names = [f"{prefix}/{i:04d}" for i in range(1100)]  # more than 32 x 32 sources: three levels
     for i, n in enumerate(names):
         live.blobs.write(b, n, b"%d\n" % i)
-    live.blobs.concatenate(b, names, f"{prefix}/all")
+    expected = b"".join(b"%d\n" % i for i in range(1100))
+    assert publish(live.blobs, b, names, f"{prefix}/all", len(expected), f"{prefix}/scratch") == len(expected)
     with live.blobs.open_read(b, f"{prefix}/all") as f:
-        assert f.read() == b"".join(b"%d\n" % i for i in range(70))
-    live.blobs.concatenate(b, [], f"{prefix}/empty")
+        assert f.read() == expected
+    client = storage.Client(project=live.settings.project, credentials=AnonymousCredentials())
+    assert [x.name for x in client.list_blobs(b, prefix=f"{prefix}/scratch")] == []
+    publish(live.blobs, b, [], f"{prefix}/empty", 0, f"{prefix}/scratch")
     with live.blobs.open_read(b, f"{prefix}/empty") as f:
         assert f.read() == b""
+
+
+def test_publish_refuses_an_object_short_of_its_recorded_size(live: LiveDeps) -> None:
+    b, prefix = live.settings.results_bucket, f"t/{uuid.uuid4()}"
+    live.blobs.write(b, f"{prefix}/a", b"a\n")
+    with pytest.raises(IncompleteObject):
+        publish(live.blobs, b, [f"{prefix}/a"], f"{prefix}/all", 4, f"{prefix}/scratch")
+
+
+def test_stat_compose_and_delete(live: LiveDeps) -> None:
+    b, prefix = live.settings.results_bucket, f"t/{uuid.uuid4()}"
+    assert live.blobs.stat(b, f"{prefix}/a") is None
+    live.blobs.write(b, f"{prefix}/a", b"12345")
+    info = live.blobs.stat(b, f"{prefix}/a")
+    assert info is not None and info.size == 5 and info.created.tzinfo is not None
+    assert live.blobs.compose(b, [f"{prefix}/a", f"{prefix}/a"], f"{prefix}/b") == 10
+    assert live.blobs.compose(b, [f"{prefix}/a", f"{prefix}/a"], f"{prefix}/b") == 10  # a repeat is the same object
+    with pytest.raises(ValueError):
+        live.blobs.compose(b, [f"{prefix}/b"], f"{prefix}/b")
+    with pytest.raises(ValueError):
+        live.blobs.compose(b, [f"{prefix}/a"] * 33, f"{prefix}/c")
+    live.blobs.delete(b, f"{prefix}/b")
+    live.blobs.delete(b, f"{prefix}/b")  # already gone: no error
+    assert live.blobs.stat(b, f"{prefix}/b") is None
 
 
 def _verify_v4(url: str, method: str, content_type: str | None, key_file: str) -> bool:

@@ -116,7 +116,9 @@ def test_repeated_events_and_deliveries_change_nothing_and_call_no_model(deps: S
     assert job is not None and deps.store.get_job(job_id).status is JobStatus.COMPLETED  # type: ignore[union-attr]
 
 
-def test_a_chunk_whose_part_was_written_before_a_crash_is_not_run_again(deps: StaticDeps, fake_llm: str) -> None:
+def test_an_object_already_under_the_part_name_is_not_trusted(deps: StaticDeps, fake_llm: str) -> None:
+    # A short part left under the final name (the old step-by-step assembly did this when
+    # it died halfway) must not be counted as the chunk's output.
     client_id, job_id = submit(deps, prompts_file(4))
     plan_job(deps, deps.tasks.plans.pop(0))  # type: ignore[attr-defined]
     deps.tasks.chunks.clear()  # type: ignore[attr-defined]
@@ -125,10 +127,12 @@ def test_a_chunk_whose_part_was_written_before_a_crash_is_not_run_again(deps: St
     deps.blobs.write(deps.settings.results_bucket, paths.chunk_errors_object(client_id, job_id, 0), b"")
     deps.blobs.write(deps.settings.results_bucket, part, (json.dumps(row) + "\n").encode())
     calls = llm_stats(fake_llm)["requests_total"]
-    process_chunk(deps, job_id, 0)
-    assert llm_stats(fake_llm)["requests_total"] == calls
+    assert process_chunk(deps, job_id, 0) == "done"
+    assert llm_stats(fake_llm)["requests_total"] - calls == 4  # nothing was checkpointed
     job = deps.store.get_job(job_id)
-    assert job is not None and job.status is JobStatus.COMPLETED and job.completed_count == 1
+    assert job is not None and job.status is JobStatus.COMPLETED and job.completed_count == 4
+    res, errs = all_rows(deps, client_id, job_id)
+    assert sorted(r["prompt_id"] for r in res) == [f"p{i:04d}" for i in range(4)] and errs == []
 
 
 def test_a_concurrent_delivery_is_turned_away_while_the_lease_holds(deps: StaticDeps) -> None:

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 import requests
 
+from promptforge.domain import paths
 from promptforge.domain.job import JobStatus
 from promptforge.domain.records import ChunkStatus
 from promptforge.service import chunks as chunks_module
-from promptforge.service import lifecycle, results, watchdog
+from promptforge.service import finalize, lifecycle, results, watchdog
 from promptforge.service.chunks import ChunkBusy, process_chunk
 from promptforge.service.deps import StaticDeps
 from promptforge.service.plan import plan_job
@@ -74,7 +75,7 @@ def test_a_delivery_that_dies_after_checkpointing_is_resumed_without_calling_the
     calls = llm_stats(fake_llm)["requests_total"]
     real_finish = chunks_module._ChunkRun._finish
 
-    def die(self: Any, already_written: bool) -> None:
+    def die(self: Any) -> None:
         raise RuntimeError("killed before writing the part")
 
     monkeypatch.setattr(chunks_module._ChunkRun, "_finish", die)
@@ -178,3 +179,67 @@ def test_the_watchdog_fails_a_job_stuck_beyond_the_limit(deps: StaticDeps) -> No
     assert job_id in swept.stuck
     job = deps.store.get_job(job_id)
     assert job is not None and job.status is JobStatus.FAILED and job.error and job.error.code == "stuck"
+
+
+def test_the_watchdog_accepts_an_upload_whose_event_was_lost(deps: StaticDeps) -> None:
+    from promptforge.service import keys
+
+    _, key = keys.create_key(deps)
+    new = lifecycle.create_job(deps, key.client_id, {"provider": "fake", "model": "m"})
+    name = paths.upload_object(key.client_id, new.job.job_id)
+    deps.blobs.write(deps.settings.upload_bucket, name, b'{"prompt_id": "a", "prompt": "hi"}\n')  # no event follows
+    later(deps, deps.settings.upload_url_ttl_seconds + 1)
+    swept = watchdog.sweep(deps)
+    assert new.job.job_id in swept.accepted and new.job.job_id not in swept.expired
+    job = deps.store.get_job(new.job.job_id)
+    assert job is not None and job.status is JobStatus.QUEUED and job.upload_size == 35
+    drain(deps)
+    assert deps.store.get_job(new.job.job_id).status is JobStatus.COMPLETED  # type: ignore[union-attr]
+
+
+def test_a_part_damaged_after_its_chunk_was_done_is_rebuilt_before_the_job_completes(deps: StaticDeps, fake_llm: str) -> None:
+    client_id, job_id = planned(deps, 8)
+    process_chunk(deps, job_id, 0)
+    part = paths.result_object(client_id, job_id, paths.part_filename(0))
+    deps.blobs.write(deps.settings.results_bucket, part, b'{"prompt_id": "p0000"}\n')  # short: as if cut off
+    calls = llm_stats(fake_llm)["requests_total"]
+    process_chunk(deps, job_id, 1)  # the last chunk: finalization finds chunk 0's part wrong
+    job = deps.store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.PROCESSING and job.chunks_done == 1
+    assert deps.tasks.chunks == [(job_id, 0)]  # type: ignore[attr-defined]
+    drain(deps)
+    job = deps.store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.COMPLETED and job.completed_count == 8
+    assert llm_stats(fake_llm)["requests_total"] == calls + 4  # only chunk 1 ran; chunk 0 was rebuilt
+    assert ids(deps, client_id, job_id) == Counter({f"p{i:04d}": 1 for i in range(8)})
+    assert deps.store.list_chunks(job_id)[0].repairs == 1
+
+
+def test_a_job_whose_records_do_not_add_up_fails_and_is_never_completed(deps: StaticDeps) -> None:
+    client_id, job_id = planned(deps, 8)
+    process_chunk(deps, job_id, 0)
+    # A chunk record that lost rows (what the old recount of a short part did).
+    chunk = deps.store.list_chunks(job_id)[0]
+    deps.store.run_transaction(lambda tx: tx.put_chunk(chunk.replace(completed=chunk.completed - 1)))
+    for _ in range(finalize.MAX_REPAIRS + 2):
+        deps.tasks.chunks.clear()  # type: ignore[attr-defined]
+        process_chunk(deps, job_id, 1)
+        chunk = deps.store.list_chunks(job_id)[0]
+        if chunk.status is not ChunkStatus.DONE:
+            # The re-driven delivery finds its checkpoints one row short of its records.
+            assert process_chunk(deps, job_id, 0) == "failed: inconsistent chunk"
+            break
+    job = deps.store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.FAILED and job.error and job.error.code == "inconsistent_results"
+
+
+def test_finalization_refuses_counts_that_do_not_add_up_to_the_prompts(deps: StaticDeps) -> None:
+    _, job_id = planned(deps, 8)
+    job = deps.store.get_job(job_id)
+    assert job is not None
+    deps.store.run_transaction(lambda tx: tx.put_job(job.replace(prompt_count=9)))  # one prompt more than rows
+    process_chunk(deps, job_id, 0)
+    process_chunk(deps, job_id, 1)
+    job = deps.store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.FAILED and job.error and job.error.code == "inconsistent_results"
+    assert job.completed_count == 0  # never written as COMPLETED counts

@@ -120,6 +120,10 @@ class _Tx:
         doc = self._get(self._db.collection("jobs").document(job_id).collection("chunks").document(_chunk_id(index)))
         return chunk_from_doc(doc) if doc else None
 
+    def list_chunks(self, job_id: str) -> list[Chunk]:
+        query = self._db.collection("jobs").document(job_id).collection("chunks").order_by("index")
+        return [chunk_from_doc(s.to_dict()) for s in query.stream(transaction=self._txn)]
+
     def put_job(self, job: Job) -> None:
         self._txn.set(self._db.collection("jobs").document(job.job_id), job_to_doc(job))
 

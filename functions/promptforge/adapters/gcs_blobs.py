@@ -9,9 +9,11 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, BinaryIO
 
+from google.api_core import exceptions as gexc
 from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
 
-_COMPOSE_MAX = 32  # Cloud Storage composes at most 32 sources per request
+from ..service.ports import COMPOSE_MAX_SOURCES, ObjectInfo
 
 
 class Signer:
@@ -130,16 +132,27 @@ class GcsBlobStore:
     def exists(self, bucket: str, name: str) -> bool:
         return bool(self._blob(bucket, name).exists())
 
-    def concatenate(self, bucket: str, sources: list[str], target: str) -> None:
-        if not sources:
-            self.write(bucket, target, b"")
-            return
+    def stat(self, bucket: str, name: str) -> ObjectInfo | None:
+        blob = self._client.bucket(bucket).get_blob(name)
+        if blob is None:
+            return None
+        return ObjectInfo(size=int(blob.size or 0), created=blob.time_created)
+
+    def compose(self, bucket: str, sources: list[str], target: str) -> int:
+        if not 1 <= len(sources) <= COMPOSE_MAX_SOURCES or target in sources:
+            raise ValueError(f"compose takes 1 to {COMPOSE_MAX_SOURCES} sources other than the target")
         b = self._client.bucket(bucket)
         dest = b.blob(target)
         dest.content_type = "application/x-ndjson"
-        dest.compose([b.blob(s) for s in sources[:_COMPOSE_MAX]])
-        rest = sources[_COMPOSE_MAX:]
-        # Fold the remaining sources in, 31 at a time, behind what is composed so far.
-        while rest:
-            batch, rest = rest[: _COMPOSE_MAX - 1], rest[_COMPOSE_MAX - 1 :]
-            dest.compose([b.blob(target)] + [b.blob(s) for s in batch])
+        # The client retries compose only under a generation precondition, because in
+        # general a repeat could fold the target into itself. Here no source is the target
+        # and sources never change, so a repeat writes the same object: retry 503s and
+        # resets like any idempotent call.
+        dest.compose([b.blob(s) for s in sources], retry=DEFAULT_RETRY)
+        return int(dest.size or 0)
+
+    def delete(self, bucket: str, name: str) -> None:
+        try:
+            self._blob(bucket, name).delete(retry=DEFAULT_RETRY)
+        except gexc.NotFound:
+            pass

@@ -94,6 +94,7 @@ class Job:
     completed_at: datetime | None = None
     prompt_count: int | None = None
     invalid_count: int = 0
+    invalid_bytes: int = 0  # size of planning's error rows, to check errors.jsonl against
     chunk_count: int | None = None
     chunks_done: int = 0
     completed_count: int = 0

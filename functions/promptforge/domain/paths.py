@@ -45,3 +45,9 @@ def segment_object(client_id: str, job_id: str, chunk_index: int, delivery: int,
 
 def is_results_segment(name: str) -> bool:
     return name.endswith(".results.jsonl")
+
+
+def scratch_prefix(client_id: str, job_id: str, chunk_index: int | None = None) -> str:
+    """Where temporary objects of an assembly go (results bucket, never shown)."""
+    owner = "job" if chunk_index is None else f"chunk_{chunk_index + 1:05d}"
+    return f"staging/{client_id}/{job_id}/scratch/{owner}"

@@ -37,9 +37,24 @@ class Chunk:
     input_tokens: int = 0
     output_tokens: int = 0
     error_counts: dict[str, int] = field(default_factory=dict)  # error code -> rows
+    # Bytes of the checkpointed result and error rows: the sizes the chunk's published part
+    # and error object must have (Cloud Storage composes bytes, so sizes add up exactly).
+    results_bytes: int = 0
+    errors_bytes: int = 0
+    repairs: int = 0  # times finalization found this chunk's output wrong and re-drove it
 
     def replace(self, **changes: Any) -> Chunk:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def expected_rows(self) -> int:
+        """Rows the chunk must produce: its records, minus the invalid lines planning
+        already reported."""
+        return self.record_count - len(self.skip_lines)
+
+    def adds_up(self) -> bool:
+        """A finished chunk accounts for every one of its records (unless it was stopped)."""
+        return self.stopped or self.completed + self.failed == self.expected_rows
 
 
 @dataclass(frozen=True)

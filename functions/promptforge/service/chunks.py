@@ -28,14 +28,13 @@ from ..domain.job import Job, JobError
 from ..domain.jsonl import LineError, PromptLine, dump_line, iter_raw_lines, parse_line
 from ..domain.records import Chunk, ChunkStatus, count_errors
 from ..domain.retry import RetryPolicy
+from .assemble import publish
 from .calls import call_with_retries, chat_request
 from .deps import Deps
 from .finalize import finalize_if_done
 from .lifecycle import fail_job
 from .pacing import Pacer, budget_id, estimate_tokens, limits_for
 from .ports import Tx
-
-HEARTBEAT_S = 2.0
 
 
 class ChunkBusy(Exception):
@@ -48,6 +47,10 @@ class ChunkBusy(Exception):
 
 class LeaseLost(Exception):
     """A later delivery took this chunk over (this one stalled past its lease)."""
+
+
+class ChunkInconsistent(Exception):
+    """A chunk's checkpoints do not account for every one of its lines: it is not done."""
 
 
 def process_chunk(deps: Deps, job_id: str, index: int) -> str:
@@ -70,6 +73,11 @@ def process_chunk(deps: Deps, job_id: str, index: int) -> str:
     except LeaseLost:
         logs.warning("chunk taken over by a later delivery", job_id=job_id, chunk=index)
         return "lease lost"
+    except ChunkInconsistent as exc:
+        _release(deps, chunk)
+        logs.error("chunk output does not add up", job_id=job_id, chunk=index)
+        fail_job(deps, job_id, JobError("inconsistent_results", f"{exc}; partial results are kept"))
+        return "failed: inconsistent chunk"
     except BaseException:
         # Hand the chunk back at once so the task's retry need not wait out the lease.
         _release(deps, chunk)
@@ -159,12 +167,13 @@ class _ChunkRun:
     # --- the synchronous frame -------------------------------------------------------
 
     def execute(self) -> str:
-        """Run the chunk to its end, a stop, or a hand-over; returns the outcome."""
-        part = paths.result_object(self.job.client_id, self.job.job_id, paths.part_filename(self.chunk.index))
-        if self.deps.blobs.exists(self.s.results_bucket, part):
-            # An earlier delivery wrote the part, then died before recording it: keep its work.
-            self._finish(already_written=True)
-            return "done"
+        """Run the chunk to its end, a stop, or a hand-over; returns the outcome.
+
+        An earlier delivery may have published the part and died before recording the
+        chunk done: its rows are all in the listed checkpoints, so this delivery calls no
+        model and publishes the same part again from them. An object already under the
+        part's name is never trusted as it stands.
+        """
         done_ids, done_lines = self._load_checkpoints()
         lines, late_errors = _lines(self.deps, self.job, self.chunk)
         lines = [line for line in lines if line.prompt_id not in done_ids]
@@ -173,7 +182,7 @@ class _ChunkRun:
         if self.halt == "time box":
             self._hand_over()
             return "continued"
-        self._finish(already_written=False)
+        self._finish()
         return "stopped" if self.halt else "done"
 
     def _load_checkpoints(self) -> tuple[set[str], set[int]]:
@@ -208,46 +217,37 @@ class _ChunkRun:
 
         self.deps.store.run_transaction(release)
 
-    def _finish(self, already_written: bool) -> None:
-        """Write the part from the checkpoints (errors first, part last) and record the chunk done."""
+    def _finish(self) -> None:
+        """Publish the chunk's part and error rows from its checkpoints, each whole in one
+        final request and checked against the recorded sizes, then record the chunk done."""
         client, job_id, index = self.job.client_id, self.job.job_id, self.chunk.index
-        part = paths.result_object(client, job_id, paths.part_filename(index))
-        errors_name = paths.chunk_errors_object(client, job_id, index)
-        if already_written:
-            counted = _recount(self.deps, self.chunk, part, errors_name)
-        else:
-            self._verify_lease()
-            results = [n for n in self.chunk.segments if paths.is_results_segment(n)]
-            errors = [n for n in self.chunk.segments if not paths.is_results_segment(n)]
-            self.deps.blobs.concatenate(self.s.results_bucket, errors, errors_name)
-            self.deps.blobs.concatenate(self.s.results_bucket, results, part)
-            counted = self.chunk
+        self._verify_lease()
         mine = self.chunk
         stopped = self.halt is not None
+        if not stopped and not mine.adds_up():
+            # Every line was run or skipped, so the checkpoints must hold a row for each.
+            raise ChunkInconsistent(
+                f"chunk {index} of job {job_id} holds {mine.completed + mine.failed} rows, expected {mine.expected_rows}"
+            )
+        bucket, scratch = self.s.results_bucket, paths.scratch_prefix(client, job_id, index)
+        results = [n for n in mine.segments if paths.is_results_segment(n)]
+        errors = [n for n in mine.segments if not paths.is_results_segment(n)]
+        publish(self.deps.blobs, bucket, errors, paths.chunk_errors_object(client, job_id, index), mine.errors_bytes, scratch)
+        part = paths.result_object(client, job_id, paths.part_filename(index))
+        publish(self.deps.blobs, bucket, results, part, mine.results_bytes, scratch)
 
         def record(tx: Tx) -> None:
             current = tx.get_chunk(job_id, index)
             job = tx.get_job(job_id)
             if current is None or job is None or current.status is ChunkStatus.DONE:
                 return
-            if not already_written and current.deliveries != mine.deliveries:
+            if current.deliveries != mine.deliveries or current.segments != mine.segments:
                 raise LeaseLost()
-            tx.put_chunk(
-                current.replace(
-                    status=ChunkStatus.DONE,
-                    lease_until=None,
-                    stopped=stopped,
-                    completed=counted.completed,
-                    failed=counted.failed,
-                    input_tokens=counted.input_tokens,
-                    output_tokens=counted.output_tokens,
-                    error_counts=counted.error_counts,
-                )
-            )
+            tx.put_chunk(current.replace(status=ChunkStatus.DONE, lease_until=None, stopped=stopped))
             tx.put_job(job.replace(chunks_done=job.chunks_done + 1))
 
         self.deps.store.run_transaction(record)
-        logs.info("chunk done", job_id=job_id, chunk=index, completed=counted.completed, failed=counted.failed, stopped=stopped)
+        logs.info("chunk done", job_id=job_id, chunk=index, completed=mine.completed, failed=mine.failed, stopped=stopped)
 
     def _verify_lease(self) -> None:
         current = self.deps.store.run_transaction(lambda tx: tx.get_chunk(self.chunk.job_id, self.chunk.index))
@@ -265,13 +265,16 @@ class _ChunkRun:
     def _checkpoint(self, rows: _Pending) -> None:
         """Write ``rows`` as segments and list them on the chunk, renewing the lease."""
         names: list[str] = []
+        sizes = {"results": 0, "errors": 0}
         for kind, batch in (("results", rows.results), ("errors", rows.errors)):
             if batch:
                 name = paths.segment_object(
                     self.job.client_id, self.job.job_id, self.chunk.index, self.chunk.deliveries, self.seq, kind
                 )
-                self.deps.blobs.write(self.s.results_bucket, name, _jsonl(batch))
+                data = _jsonl(batch)
+                self.deps.blobs.write(self.s.results_bucket, name, data)
                 names.append(name)
+                sizes[kind] = len(data)
         self.seq += 1
         mine = self.chunk
         lease_until = self.deps.now() + _lease(self.deps)
@@ -288,6 +291,8 @@ class _ChunkRun:
                 input_tokens=mine.input_tokens + sum(r.get("input_tokens", 0) for r in rows.results),
                 output_tokens=mine.output_tokens + sum(r.get("output_tokens", 0) for r in rows.results),
                 error_counts=count_errors(rows.errors, mine.error_counts),
+                results_bytes=mine.results_bytes + sizes["results"],
+                errors_bytes=mine.errors_bytes + sizes["errors"],
             )
             tx.put_chunk(updated)
             return updated
@@ -323,6 +328,7 @@ class _ChunkRun:
         policy = RetryPolicy()
         provider = open_provider(self.job.provider, self.s, self.job.base_url)
         stop = asyncio.Event()
+        writing = asyncio.Lock()  # checkpoints and heartbeats write the chunk one at a time
         await asyncio.to_thread(self._heartbeat, _Pending())
         self.started = time.monotonic()
         begun = 0
@@ -347,25 +353,30 @@ class _ChunkRun:
                     row, err = await call_with_retries(
                         provider, request, line.prompt_id, self.job.max_attempts, policy, self.pacer, estimate
                     )
-            if row is not None:
-                self.pending.results.append(row)
-            elif err is not None:
-                self.pending.errors.append(err)
+                if row is not None:
+                    self.pending.results.append(row)
+                elif err is not None:
+                    self.pending.errors.append(err)
+                if len(self.pending) >= self.s.checkpoint_rows:
+                    # Enough rows wait: checkpoint them now, still holding the slot, so a
+                    # worker never runs far ahead of its checkpoints.
+                    async with writing:
+                        if len(self.pending) >= self.s.checkpoint_rows:
+                            await asyncio.to_thread(self._checkpoint, self._take_pending())
 
         async def keeper() -> None:
-            # Checkpoints when enough rows wait or enough time passed; heartbeats between.
+            # Checkpoints rows that waited long enough; heartbeats between.
             while not stop.is_set():
                 try:
                     await asyncio.wait_for(stop.wait(), 0.1)
                 except TimeoutError:
                     pass
                 now = time.monotonic()
-                if now - self.last_heartbeat >= HEARTBEAT_S:
-                    await asyncio.to_thread(self._heartbeat, self._take_pending())
-                elif len(self.pending) >= self.s.checkpoint_rows or (
-                    self.pending and now - self.last_checkpoint >= self.s.checkpoint_seconds
-                ):
-                    await asyncio.to_thread(self._checkpoint, self._take_pending())
+                async with writing:
+                    if now - self.last_heartbeat >= self.s.heartbeat_seconds:
+                        await asyncio.to_thread(self._heartbeat, self._take_pending())
+                    elif self.pending and now - self.last_checkpoint >= self.s.checkpoint_seconds:
+                        await asyncio.to_thread(self._checkpoint, self._take_pending())
 
         keeping = asyncio.create_task(keeper())
         try:
@@ -386,21 +397,6 @@ class _ChunkRun:
             rate_limited=self.pacer.rate_limited,
             halted=self.halt,
         )
-
-
-def _recount(deps: Deps, chunk: Chunk, part: str, errors_name: str) -> Chunk:
-    def rows_of(name: str) -> list[dict[str, Any]]:
-        with deps.blobs.open_read(deps.settings.results_bucket, name) as f:
-            return [json.loads(line) for line in f.read().splitlines() if line.strip()]
-
-    rows, errors = rows_of(part), rows_of(errors_name)
-    return chunk.replace(
-        completed=len(rows),
-        failed=len(errors),
-        error_counts=count_errors(errors),
-        input_tokens=sum(r.get("input_tokens", 0) for r in rows),
-        output_tokens=sum(r.get("output_tokens", 0) for r in rows),
-    )
 
 
 def _lines(deps: Deps, job: Job, chunk: Chunk) -> tuple[list[PromptLine], list[dict[str, Any]]]:

@@ -22,6 +22,7 @@ class _Scan:
         self.records = 0
         self.valid = 0
         self.invalid = 0
+        self.invalid_bytes = 0
         self.json_objects = 0
         self.chunks: list[ChunkSpec] = []
         self.too_many = False
@@ -63,7 +64,12 @@ def plan_job(deps: Deps, job_id: str) -> str:
         current = tx.get_job(job_id)
         if current is None or current.status is not JobStatus.QUEUED:
             return False
-        planned = current.replace(prompt_count=scan.records, invalid_count=scan.invalid, chunk_count=len(scan.chunks))
+        planned = current.replace(
+            prompt_count=scan.records,
+            invalid_count=scan.invalid,
+            invalid_bytes=scan.invalid_bytes,
+            chunk_count=len(scan.chunks),
+        )
         tx.put_job(planned.transition(JobStatus.PROCESSING, now))
         return True
 
@@ -105,7 +111,9 @@ def _scan(deps: Deps, job: Job) -> _Scan:
                     parsed = LineError(raw.number, f"duplicate prompt_id (first on line {first})", parsed.prompt_id, True)
             if isinstance(parsed, LineError):
                 scan.invalid += 1
-                errors.write(dump_line(parsed.to_row()))
+                row = dump_line(parsed.to_row())
+                scan.invalid_bytes += len(row)
+                errors.write(row)
             else:
                 scan.valid += 1
             if isinstance(parsed, PromptLine) or parsed.json_object:

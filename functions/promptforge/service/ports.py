@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import BinaryIO, Protocol, TypeVar
 
@@ -23,6 +24,10 @@ class Tx(Protocol):
     def get_job(self, job_id: str) -> Job | None: ...
     def get_client(self, client_id: str) -> ClientState: ...
     def get_chunk(self, job_id: str, index: int) -> Chunk | None: ...
+    def list_chunks(self, job_id: str) -> list[Chunk]:
+        """Every chunk of a job, by index."""
+        ...
+
     def put_job(self, job: Job) -> None: ...
     def put_client(self, client: ClientState) -> None: ...
     def put_chunk(self, chunk: Chunk) -> None: ...
@@ -62,8 +67,21 @@ class JobStore(Protocol):
     def list_api_keys(self) -> list[ApiKey]: ...
 
 
+# Cloud Storage composes at most 32 sources in one request.
+COMPOSE_MAX_SOURCES = 32
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a stat of an object tells."""
+
+    size: int
+    created: datetime
+
+
 class BlobStore(Protocol):
-    """Objects in Cloud Storage buckets."""
+    """Objects in Cloud Storage buckets. Every write is one request: an object appears
+    whole or not at all."""
 
     def signed_upload_url(self, bucket: str, name: str, content_type: str, ttl: timedelta) -> str: ...
     def signed_download_url(self, bucket: str, name: str, filename: str, ttl: timedelta) -> str: ...
@@ -77,8 +95,18 @@ class BlobStore(Protocol):
 
     def write(self, bucket: str, name: str, data: bytes, content_type: str = "application/x-ndjson") -> None: ...
     def exists(self, bucket: str, name: str) -> bool: ...
-    def concatenate(self, bucket: str, sources: list[str], target: str) -> None:
-        """Write ``target`` as the sources joined in order (an empty object when none)."""
+    def stat(self, bucket: str, name: str) -> ObjectInfo | None:
+        """Size and creation time of an object, or None when there is none."""
+        ...
+
+    def compose(self, bucket: str, sources: list[str], target: str) -> int:
+        """Write ``target`` as 1 to ``COMPOSE_MAX_SOURCES`` sources joined in order, in one
+        request; returns its size. Repeating it gives the same object (no source may be the
+        target), so a retry after an unknown outcome is safe."""
+        ...
+
+    def delete(self, bucket: str, name: str) -> None:
+        """Remove an object; no error when it is already gone."""
         ...
 
 

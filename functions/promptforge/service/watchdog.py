@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .. import logs
+from ..domain import paths
 from ..domain.job import Job, JobError, JobStatus
 from ..domain.records import ChunkStatus
 from .deps import Deps
 from .finalize import finalize_if_done
-from .lifecycle import fail_job
+from .lifecycle import accept_upload, fail_job
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Sweep:
     """What one watchdog run did."""
 
     expired: list[str] = field(default_factory=list)
+    accepted: list[str] = field(default_factory=list)  # uploads whose storage event was lost
     replanned: list[str] = field(default_factory=list)
     redriven: list[tuple[str, int]] = field(default_factory=list)
     finalized: list[str] = field(default_factory=list)
@@ -42,8 +44,19 @@ def sweep(deps: Deps) -> Sweep:
     done = Sweep()
 
     for job in deps.store.find_jobs(JobStatus.AWAITING_UPLOAD):
-        if job.upload_expires_at < now and fail_job(
-            deps, job.job_id, JobError("upload_expired", "the upload URL expired before the file arrived")
+        if job.created_at >= now - grace:
+            continue
+        # Before expiring, look in the bucket: a file that came but whose storage event was
+        # lost (or is later than the grace) is accepted now, not failed.
+        name = paths.upload_object(job.client_id, job.job_id)
+        upload = deps.blobs.stat(s.upload_bucket, name)
+        if upload is not None and (upload.created < now - grace or job.upload_expires_at < now):
+            accept_upload(deps, s.upload_bucket, name, upload.size, upload.created)
+            done.accepted.append(job.job_id)
+        elif (
+            upload is None
+            and job.upload_expires_at < now
+            and fail_job(deps, job.job_id, JobError("upload_expired", "the upload URL expired before the file arrived"))
         ):
             done.expired.append(job.job_id)
 

@@ -1,0 +1,354 @@
+"""Systematic crash points: run a whole job while the N-th I/O call of one kind fails.
+
+A :class:`Injector` counts every call the service makes to Firestore (a transaction counts
+as one call), Cloud Storage and Cloud Tasks, through wrappers around the real adapters
+(in memory or on the emulators). At the chosen call it either raises a 503, or the
+process "dies" before or just after the call took effect: :class:`Crash` is a
+``BaseException``, so no ``except Exception`` in the service code catches it, and once
+dead, every further call of that incarnation dies too (no lease is released, nothing is
+cleaned up), as with a SIGKILL. The :class:`JobRun` harness then plays Cloud Tasks
+(named tasks, retries of a failed delivery), advances a fake clock past leases and runs
+the watchdog until the job ends, and reports what a client would see.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, BinaryIO
+
+from google.api_core.exceptions import ServiceUnavailable
+
+from promptforge.adapters.providers import ChatRequest, ChatResult, ProviderError
+from promptforge.domain import paths
+from promptforge.domain.job import Job
+from promptforge.service import chunks as chunks_module
+from promptforge.service import keys, lifecycle, watchdog
+from promptforge.service.chunks import ChunkBusy, process_chunk
+from promptforge.service.deps import StaticDeps
+from promptforge.service.plan import plan_job
+from promptforge.service.ports import BlobStore, JobStore
+
+KINDS = ("firestore", "storage", "tasks")
+MODES = ("503", "die", "die-after")
+
+
+class Crash(BaseException):
+    """The worker process died at this point."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    n: int  # the n-th call of this kind, counted from 1
+    mode: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}#{self.n}:{self.mode}"
+
+
+class Injector:
+    def __init__(self, fault: Fault | None) -> None:
+        self.fault = fault
+        self.counts: Counter[str] = Counter()
+        self.fired = False
+        self.dead = False
+        self._die_after = False
+
+    def before(self, kind: str) -> None:
+        if self.dead:
+            raise Crash("already dead")
+        self.counts[kind] += 1
+        f = self.fault
+        if f is None or self.fired or f.kind != kind or self.counts[kind] != f.n:
+            return
+        self.fired = True
+        if f.mode == "503":
+            raise ServiceUnavailable(f"injected at {f}")
+        if f.mode == "die":
+            self.dead = True
+            raise Crash(str(f))
+        self._die_after = True
+
+    def after(self) -> None:
+        if self._die_after:
+            self._die_after = False
+            self.dead = True
+            raise Crash(f"{self.fault} (after the call)")
+
+    def call(self, kind: str, fn: Callable[[], Any]) -> Any:
+        self.before(kind)
+        result = fn()
+        self.after()
+        return result
+
+    def revive(self) -> None:
+        """A new instance starts (the fault, once fired, does not fire again)."""
+        self.dead = False
+
+
+class FaultyStore:
+    def __init__(self, inner: JobStore, inj: Injector) -> None:
+        self._inner = inner
+        self._inj = inj
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._inner, name)
+        if not callable(target):
+            return target
+
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            return self._inj.call("firestore", lambda: target(*args, **kwargs))
+
+        return wrapped
+
+
+class FaultyBlobs:
+    def __init__(self, inner: BlobStore, inj: Injector) -> None:
+        self._inner = inner
+        self._inj = inj
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._inner, name)
+
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            return self._inj.call("storage", lambda: target(*args, **kwargs))
+
+        return wrapped
+
+    @contextmanager
+    def open_read(self, bucket: str, name: str, start: int = 0, end: int | None = None) -> Iterator[BinaryIO]:
+        self._inj.before("storage")
+        with self._inner.open_read(bucket, name, start, end) as f:
+            self._inj.after()
+            yield f
+
+    @contextmanager
+    def open_write(self, bucket: str, name: str) -> Iterator[BinaryIO]:
+        import io
+
+        buf = io.BytesIO()
+        yield buf
+        # The object is uploaded when the stream closes: that is the call.
+        self._inj.call("storage", lambda: self._inner.write(bucket, name, buf.getvalue()))
+
+
+class QueueTasks:
+    """Cloud Tasks as the harness plays it: named tasks, each name created once."""
+
+    def __init__(self) -> None:
+        self.queue: deque[tuple[str, tuple[Any, ...]]] = deque()
+        self.names: set[str] = set()
+
+    def _add(self, name: str, task: tuple[str, tuple[Any, ...]]) -> None:
+        if name not in self.names:
+            self.names.add(name)
+            self.queue.append(task)
+
+    def enqueue_plan(self, job_id: str, tag: str = "") -> None:
+        self._add(f"plan-{job_id}{tag}", ("plan", (job_id,)))
+
+    def enqueue_notify(self, job_id: str) -> None:
+        self._add(f"notify-{job_id}", ("notify", (job_id,)))
+
+    def enqueue_chunk(self, job_id: str, index: int, tag: str = "") -> None:
+        self._add(f"chunk-{job_id}-{index}{tag}", ("chunk", (job_id, index)))
+
+
+class FaultyTasks:
+    def __init__(self, inner: QueueTasks, inj: Injector) -> None:
+        self._inner = inner
+        self._inj = inj
+
+    def enqueue_plan(self, job_id: str, tag: str = "") -> None:
+        self._inj.call("tasks", lambda: self._inner.enqueue_plan(job_id, tag))
+
+    def enqueue_notify(self, job_id: str) -> None:
+        self._inj.call("tasks", lambda: self._inner.enqueue_notify(job_id))
+
+    def enqueue_chunk(self, job_id: str, index: int, tag: str = "") -> None:
+        self._inj.call("tasks", lambda: self._inner.enqueue_chunk(job_id, index, tag))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += timedelta(seconds=seconds)
+
+
+class ScriptedProvider:
+    """Answers at once; prompts whose id ends in 7 are refused for good. Every call is
+    checked against what is already checkpointed."""
+
+    def __init__(self, checkpointed: Callable[[], set[str]]) -> None:
+        self.calls: Counter[str] = Counter()
+        self.after_checkpoint: list[str] = []
+        self._checkpointed = checkpointed
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        prompt = request.messages[-1]["content"]
+        prompt_id = prompt.split()[-1]
+        self.calls[prompt_id] += 1
+        if prompt_id in self._checkpointed():
+            self.after_checkpoint.append(prompt_id)
+        if prompt_id.endswith("7"):
+            raise ProviderError("invalid_request", "refused by the scripted provider", retryable=False)
+        return ChatResult(text=f"answer to {prompt_id}", model="scripted", input_tokens=3, output_tokens=5)
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass
+class Outcome:
+    job: Job
+    results: list[dict[str, Any]]
+    errors: list[dict[str, Any]]
+    calls: Counter[str]
+    after_checkpoint: list[str]
+    counts: Counter[str]
+    live_completed: list[int] = field(default_factory=list)
+    repairs: int = 0
+    deliveries: int = 0
+
+
+def prompts(n: int) -> tuple[bytes, list[str]]:
+    ids = [f"q{i:04d}" for i in range(n)]
+    data = b"".join(json.dumps({"prompt_id": i, "prompt": f"answer {i}"}).encode() + b"\n" for i in ids)
+    # Two lines planning reports, so errors.jsonl has rows from planning and from workers.
+    return data + b"not json\n" + json.dumps({"prompt_id": "q0000", "prompt": "again"}).encode() + b"\n", ids
+
+
+class JobRun:
+    """One job from its upload event to a terminal state, under at most one fault."""
+
+    MAX_STEPS = 2_000
+
+    def __init__(self, base: StaticDeps, fault: Fault | None, monkeypatch: Any) -> None:
+        self.inner = base
+        self.clock = Clock()
+        self.inj = Injector(fault)
+        self.tasks = QueueTasks()
+        self.deps = StaticDeps(
+            base.settings,
+            FaultyStore(base.store, self.inj),  # type: ignore[arg-type]
+            FaultyBlobs(base.blobs, self.inj),  # type: ignore[arg-type]
+            FaultyTasks(self.tasks, self.inj),  # type: ignore[arg-type]
+            self.clock,
+        )
+        self._segments: dict[str, set[str]] = {}
+        self.provider = ScriptedProvider(self._checkpointed)
+        monkeypatch.setattr(chunks_module, "open_provider", lambda *a, **k: self.provider)
+        self.job_id = ""
+        self.client_id = ""
+
+    def _checkpointed(self) -> set[str]:
+        """prompt_ids in segments listed on the job's chunk records (read past the faults)."""
+        done: set[str] = set()
+        bucket = self.inner.settings.results_bucket
+        for chunk in self.inner.store.list_chunks(self.job_id):
+            for name in chunk.segments:
+                if name not in self._segments:
+                    with self.inner.blobs.open_read(bucket, name) as f:
+                        self._segments[name] = {json.loads(line)["prompt_id"] for line in f.read().splitlines()}
+                done |= self._segments[name]
+        return done
+
+    def submit(self, data: bytes) -> None:
+        """The client's part, without faults: a key, init, the upload; then the event."""
+        base = StaticDeps(self.inner.settings, self.inner.store, self.inner.blobs, self.tasks, self.clock)
+        _, key = keys.create_key(base)
+        new = lifecycle.create_job(base, key.client_id, {"provider": "fake", "model": "scripted", "max_attempts": 2})
+        self.client_id, self.job_id = key.client_id, new.job.job_id
+        name = paths.upload_object(self.client_id, self.job_id)
+        self.inner.blobs.write(self.inner.settings.upload_bucket, name, data)
+        self.tasks.queue.append(("upload", (self.inner.settings.upload_bucket, name, len(data), self.clock())))
+
+    def _deliver(self, kind: str, args: tuple[Any, ...]) -> None:
+        if kind == "upload":
+            lifecycle.accept_upload(self.deps, *args)
+        elif kind == "plan":
+            plan_job(self.deps, *args)
+        elif kind == "chunk":
+            process_chunk(self.deps, *args)
+        # callbacks ("notify") have no receiver here
+
+    def run(self) -> Outcome:
+        s = self.inner.settings
+        live: list[int] = []
+        deliveries = 0
+        for _ in range(self.MAX_STEPS):
+            job = self.inner.store.get_job(self.job_id)
+            assert job is not None
+            if job.status.terminal and not self.tasks.queue:
+                break
+            if self.tasks.queue:
+                task = self.tasks.queue.popleft()
+                deliveries += 1
+                try:
+                    self._deliver(*task)
+                except Crash:
+                    self.inj.revive()
+                    self.tasks.queue.append(task)  # no answer: Cloud Tasks delivers it again
+                except ChunkBusy as busy:
+                    self.clock.advance(busy.retry_after)
+                    self.tasks.queue.append(task)
+                except ServiceUnavailable:
+                    self.tasks.queue.append(task)
+            else:
+                # Nothing queued and not ended: time passes and the watchdog looks.
+                self.clock.advance(s.watchdog_grace_seconds + s.chunk_lease_seconds + 1)
+                try:
+                    watchdog.sweep(self.deps)
+                except Crash:
+                    self.inj.revive()
+                except ServiceUnavailable:
+                    pass
+            live.append(self.inner.store.chunk_totals(self.job_id).completed)
+        else:
+            raise AssertionError(f"job did not end in {self.MAX_STEPS} steps")
+        job = self.inner.store.get_job(self.job_id)
+        assert job is not None
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for filename in job.result_files:
+            with self.inner.blobs.open_read(s.results_bucket, paths.result_object(self.client_id, self.job_id, filename)) as f:
+                rows = [json.loads(line) for line in f.read().splitlines()]
+            (errors if filename == paths.ERRORS_FILENAME else results).extend(rows)
+        return Outcome(
+            job=job,
+            results=results,
+            errors=errors,
+            calls=self.provider.calls,
+            after_checkpoint=self.provider.after_checkpoint,
+            counts=Counter(self.inj.counts),
+            live_completed=live,
+            repairs=sum(c.repairs for c in self.inner.store.list_chunks(self.job_id)),
+            deliveries=deliveries,
+        )
+
+
+def check(outcome: Outcome, ids: list[str], where: str) -> None:
+    """What every crash point must leave: a completed job, each prompt once, counts that
+    match the files, no checkpointed prompt called again, progress that never went back."""
+    job = outcome.job
+    assert job.status.value == "COMPLETED", f"{where}: ended {job.status.value} {job.error}"
+    seen = Counter(r["prompt_id"] for r in outcome.results + outcome.errors if r.get("prompt_id"))
+    expected = Counter(ids)
+    expected["q0000"] += 1  # the duplicate line's error row names its prompt_id too
+    assert seen == expected, f"{where}: rows differ: {seen - expected} extra, {expected - seen} missing"
+    assert len(outcome.errors) == job.failed_count and len(outcome.results) == job.completed_count, where
+    assert job.completed_count + job.failed_count == job.prompt_count, where
+    assert outcome.after_checkpoint == [], f"{where}: called again after checkpoint: {outcome.after_checkpoint}"
+    live = outcome.live_completed
+    assert all(a <= b for a, b in zip(live, live[1:], strict=False)), f"{where}: completed count went back: {live}"
+    assert outcome.repairs == 0, f"{where}: finalization had to repair {outcome.repairs} chunk(s)"

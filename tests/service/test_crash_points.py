@@ -1,0 +1,99 @@
+"""Every I/O step of a job, failed or killed in turn: the job still completes with every
+prompt exactly once (the FoundationDB / Jepsen idea at our scale; see tests/faults.py).
+
+The job: 72 prompts in two chunks of 36 lines (each checkpointed a row at a time, so each
+part is assembled from more than 32 segments) plus a third chunk holding only the two
+lines planning reports; prompts whose id ends in 7 fail for good, so errors.jsonl has
+rows from planning and from workers. A clean run counts the calls of each kind; then
+for every kind, every N up to that count and every mode (503, die before the call, die
+just after it), the job runs again from its upload event with that one fault.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from promptforge.domain.job import JobStatus
+from promptforge.service.deps import StaticDeps
+from tests.conftest import make_settings
+from tests.fakes import MemoryBlobs, MemoryStore, RecordingTasks
+from tests.faults import KINDS, MODES, Fault, JobRun, check, prompts
+
+PROMPTS = 72
+
+
+def crash_settings(base: Any = None) -> Any:
+    return dataclasses.replace(
+        base or make_settings(),
+        chunk_max_lines=36,
+        checkpoint_rows=1,
+        checkpoint_seconds=3600.0,
+        heartbeat_seconds=3600.0,  # no time-driven I/O: the same calls in every run
+        worker_concurrency=1,
+        chunk_lease_seconds=30,
+        watchdog_grace_seconds=60,
+    )
+
+
+def memory_deps() -> StaticDeps:
+    return StaticDeps(crash_settings(), MemoryStore(), MemoryBlobs(), RecordingTasks())
+
+
+def run(deps: StaticDeps, fault: Fault | None, monkeypatch: pytest.MonkeyPatch) -> Any:
+    data, ids = prompts(PROMPTS)
+    job = JobRun(deps, fault, monkeypatch)
+    job.submit(data)
+    outcome = job.run()
+    if fault is not None:
+        assert job.inj.fired, f"{fault}: the fault never fired"
+    return outcome, ids
+
+
+def clean_counts(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    outcome, ids = run(memory_deps(), None, monkeypatch)
+    check(outcome, ids, "no fault")
+    return outcome.counts
+
+
+def test_a_clean_run_assembles_parts_from_more_than_32_segments(monkeypatch: pytest.MonkeyPatch) -> None:
+    deps = memory_deps()
+    outcome, ids = run(deps, None, monkeypatch)
+    check(outcome, ids, "no fault")
+    chunks = deps.store.list_chunks(outcome.job.job_id)
+    assert [len(c.segments) for c in chunks] == [36, 36, 0]  # results and error segments
+    assert outcome.job.chunk_count == 3 and outcome.job.status is JobStatus.COMPLETED
+    assert sum(outcome.calls.values()) == PROMPTS  # each prompt called once
+    assert set(outcome.counts) == set(KINDS)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_crash_point_in_memory(kind: str, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    total = clean_counts(monkeypatch)[kind]
+    assert total > 0
+    for n in range(1, total + 1):
+        fault = Fault(kind, n, mode)
+        outcome, ids = run(memory_deps(), fault, monkeypatch)
+        check(outcome, ids, str(fault))
+
+
+def test_crash_points_on_the_emulators(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sample of the same crash points on the Firestore and Cloud Storage emulators."""
+    from tests.conftest import emulator_deps
+
+    total = clean_counts(monkeypatch)
+    per_kind = int(os.environ.get("PROMPTFORGE_CRASH_SAMPLE", "3"))
+    faults = []
+    for k, kind in enumerate(KINDS):
+        step = max(1, total[kind] // per_kind)
+        for i, n in enumerate(range(1 + k, total[kind] + 1, step)):
+            faults.append(Fault(kind, n, MODES[(i + k) % len(MODES)]))
+    for fault in faults:
+        deps = emulator_deps(request, crash_settings())
+        outcome, ids = run(deps, fault, monkeypatch)
+        check(outcome, ids, f"emulators {fault}")
