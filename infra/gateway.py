@@ -9,6 +9,8 @@ the function sees the original path and query and parses its own path parameters
 Errors use the API's JSON envelope and never show a stack trace:
 
 * no route for the method and path -> 404 ``not_found``;
+* a body over 32 MiB (chunked or not) -> 413 ``payload_too_large``, read no further; a
+  malformed request or chunked framing -> 400 ``invalid_request``;
 * the function is not listening -> 502 ``internal``; it took too long -> 504 ``internal``.
 
 Requests are served on threads, so a slow function does not hold up the others.
@@ -39,6 +41,14 @@ logger = logging.getLogger("promptforge.gateway")
 
 HEALTH_PATH = "/healthz"
 
+# The largest request body passed on to a function: Cloud Run's cap on an HTTP/1 request,
+# which is what stands in front of every function in production. The functions enforce
+# their own, smaller limits; this one keeps the gateway from buffering without end.
+MAX_BODY_BYTES = 32 * 1024 * 1024
+# Bounds on chunked framing lines, so a client cannot make one line or trailer endless.
+_MAX_FRAMING_LINE = 4096
+_MAX_TRAILERS = 64
+
 # Hop-by-hop headers (RFC 9110 section 7.6.1) describe one connection, not the message:
 # a proxy must not forward them. Content-Length is recomputed for the bytes we send.
 _HOP_BY_HOP = frozenset(
@@ -63,6 +73,27 @@ Matcher = Callable[[str, str], Any]
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> bytes:
     """The API's JSON error envelope."""
     return json.dumps({"error": {"code": code, "message": message, "details": details or {}}}).encode()
+
+
+class BodyRefused(Exception):
+    """A request body the gateway does not pass on; answered with the envelope."""
+
+    def __init__(self, status: HTTPStatus, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+def _too_large(limit: int) -> BodyRefused:
+    return BodyRefused(
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        "payload_too_large",
+        f"The body is over the limit of {limit} bytes",
+        {"limit_bytes": limit},
+    )
+
+
+def _bad_framing(what: str) -> BodyRefused:
+    return BodyRefused(HTTPStatus.BAD_REQUEST, "invalid_request", f"Malformed request: {what}.")
 
 
 def load_routes(functions_dir: Path) -> ModuleType:
@@ -92,21 +123,48 @@ class GatewayHandler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET  # noqa: N815
 
     def _read_body(self) -> bytes:
+        """The request body, chunked or not, read to no more than MAX_BODY_BYTES."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    # Skip trailers up to the blank line that ends the message.
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()  # the CRLF after each chunk
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            return self._read_chunked(MAX_BODY_BYTES)
+        declared = (self.headers.get("Content-Length") or "0").strip()
+        if not declared.isdigit():
+            raise _bad_framing("Content-Length is not a number")
+        if int(declared) > MAX_BODY_BYTES:
+            raise _too_large(MAX_BODY_BYTES)
+        return self.rfile.read(int(declared))
+
+    def _read_chunked(self, limit: int) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(_MAX_FRAMING_LINE)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise _bad_framing("a chunk size is not a hex number") from None
+            if size < 0:
+                raise _bad_framing("a chunk size is negative")
+            if size == 0:
+                # Skip trailers up to the blank line that ends the message.
+                for _ in range(_MAX_TRAILERS):
+                    if self.rfile.readline(_MAX_FRAMING_LINE) in (b"\r\n", b"\n", b""):
+                        return b"".join(chunks)
+                raise _bad_framing("too many trailer lines")
+            total += size
+            if total > limit:
+                raise _too_large(limit)
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(_MAX_FRAMING_LINE)  # the CRLF after each chunk
 
     def _proxy(self) -> None:
-        body = self._read_body()
+        try:
+            body = self._read_body()
+        except BodyRefused as refused:
+            # The rest of the body is unread, so this connection cannot carry another request.
+            self.close_connection = True
+            headers = [("Content-Type", "application/json"), ("Connection", "close")]
+            self._send(refused.status, headers, error_body(refused.code, refused.message, refused.details))
+            return
         url = urllib.parse.urlsplit(self.path)
         found = self.server.match(self.command, url.path)
         if found is None:
@@ -167,20 +225,25 @@ class GatewayHandler(BaseHTTPRequestHandler):
         self._send(resp.status, _forward_headers(resp.msg, _HOP_BY_HOP), resp_body, reason=resp.reason)
 
     def _stream(self, resp: http.client.HTTPResponse) -> None:
-        """Pass a Server-Sent Events answer through as it comes, event by event."""
+        """Pass a Server-Sent Events answer through as it comes, event by event, until the
+        function ends it or the client goes away. Either way the connection to the function
+        closes (``_proxy``), so the function sees its stream end and gives back its lease."""
         self.send_response(resp.status, resp.reason)
         for k, v in _forward_headers(resp.msg, _HOP_BY_HOP | {"content-length"}):
             self.send_header(k, v)
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
-        while True:
-            line = resp.readline()
-            if not line:
-                return
-            self.wfile.write(line)
-            if line in (b"\n", b"\r\n"):
-                self.wfile.flush()
+        try:
+            while True:
+                line = resp.readline()
+                if not line:
+                    return
+                self.wfile.write(line)
+                if line in (b"\n", b"\r\n"):
+                    self.wfile.flush()
+        except ConnectionError:  # the client went away: nothing more to send, or to answer
+            logger.info("%s %s: the client closed the event stream", self.command, self.path)
 
     def _send_error(self, status: HTTPStatus, code: str, message: str) -> None:
         self._send(status, [("Content-Type", "application/json")], error_body(code, message))
@@ -193,6 +256,21 @@ class GatewayHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a malformed request line or headers) in the envelope,
+        without echoing the request; the connection closes after them."""
+        self.close_connection = True
+        # With a status line even when the request line was too broken to name a version
+        # (http.server would then answer in HTTP/0.9: the body alone).
+        self.request_version = self.protocol_version
+        api_code = "not_found" if code == 404 else "invalid_request" if code < 500 else "internal"
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "Error"
+        headers = [("Content-Type", "application/json"), ("Connection", "close")]
+        self._send(code, headers, error_body(api_code, f"{phrase}."))
 
     def send_response(self, code: int, message: str | None = None) -> None:
         """Send the status line without the Server/Date headers http.server adds.
@@ -211,6 +289,10 @@ class GatewayServer(ThreadingHTTPServer):
     """Threading HTTP server carrying the route matcher and the function ports."""
 
     daemon_threads = True
+    # The listen backlog (socketserver's default is 5). A burst of connections (one client
+    # opening dozens of event streams and inits at once) must not fill it: the kernel then
+    # drops new connections, everyone's, and their clients retry a second or more later.
+    request_queue_size = 1024
 
     def __init__(
         self,

@@ -50,7 +50,8 @@ if provider:
     from promptforge import config
     from promptforge.adapters.providers import open_provider
     t = time.perf_counter()
-    opened = open_provider(provider, dataclasses.replace(config.load(), providers=(provider,)), "http://127.0.0.1:9/v1")
+    probe = {"probe": config.Endpoint("probe", "http://127.0.0.1:9/v1")}
+    opened = open_provider(provider, dataclasses.replace(config.load(), providers=(provider,), endpoints=probe), "probe")
     report["provider"] = provider
     report["provider_seconds"] = time.perf_counter() - t
     report["total_seconds"] = elapsed + report["provider_seconds"]

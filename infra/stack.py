@@ -70,6 +70,9 @@ class Function:
     name: str  # the entry point in functions/main.py
     signature: Literal["http", "cloudevent"]
     port_offset: int  # from the profile's base port
+    # Requests served at once (gunicorn threads, functions-framework's THREADS); None keeps
+    # its default of four per CPU. Set where requests are held open, as in production.
+    threads: int | None = None
 
 
 # The functions the stack serves: adding one is one line here.
@@ -84,7 +87,9 @@ FUNCTIONS: tuple[Function, ...] = (
     Function("watchdog", "http", 17),
     Function("jobs_list", "http", 18),
     Function("jobs_create", "http", 19),
-    Function("job_events", "http", 20),
+    # Event streams are held open for minutes: as many at once as its Cloud Run concurrency
+    # (terraform), so held streams never take every thread from the next request.
+    Function("job_events", "http", 20, threads=80),
     Function("openapi", "http", 21),
     Function("notify_callback", "http", 23),
     Function("web", "http", 22),
@@ -120,6 +125,7 @@ RESULTS_BUCKET = "promptforge-results"
 UPLOAD_PREFIX = "uploads/"
 TASKS_LOCATION = "us-central1"
 PLAN_QUEUE = "promptforge-plan"
+NOTIFY_QUEUE = "promptforge-notify"
 # The Cloud Tasks emulator dispatches one task at a time per queue, so chunk work is spread
 # over several queues to get any parallelism locally.
 CHUNK_QUEUES: tuple[str, ...] = tuple(f"promptforge-chunks-{i}" for i in range(4))
@@ -378,7 +384,10 @@ class Stack:
             "PROMPTFORGE_PLAN_URL": self.function_url("plan_job"),
             "PROMPTFORGE_CHUNK_URL": self.function_url("process_chunk"),
             "PROMPTFORGE_NOTIFY_URL": self.function_url("notify_callback"),
+            "PROMPTFORGE_NOTIFY_QUEUE": NOTIFY_QUEUE,
             "PROMPTFORGE_ALLOW_LOOPBACK_HTTP_CALLBACKS": "1",
+            # The operator's openai_compatible endpoints: here one, the fake LLM.
+            "PROMPTFORGE_ENDPOINTS": json.dumps({"local": {"base_url": f"http://{HOST}:{p['fake-llm']}/v1"}}),
             "PROMPTFORGE_TASKS_EMULATOR_HOST": f"{HOST}:{p['tasks-emulator']}",
             "PROMPTFORGE_SIGNING_KEY_FILE": str(self.signing_key_file),
             "PROMPTFORGE_SIGNING_SERVICE_ACCOUNT": f"local-signer@{self.project}.iam.gserviceaccount.com",
@@ -431,7 +440,7 @@ class Stack:
                     TASKS_LOCATION,
                     "--max-retries",
                     str(self.tasks_max_retries),
-                    *[arg for q in (PLAN_QUEUE, *CHUNK_QUEUES) for arg in ("--queue", q)],
+                    *[arg for q in (PLAN_QUEUE, NOTIFY_QUEUE, *CHUNK_QUEUES) for arg in ("--queue", q)],
                 ],
                 REPO,
             ),
@@ -517,6 +526,7 @@ class Stack:
                     ),
                     "FUNCTION_TARGET": f.name,
                     "FUNCTION_SIGNATURE_TYPE": f.signature,
+                    **({"THREADS": str(f.threads)} if f.threads else {}),
                 },
             )
         return defs

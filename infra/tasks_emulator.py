@@ -21,7 +21,7 @@ What this launcher changes compared with the package's own ``start`` command:
   package sends the full resource name.
 * SIGTERM stops it cleanly.
 
-The emulator itself is used unchanged. Remember what it lacks (see shared/local-stack.md):
+The emulator itself is used unchanged. Remember what it lacks:
 it dispatches one task at a time per queue, synchronously; it retries a failed task every
 ~0.1 s with no backoff, for ever unless ``--max-retries`` is set; no task-name
 de-duplication, no OIDC tokens, no rate limits.

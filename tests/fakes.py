@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, TypeVar
@@ -14,6 +14,7 @@ from typing import Any, BinaryIO, TypeVar
 from promptforge.adapters.firestore_store import AlreadyExists
 from promptforge.domain.job import Job, JobStatus
 from promptforge.domain.records import ApiKey, Chunk, ClientState, Totals
+from promptforge.domain.usage import ClientUsage
 from promptforge.service.ports import COMPOSE_MAX_SOURCES, ObjectInfo
 
 T = TypeVar("T")
@@ -66,6 +67,9 @@ class MemoryStore:
         self.chunks: dict[tuple[str, int], Chunk] = {}
         self.keys: dict[str, ApiKey] = {}
         self.workers: dict[tuple[str, str], datetime] = {}
+        self.slots: dict[str, dict[str, datetime]] = {}
+        self.usage: dict[str, tuple[ClientUsage, int]] = {}  # client -> (record, version)
+        self.request_minutes: dict[tuple[str, datetime], int] = {}
         self._lock = threading.RLock()
 
     def run_transaction(self, fn: Callable[[Any], T]) -> T:
@@ -131,6 +135,19 @@ class MemoryStore:
     def drop_worker(self, budget: str, worker_id: str) -> None:
         self.workers.pop((budget, worker_id), None)
 
+    def acquire_slot(self, group: str, holder: str, until: datetime, limit: int, now: datetime) -> bool:
+        with self._lock:
+            live = {h: t for h, t in self.slots.get(group, {}).items() if t > now}
+            if holder not in live and len(live) >= limit:
+                return False
+            live[holder] = until
+            self.slots[group] = live
+            return True
+
+    def release_slot(self, group: str, holder: str) -> None:
+        with self._lock:
+            self.slots.get(group, {}).pop(holder, None)
+
     def put_api_key(self, key: ApiKey) -> None:
         self.keys[key.key_hash] = key
 
@@ -140,14 +157,46 @@ class MemoryStore:
     def list_api_keys(self) -> list[ApiKey]:
         return sorted(self.keys.values(), key=lambda k: k.created_at)
 
+    def get_client_state(self, client_id: str) -> ClientState:
+        return self.clients.get(client_id, ClientState(client_id))
+
+    def get_job_statuses(self, job_ids: Iterable[str]) -> dict[str, JobStatus]:
+        return {j: self.jobs[j].status for j in job_ids if j in self.jobs}
+
+    def get_usage(self, client_id: str) -> ClientUsage:
+        with self._lock:
+            stored = self.usage.get(client_id)
+            return ClientUsage(client_id) if stored is None else stored[0].replace(version=str(stored[1]))
+
+    def put_usage(self, usage: ClientUsage, new_job: Job | None = None) -> bool:
+        with self._lock:
+            stored = self.usage.get(usage.client_id)
+            if usage.version != (str(stored[1]) if stored else ""):
+                return False
+            if new_job is not None and new_job.job_id in self.jobs:
+                return False  # as Firestore: the batch's create fails and nothing is written
+            self.usage[usage.client_id] = (usage.replace(version=""), (stored[1] + 1) if stored else 1)
+            if new_job is not None:
+                self.jobs[new_job.job_id] = new_job
+            return True
+
+    def take_requests(self, client_id: str, window: datetime, count: int) -> int:
+        with self._lock:
+            total = self.request_minutes.get((client_id, window), 0) + count
+            self.request_minutes[(client_id, window)] = total
+            return total
+
 
 class MemoryBlobs:
     def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.objects: dict[tuple[str, str], bytes] = {}
         self.created: dict[tuple[str, str], datetime] = {}
+        # The headers each upload URL was signed with (what its PUT must send).
+        self.signed_headers: dict[tuple[str, str], dict[str, str]] = {}
         self.clock = clock
 
-    def signed_upload_url(self, bucket: str, name: str, content_type: str, ttl: timedelta) -> str:
+    def signed_upload_url(self, bucket: str, name: str, headers: Mapping[str, str], ttl: timedelta) -> str:
+        self.signed_headers[(bucket, name)] = dict(headers)
         return f"memory://{bucket}/{name}?method=PUT&ttl={int(ttl.total_seconds())}"
 
     def signed_download_url(self, bucket: str, name: str, filename: str, ttl: timedelta) -> str:

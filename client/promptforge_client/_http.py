@@ -43,6 +43,7 @@ class JobOptions(TypedDict, total=False):
     budget_tokens: int
     callback_url: str
     metadata: Mapping[str, Any]
+    endpoint: str
     base_url: str
 
 

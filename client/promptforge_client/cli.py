@@ -239,6 +239,7 @@ def job_options(
     max_attempts: int | None,
     budget_tokens: int | None,
     callback_url: str | None,
+    endpoint: str | None,
     base_url: str | None,
 ) -> JobOptions:
     options = JobOptions()
@@ -254,6 +255,8 @@ def job_options(
         options["budget_tokens"] = budget_tokens
     if callback_url is not None:
         options["callback_url"] = callback_url
+    if endpoint is not None:
+        options["endpoint"] = endpoint
     if base_url is not None:
         options["base_url"] = base_url
     return options
@@ -265,7 +268,7 @@ def job_option_flags(provider_required: bool) -> Callable[[F], F]:
         click.option(
             "--provider",
             required=provider_required,
-            help="openai, anthropic, gemini, openai_compatible (with --base-url), fake"
+            help="openai, anthropic, gemini, openai_compatible (with --endpoint), fake"
             + ("" if provider_required else "  [default: the earlier job's]"),
         ),
         click.option(
@@ -285,7 +288,8 @@ def job_option_flags(provider_required: bool) -> Callable[[F], F]:
         click.option("--budget-tokens", type=click.IntRange(min=1), help="Stop spending at this many tokens"),
         click.option("--metadata", multiple=True, metavar="JSON|K=V", help="Echoed in the job's status; repeatable"),
         click.option("--callback-url", help="HTTPS URL to POST to when the job ends"),
-        click.option("--base-url", help="The server of provider openai_compatible"),
+        click.option("--endpoint", help="openai_compatible: a server the operator configured, by name"),
+        click.option("--base-url", help="openai_compatible: a server of your own, where the deployment allows it"),
         click.option("--wait", is_flag=True, help="Show live progress until the job ends"),
         click.option(
             "--out", type=click.Path(file_okay=False, path_type=Path), help="Download the files into OUT/JOB_ID (implies --wait)"

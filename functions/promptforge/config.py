@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 
 
@@ -18,6 +19,47 @@ def _int(name: str, default: int) -> int:
 
 def _list(name: str, default: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in os.environ.get(name, default).split(",") if p.strip())
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An OpenAI-compatible server the operator configured for ``openai_compatible`` jobs.
+
+    ``key_env`` names the environment variable holding its key (in production a Secret
+    Manager secret mounted into the worker), never the key; ``rpm``/``tpm`` are its limits.
+    """
+
+    name: str
+    base_url: str
+    wire: str = "openai"
+    key_env: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+
+
+_ENDPOINT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def parse_endpoints(raw: str) -> dict[str, Endpoint]:
+    """``PROMPTFORGE_ENDPOINTS``: a JSON object of name -> {base_url, wire, key_env, rpm, tpm}."""
+    table = json.loads(raw)
+    if not isinstance(table, dict):
+        raise ValueError("PROMPTFORGE_ENDPOINTS must be a JSON object")
+    out: dict[str, Endpoint] = {}
+    for name, spec in table.items():
+        if not _ENDPOINT_NAME.match(name) or not isinstance(spec, dict) or not spec.get("base_url"):
+            raise ValueError(f"PROMPTFORGE_ENDPOINTS: endpoint {name!r} needs a lower-case name and a base_url")
+        if spec.get("wire", "openai") != "openai":
+            raise ValueError(f"PROMPTFORGE_ENDPOINTS: endpoint {name!r}: wire must be 'openai'")
+        out[name] = Endpoint(
+            name=name,
+            base_url=str(spec["base_url"]),
+            wire="openai",
+            key_env=spec.get("key_env") or None,
+            rpm=int(spec["rpm"]) if spec.get("rpm") else None,
+            tpm=int(spec["tpm"]) if spec.get("tpm") else None,
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -80,6 +122,15 @@ class Settings:
     notify_url: str = ""
     # Callbacks must be https; a dev stack may allow http to loopback for its tests.
     allow_loopback_http_callbacks: bool = False
+    # The callbacks' own Cloud Tasks queue, so a slow receiver never holds up planning.
+    notify_queue: str = "promptforge-notify"
+    # Callbacks of one client being sent at once; more wait (Cloud Tasks retries them).
+    max_callbacks_in_flight: int = 5
+    # openai_compatible endpoints the operator configured, by name (the only places a
+    # deployment credential for them is ever sent), and whether a job may instead name a
+    # URL of its own (off by default; such a job carries no credential).
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    allow_client_base_urls: bool = False
     # How many chunk workers can run at once (the chunk queues' concurrent dispatches): a
     # starting worker assumes it shares its budget with that many, or with its job's
     # remaining chunks if fewer, before it has counted the live ones.
@@ -88,6 +139,26 @@ class Settings:
     rate_target: float = 0.97
     # Token estimate for a prompt whose max_tokens is not set.
     default_max_tokens_estimate: int = 256
+    # Request parsing
+    # The largest body of POST /v1/jobs/init (POST /v1/jobs has inline_max_bytes): room for
+    # a 200,000-character system prompt even sent as \u escapes, with metadata and params.
+    max_body_bytes: int = 2 * 1024 * 1024
+    # Cancel and the Cloud Tasks targets, whose bodies hold a few ids at most.
+    max_small_body_bytes: int = 16 * 1024
+    # How deep objects and arrays may nest in a request body.
+    max_json_depth: int = 64
+    # How many objects and arrays a request body may hold: parsed, each costs the instance
+    # memory; 1,000 inline prompts with message lists need a few tens of thousands.
+    max_json_containers: int = 200_000
+    # Fair use per client
+    # Caps that keep one client from slowing the others; 0 turns a cap off. Jobs awaiting
+    # their upload, and open jobs (awaiting upload, pending, or the active one), are counted
+    # when a job is created; event streams while they are open; requests per minute on
+    # every call of the public API.
+    max_awaiting_uploads: int = 10
+    max_open_jobs: int = 100
+    max_event_streams: int = 5
+    requests_per_minute: int = 600
 
 
 def load() -> Settings:
@@ -132,7 +203,21 @@ def load() -> Settings:
         rate_limits=json.loads(os.environ.get("PROMPTFORGE_RATE_LIMITS") or "{}"),
         notify_url=os.environ.get("PROMPTFORGE_NOTIFY_URL", ""),
         allow_loopback_http_callbacks=os.environ.get("PROMPTFORGE_ALLOW_LOOPBACK_HTTP_CALLBACKS", "") in ("1", "true"),
+        notify_queue=os.environ.get("PROMPTFORGE_NOTIFY_QUEUE", "promptforge-notify"),
+        max_callbacks_in_flight=_int("PROMPTFORGE_MAX_CALLBACKS_IN_FLIGHT", 5),
+        endpoints=parse_endpoints(os.environ.get("PROMPTFORGE_ENDPOINTS") or "{}"),
+        allow_client_base_urls=os.environ.get("PROMPTFORGE_ALLOW_CLIENT_BASE_URLS", "") in ("1", "true"),
         max_concurrent_chunks=_int("PROMPTFORGE_CHUNK_CONCURRENCY", len(_list("PROMPTFORGE_CHUNK_QUEUES", "x"))),
         rate_target=float(os.environ.get("PROMPTFORGE_RATE_TARGET") or 0.97),
         default_max_tokens_estimate=_int("PROMPTFORGE_DEFAULT_MAX_TOKENS_ESTIMATE", 256),
+        # Request parsing
+        max_body_bytes=_int("PROMPTFORGE_MAX_BODY_BYTES", 2 * 1024 * 1024),
+        max_small_body_bytes=_int("PROMPTFORGE_MAX_SMALL_BODY_BYTES", 16 * 1024),
+        max_json_depth=_int("PROMPTFORGE_MAX_JSON_DEPTH", 64),
+        max_json_containers=_int("PROMPTFORGE_MAX_JSON_CONTAINERS", 200_000),
+        # Fair use per client
+        max_awaiting_uploads=_int("PROMPTFORGE_MAX_AWAITING_UPLOADS", 10),
+        max_open_jobs=_int("PROMPTFORGE_MAX_OPEN_JOBS", 100),
+        max_event_streams=_int("PROMPTFORGE_MAX_EVENT_STREAMS", 5),
+        requests_per_minute=_int("PROMPTFORGE_REQUESTS_PER_MINUTE", 600),
     )

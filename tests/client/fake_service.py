@@ -193,7 +193,11 @@ class FakeService:
                 "status": job.status,
                 "upload_url": f"{STORAGE}/uploads/{job.job_id}.jsonl?X-Goog-Signature=secret-signature",
                 "upload_method": "PUT",
-                "upload_headers": {"Content-Type": "application/x-ndjson"},
+                # As the service answers: every header is signed into the URL.
+                "upload_headers": {
+                    "Content-Type": "application/x-ndjson",
+                    "x-goog-content-length-range": f"0,{self.max_upload_bytes}",
+                },
                 "upload_expires_at": "2026-01-01T01:00:00.000Z",
                 "max_upload_bytes": self.max_upload_bytes,
             },

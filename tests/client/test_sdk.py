@@ -73,6 +73,8 @@ def test_submit_a_file_inits_then_streams_it_to_the_signed_url_without_the_key(
     assert fake.uploads[job.job_id] == source.read_bytes()
     (put,) = fake.storage_requests()
     assert put.method == "PUT" and put.headers["Content-Type"] == "application/x-ndjson"
+    # Every upload header the service returned is sent: each one is signed into the URL.
+    assert put.headers["x-goog-content-length-range"] == f"0,{fake.max_upload_bytes}"
     assert put.headers["Content-Length"] == str(source.stat().st_size) and "Transfer-Encoding" not in put.headers
     assert "X-API-Key" not in put.headers
     size = source.stat().st_size

@@ -30,6 +30,19 @@ LIMITS = {
     "A longer line is an `invalid_line` (never read into memory whole).",
     "PROMPTFORGE_MAX_PROMPTS_PER_JOB": "Most non-blank lines (bad ones included) in one file. "
     "More fails the job (`too_many_prompts`).",
+    "PROMPTFORGE_MAX_CALLBACKS_IN_FLIGHT": "Callbacks of one client being sent at once; more wait for a place "
+    "(Cloud Tasks retries them).",
+    "PROMPTFORGE_MAX_BODY_BYTES": "Largest body of `POST /v1/jobs/init`, counted on the bytes received "
+    "(`413 payload_too_large`).",
+    "PROMPTFORGE_MAX_SMALL_BODY_BYTES": "Largest body of cancel and of the Cloud Tasks targets (`413`).",
+    "PROMPTFORGE_MAX_JSON_DEPTH": "Deepest nesting of objects and arrays in a request body (`400`).",
+    "PROMPTFORGE_MAX_JSON_CONTAINERS": "Most objects and arrays in one request body (`400`).",
+    "PROMPTFORGE_MAX_AWAITING_UPLOADS": "Jobs of one client created and not yet uploaded "
+    "(`429 too_many_awaiting_uploads`); 0 turns the cap off.",
+    "PROMPTFORGE_MAX_OPEN_JOBS": "Jobs of one client not ended: awaiting upload, `PENDING` or active "
+    "(`429 too_many_open_jobs`); 0 turns the cap off.",
+    "PROMPTFORGE_MAX_EVENT_STREAMS": "Event streams of one client open at once (`429 too_many_event_streams`); "
+    "0 turns the cap off.",
 }
 
 

@@ -181,8 +181,8 @@ def test_cancel_through_the_api_keeps_what_finished(stack: Any) -> None:
 def test_compose_503s_and_a_kill_mid_assembly_lose_no_row(stack: Any) -> None:
     """The worker's storage calls go through a proxy that answers every third compose with
     a 503 (half of them after the compose took effect), and the worker is killed while its
-    first temporary compose is in flight. 1,000 prompts in two chunks of 50 checkpoints
-    each, so each part takes more than one compose request."""
+    first temporary compose is in flight. 1,000 prompts in two chunks of more than 60
+    checkpoints each, so each part takes more than one compose request."""
     from infra.storage_faults import ComposePolicy, StorageFaultProxy
 
     base, key = stack.base_url, new_key(stack)
@@ -193,7 +193,15 @@ def test_compose_503s_and_a_kill_mid_assembly_lose_no_row(stack: Any) -> None:
     seen_completed: list[int] = []
     with StorageFaultProxy(stack.env()["STORAGE_EMULATOR_HOST"], policy) as proxy:
         try:
-            stack.extra_env.update({"STORAGE_EMULATOR_HOST": proxy.url, "PROMPTFORGE_CHECKPOINT_ROWS": "10"})
+            # A checkpoint holds at most 5 + 3 rows (rows finish in the 4 slots while one is
+            # written), so each 500-line chunk has more than 60 segments, however slow the machine.
+            stack.extra_env.update(
+                {
+                    "STORAGE_EMULATOR_HOST": proxy.url,
+                    "PROMPTFORGE_CHECKPOINT_ROWS": "5",
+                    "PROMPTFORGE_WORKER_CONCURRENCY": "4",
+                }
+            )
             stack.kill("process_chunk")
             stack.start("process_chunk")
             job = init(base, key).json()

@@ -154,7 +154,9 @@ def test_auth_tenancy_and_the_error_envelope(api: tuple[str, str], stack: Any) -
         ({"max_attempts": 0}, "max_attempts"),
         ({"callback_url": "http://insecure.example"}, "callback_url"),
         ({"surprise": 1}, "surprise"),
-        ({"provider": "openai_compatible"}, "base_url"),
+        ({"provider": "openai_compatible", "endpoint": "nope"}, "endpoint"),
+        ({"provider": "openai_compatible", "base_url": "https://llm.example/v1"}, "base_url"),
+        ({"endpoint": "local"}, "endpoint"),
     ]:
         res = init(base, key, **body)
         assert res.status_code == 400, (body, res.text)

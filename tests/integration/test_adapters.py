@@ -25,6 +25,7 @@ from promptforge.adapters.firestore_store import AlreadyExists
 from promptforge.domain.job import Job, JobStatus
 from promptforge.domain.records import ApiKey, Chunk, ChunkStatus, ClientState
 from promptforge.service.assemble import IncompleteObject, publish
+from promptforge.service.lifecycle import upload_headers
 from promptforge.wiring import LiveDeps
 from tests.conftest import make_settings
 
@@ -180,17 +181,19 @@ def test_stat_compose_and_delete(live: LiveDeps) -> None:
     assert live.blobs.stat(b, f"{prefix}/b") is None
 
 
-def _verify_v4(url: str, method: str, content_type: str | None, key_file: str) -> bool:
-    """Check a V4 signature the way Cloud Storage does (fake-gcs-server does not)."""
+def _verify_v4(url: str, method: str, sent: dict[str, str], key_file: str) -> bool:
+    """Check a V4 signature the way Cloud Storage does (fake-gcs-server does not), for a
+    request sending the headers ``sent``: every signed header must be among them, with
+    the value that was signed."""
     u = urlparse(url)
     query = [(k, v) for k, v in parse_qsl(u.query, keep_blank_values=True) if k != "X-Goog-Signature"]
     signature = dict(parse_qsl(u.query))["X-Goog-Signature"]
     canonical_query = u.query.split("&X-Goog-Signature=")[0]
     params = dict(query)
-    headers = {"host": u.netloc}
-    if content_type:
-        headers["content-type"] = content_type
+    headers = {"host": u.netloc, **{k.lower(): v.strip() for k, v in sent.items()}}
     signed = params["X-Goog-SignedHeaders"].split(";")
+    if any(h not in headers for h in signed):
+        return False
     canonical_headers = "".join(f"{h}:{headers[h]}\n" for h in signed)
     request = "\n".join([method, u.path, canonical_query, canonical_headers, ";".join(signed), "UNSIGNED-PAYLOAD"])
     scope = params["X-Goog-Credential"].split("/", 1)[1]
@@ -204,22 +207,25 @@ def _verify_v4(url: str, method: str, content_type: str | None, key_file: str) -
         return False
 
 
-def test_signed_upload_urls_bind_method_content_type_object_and_expiry(live: LiveDeps) -> None:
+def test_signed_upload_urls_bind_method_headers_size_range_object_and_expiry(live: LiveDeps) -> None:
     b, name = live.settings.upload_bucket, f"uploads/c/{uuid.uuid4()}.jsonl"
-    url = live.blobs.signed_upload_url(b, name, "application/x-ndjson", timedelta(minutes=60))
+    headers = upload_headers(1000)
+    assert headers == {"Content-Type": "application/x-ndjson", "x-goog-content-length-range": "0,1000"}
+    url = live.blobs.signed_upload_url(b, name, headers, timedelta(minutes=60))
     params = dict(parse_qsl(urlparse(url).query))
     assert params["X-Goog-Expires"] == "3600"
-    assert params["X-Goog-SignedHeaders"] == "content-type;host"
+    # The size range is in the canonical request, so Cloud Storage holds the PUT to it.
+    assert params["X-Goog-SignedHeaders"] == "content-type;host;x-goog-content-length-range"
     assert params["X-Goog-Credential"].endswith("/auto/storage/goog4_request")
     key_file = live.settings.signing_key_file
-    assert _verify_v4(url, "PUT", "application/x-ndjson", key_file)
-    assert not _verify_v4(url, "GET", "application/x-ndjson", key_file)
-    assert not _verify_v4(url, "PUT", "text/plain", key_file)
-    assert not _verify_v4(url.replace(name, name.replace("uploads/c/", "uploads/d/")), "PUT", "application/x-ndjson", key_file)
-    # and the emulator takes the upload through it
-    put = requests.put(
-        url, data=b'{"prompt_id":"a","prompt":"b"}\n', headers={"Content-Type": "application/x-ndjson"}, timeout=10
-    )
+    assert _verify_v4(url, "PUT", headers, key_file)
+    assert not _verify_v4(url, "GET", headers, key_file)
+    assert not _verify_v4(url, "PUT", {**headers, "Content-Type": "text/plain"}, key_file)
+    assert not _verify_v4(url, "PUT", {"Content-Type": "application/x-ndjson"}, key_file)  # the range left out
+    assert not _verify_v4(url, "PUT", {**headers, "x-goog-content-length-range": "0,2000"}, key_file)  # or widened
+    assert not _verify_v4(url.replace(name, name.replace("uploads/c/", "uploads/d/")), "PUT", headers, key_file)
+    # and the emulator takes the upload through it, sent with those headers
+    put = requests.put(url, data=b'{"prompt_id":"a","prompt":"b"}\n', headers=headers, timeout=10)
     assert put.status_code == 200 and live.blobs.exists(b, name)
 
 
@@ -229,7 +235,7 @@ def test_signed_download_urls_name_the_file(live: LiveDeps) -> None:
     url = live.blobs.signed_download_url(b, name, "results_part_001.jsonl", timedelta(minutes=60))
     params = dict(parse_qsl(urlparse(url).query))
     assert params["response-content-disposition"] == 'attachment; filename="results_part_001.jsonl"'
-    assert _verify_v4(url, "GET", None, live.settings.signing_key_file)
+    assert _verify_v4(url, "GET", {}, live.settings.signing_key_file)
     assert requests.get(url, timeout=10).content == b'{"x": 1}\n'
 
 

@@ -223,7 +223,9 @@ def test_env_points_at_the_stack(stack: Stack) -> None:
         "PROMPTFORGE_FAKE_LLM_URL": f"http://127.0.0.1:{b + 5}/v1",
         "PROMPTFORGE_PROVIDERS": "fake,openai_compatible",
         "PROMPTFORGE_NOTIFY_URL": f"http://127.0.0.1:{b + 23}/",
+        "PROMPTFORGE_NOTIFY_QUEUE": "promptforge-notify",
         "PROMPTFORGE_ALLOW_LOOPBACK_HTTP_CALLBACKS": "1",
+        "PROMPTFORGE_ENDPOINTS": json.dumps({"local": {"base_url": f"http://127.0.0.1:{b + 5}/v1"}}),
         "PROMPTFORGE_BASE_URL": f"http://127.0.0.1:{b}",
     }
     # The files `up` leaves for shells and tools say the same.

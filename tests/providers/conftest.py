@@ -72,10 +72,12 @@ def open_named(fake: FakeServer, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.base_url)
     monkeypatch.setenv("GEMINI_BASE_URL", fake.base_url)
     monkeypatch.delenv("PROMPTFORGE_GEMINI_VERTEX", raising=False)
-    settings = dataclasses.replace(config.load(), providers=PROVIDERS, fake_llm_url=f"{fake.base_url}/v1")
+    endpoint = config.Endpoint("fake-server", f"{fake.base_url}/v1", key_env="OPENAI_COMPATIBLE_API_KEY")
+    settings = dataclasses.replace(
+        config.load(), providers=PROVIDERS, fake_llm_url=f"{fake.base_url}/v1", endpoints={endpoint.name: endpoint}
+    )
 
     def opener(name: str) -> Provider:
-        base_url = f"{fake.base_url}/v1" if name == "openai_compatible" else None
-        return open_provider(name, settings, base_url)
+        return open_provider(name, settings, endpoint.name if name == "openai_compatible" else None)
 
     return opener

@@ -28,8 +28,8 @@ name = sys.argv[1]
 if name != "-":
     for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
         os.environ[var] = "k"
-    settings = dataclasses.replace(config.load(), providers=(name,))
-    providers.open_provider(name, settings, "http://127.0.0.1:9/v1")
+    settings = dataclasses.replace(config.load(), providers=(name,), endpoints={"probe": config.Endpoint("probe", "http://127.0.0.1:9/v1")})
+    providers.open_provider(name, settings, "probe")
     report["opened"] = loaded()
 print(json.dumps(report))
 """.replace("__NAMES__", repr(CLIENTS))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -31,7 +33,9 @@ class Receiver(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def receiver() -> Any:
+def receiver(deps: StaticDeps) -> Any:
+    # The receiver is on loopback over plain http: the exemption a local stack has.
+    deps.settings = dataclasses.replace(deps.settings, allow_loopback_http_callbacks=True)
     Receiver.got, Receiver.answer = [], 200
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -82,3 +86,38 @@ def test_signatures_older_than_the_window_are_refused() -> None:
     assert webhooks.verify("s", b"{}", header, now=1_100)
     assert not webhooks.verify("s", b"{}", header, now=2_000)
     assert not webhooks.verify("s", b"{}", "garbage")
+
+
+def test_a_client_has_at_most_its_cap_of_callbacks_in_flight(deps: StaticDeps, receiver: str) -> None:
+    deps.settings = dataclasses.replace(deps.settings, max_callbacks_in_flight=2, allow_loopback_http_callbacks=True)
+    _, key = keys.create_key(deps)
+    jobs = []
+    for _ in range(3):
+        new = lifecycle.create_job(deps, key.client_id, {**SPEC, "callback_url": receiver})
+        jobs.append(lifecycle.cancel_job(deps, new.job))
+    now, later = deps.now(), deps.now() + timedelta(seconds=60)
+    group = f"callbacks-{key.client_id}"
+    # Two callbacks of this client are being sent (their receivers hang): the third waits.
+    assert deps.store.acquire_slot(group, jobs[0].job_id, later, 2, now)
+    assert deps.store.acquire_slot(group, jobs[1].job_id, later, 2, now)
+    with pytest.raises(webhooks.CallbackDeferred):
+        webhooks.send(deps, jobs[2], b"{}")
+    assert Receiver.got == []
+    # Another client is not held back by them.
+    _, other = keys.create_key(deps)
+    theirs = lifecycle.cancel_job(deps, lifecycle.create_job(deps, other.client_id, {**SPEC, "callback_url": receiver}).job)
+    assert webhooks.send(deps, theirs, b"{}") == 200
+    # A sender that died frees its slot when its time passes; one that finished, at once.
+    deps.store.release_slot(group, jobs[0].job_id)
+    assert webhooks.send(deps, jobs[2], b"{}") == 200
+    assert deps.store.acquire_slot(group, "another", later, 2, now)  # jobs[2] released its slot
+    assert deps.store.acquire_slot(group, "late", later + timedelta(seconds=1), 2, later + timedelta(seconds=1))
+
+
+def test_a_blocked_callback_url_is_given_up_without_a_request(deps: StaticDeps, receiver: str) -> None:
+    _, key = keys.create_key(deps)
+    new = lifecycle.create_job(deps, key.client_id, {**SPEC, "callback_url": receiver.replace("http://", "https://")})
+    job = lifecycle.cancel_job(deps, new.job)
+    with pytest.raises(webhooks.CallbackBlocked):
+        webhooks.send(deps, job, b"{}")
+    assert Receiver.got == []

@@ -136,7 +136,8 @@ def test_each_function_runs_as_its_own_service_account(module: Module) -> None:
 
 def test_functions_get_the_settings_config_reads(module: Module) -> None:
     body = module.resources(FUNCTION_TYPE)["fn"]["service_config"][0]
-    assert body["environment_variables"] == "${local.function_env}"
+    # The shared settings, and gunicorn's THREADS (not a setting of ours) from each function's concurrency.
+    assert body["environment_variables"] == "${merge(local.function_env, {THREADS = tostring(each.value.concurrency)})}"
     names = env_names_set(module.locals["function_env"])
     assert names >= REQUIRED_ENV, f"missing: {sorted(REQUIRED_ENV - names)}"
     assert not names & LOCAL_ONLY_ENV, f"local-stack settings in production: {sorted(names & LOCAL_ONLY_ENV)}"

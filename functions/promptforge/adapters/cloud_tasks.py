@@ -31,6 +31,8 @@ class CloudTasksQueue:
 
     # Cloud Tasks allows HTTP targets up to 30 minutes; a chunk stops well before.
     CHUNK_DEADLINE_SECONDS = 1800
+    # A callback attempt: the receiver gets 10 s, the function a little more around it.
+    NOTIFY_DEADLINE_SECONDS = 30
 
     def __init__(self, client: tasks_v2.CloudTasksClient, settings: Settings) -> None:
         self._client = client
@@ -63,7 +65,10 @@ class CloudTasksQueue:
 
     def enqueue_notify(self, job_id: str) -> None:
         if self._s.notify_url:
-            self._create(self._s.plan_queue, f"notify-{job_id}", self._s.notify_url, {"job_id": job_id}, 60)
+            # Its own queue: a receiver that hangs holds callback dispatches, never planning.
+            self._create(
+                self._s.notify_queue, f"notify-{job_id}", self._s.notify_url, {"job_id": job_id}, self.NOTIFY_DEADLINE_SECONDS
+            )
 
     def enqueue_chunk(self, job_id: str, index: int, tag: str = "") -> None:
         # Several queues stand in for one queue's parallel dispatch on the emulator, which

@@ -6,6 +6,8 @@ jobs/{job_id}/chunks/{00000}     Chunk (one writer at a time: its lease holder)
 budgets/{id}/workers/{worker}    a chunk worker drawing on a rate budget, until when
 clients/{client_id}              ClientState: the active job and the PENDING queue
 api_keys/{sha256 of the key}     ApiKey
+usage/{client_id}                ClientUsage: jobs awaiting upload, event stream leases
+usage/{client_id}/request_minutes/{YYYYMMDDTHHMM}   requests handed out in that minute
 ```
 Counts that many workers produce live on chunk documents and are summed with an
 aggregation query, so no worker contends on the job document while it runs.
@@ -23,9 +25,11 @@ from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from proto.datetime_helpers import DatetimeWithNanoseconds
 
 from ..domain.job import Job, JobError, JobStatus
 from ..domain.records import ROW_ERROR_CODES, ApiKey, Chunk, ChunkStatus, ClientState, Totals, Waiting
+from ..domain.usage import REQUEST_WINDOW, AwaitingUpload, ClientUsage
 
 T = TypeVar("T")
 _BATCH = 400  # below Firestore's 500 writes per batch
@@ -94,6 +98,19 @@ def client_from_doc(client_id: str, doc: dict[str, Any] | None) -> ClientState:
     doc = doc or {}
     pending = tuple(Waiting(w["job_id"], w["uploaded_at"]) for w in doc.get("pending") or ())
     return ClientState(client_id, doc.get("active_job_id"), pending, doc.get("webhook_secret"))
+
+
+def usage_to_doc(usage: ClientUsage) -> dict[str, Any]:
+    return {
+        "awaiting": [{"job_id": a.job_id, "expires_at": a.expires_at} for a in usage.awaiting],
+        "streams": dict(usage.streams),
+    }
+
+
+def usage_from_doc(client_id: str, doc: dict[str, Any] | None, version: str) -> ClientUsage:
+    doc = doc or {}
+    awaiting = tuple(AwaitingUpload(a["job_id"], a["expires_at"]) for a in doc.get("awaiting") or ())
+    return ClientUsage(client_id, awaiting, dict(doc.get("streams") or {}), version)
 
 
 def _chunk_id(index: int) -> str:
@@ -236,6 +253,29 @@ class FirestoreJobStore:
     def drop_worker(self, budget: str, worker_id: str) -> None:
         self._budget_workers(budget).document(worker_id).delete()
 
+    def acquire_slot(self, group: str, holder: str, until: datetime, limit: int, now: datetime) -> bool:
+        # One small document per group: {"holders": {holder: until}}, changed in a transaction.
+        ref = self._db.collection("slots").document(group)
+
+        @firestore.transactional  # type: ignore[untyped-decorator]
+        def take(txn: firestore.Transaction) -> bool:
+            snap = ref.get(transaction=txn)
+            holders = dict((snap.to_dict() or {}).get("holders") or {}) if snap.exists else {}
+            live = {h: t for h, t in holders.items() if t > now}
+            if holder not in live and len(live) >= limit:
+                return False
+            live[holder] = until
+            txn.set(ref, {"holders": live})
+            return True
+
+        return bool(take(self._db.transaction()))
+
+    def release_slot(self, group: str, holder: str) -> None:
+        try:
+            self._db.collection("slots").document(group).update({f"holders.`{holder}`": firestore.DELETE_FIELD})
+        except gexc.NotFound:
+            pass
+
     def put_api_key(self, key: ApiKey) -> None:
         self._db.collection("api_keys").document(key.key_hash).set(dataclasses.asdict(key))
 
@@ -245,3 +285,45 @@ class FirestoreJobStore:
 
     def list_api_keys(self) -> list[ApiKey]:
         return [ApiKey(**s.to_dict()) for s in self._db.collection("api_keys").order_by("created_at").stream()]
+
+    def get_client_state(self, client_id: str) -> ClientState:
+        snap = self._db.collection("clients").document(client_id).get()
+        return client_from_doc(client_id, snap.to_dict() if snap.exists else None)
+
+    def get_job_statuses(self, job_ids: Iterable[str]) -> dict[str, JobStatus]:
+        refs = [self._db.collection("jobs").document(job_id) for job_id in job_ids]
+        if not refs:
+            return {}
+        snaps = self._db.get_all(refs, field_paths=["status"])
+        return {s.id: JobStatus(s.get("status")) for s in snaps if s.exists}
+
+    def get_usage(self, client_id: str) -> ClientUsage:
+        snap = self._db.collection("usage").document(client_id).get()
+        if not snap.exists:
+            return ClientUsage(client_id)
+        # The update time is the version: a write conditioned on it fails if anything wrote since.
+        return usage_from_doc(client_id, snap.to_dict(), snap.update_time.rfc3339())
+
+    def put_usage(self, usage: ClientUsage, new_job: Job | None = None) -> bool:
+        ref = self._db.collection("usage").document(usage.client_id)
+        batch = self._db.batch()
+        if usage.version:
+            seen = DatetimeWithNanoseconds.from_rfc3339(usage.version)
+            batch.update(ref, usage_to_doc(usage), option=self._db.write_option(last_update_time=seen))
+        else:
+            batch.create(ref, usage_to_doc(usage))
+        if new_job is not None:
+            batch.create(self._db.collection("jobs").document(new_job.job_id), job_to_doc(new_job))
+        try:
+            batch.commit()
+        except (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.NotFound, gexc.Aborted):
+            return False  # someone wrote (or deleted) first: the caller reads again and decides again
+        return True
+
+    def take_requests(self, client_id: str, window: datetime, count: int) -> int:
+        ref = self._db.collection("usage").document(client_id).collection("request_minutes")
+        doc = ref.document(window.strftime("%Y%m%dT%H%M"))
+        # An increment is applied by the server and its result comes back with the write, so
+        # this needs no read and no transaction; expire_at lets a TTL policy delete old windows.
+        result = doc.set({"taken": firestore.Increment(count), "expire_at": window + 2 * REQUEST_WINDOW}, merge=True)
+        return int(result.transform_results[0].integer_value)

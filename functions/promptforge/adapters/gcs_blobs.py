@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, BinaryIO
@@ -19,9 +19,10 @@ from ..service.ports import COMPOSE_MAX_SOURCES, ObjectInfo
 class Signer:
     """Signs V4 URLs: with a local key on the emulator stack, through IAM in production.
 
-    In production there is no key file: the function's own service account signs through
-    the IAM Credentials signBlob API (it needs roles/iam.serviceAccountTokenCreator on
-    itself), with the access token of its default credentials.
+    In production there is no key file: the function's runtime identity signs as the
+    signer service account through the IAM Credentials signBlob API (it holds a custom
+    role with only ``iam.serviceAccounts.signBlob`` on the signer), with the access token
+    of its default credentials.
     """
 
     def __init__(self, key_file: str = "", service_account: str = "", api_access_endpoint: str | None = None) -> None:
@@ -93,9 +94,11 @@ class GcsBlobStore:
     def _blob(self, bucket: str, name: str) -> storage.Blob:
         return self._client.bucket(bucket).blob(name)
 
-    def signed_upload_url(self, bucket: str, name: str, content_type: str, ttl: timedelta) -> str:
+    def signed_upload_url(self, bucket: str, name: str, headers: Mapping[str, str], ttl: timedelta) -> str:
+        # Every header is signed (the library adds Host, and writes into the dict it gets);
+        # Cloud Storage then refuses a PUT that leaves one out or changes its value.
         url: str = self._blob(bucket, name).generate_signed_url(
-            expiration=ttl, method="PUT", content_type=content_type, **self._signer.kwargs()
+            expiration=ttl, method="PUT", headers=dict(headers), **self._signer.kwargs()
         )
         return url
 

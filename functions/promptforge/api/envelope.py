@@ -35,5 +35,11 @@ def invalid(field: str, message: str) -> ApiError:
     return ApiError(400, "invalid_request", f"{field}: {message}" if field else message, {"field": field})
 
 
+def payload_too_large(limit_bytes: int, advice: str = "") -> ApiError:
+    """A body over its endpoint's limit; ``details.limit_bytes`` says the limit."""
+    message = f"The body is over the limit of {limit_bytes} bytes" + (f"; {advice}" if advice else "")
+    return ApiError(413, "payload_too_large", message, {"limit_bytes": limit_bytes})
+
+
 def internal() -> ApiError:
     return ApiError(500, "internal", "Internal error; the request can be retried")

@@ -14,12 +14,15 @@ import flask
 
 from .. import logs
 from ..service.deps import Deps
+from .body import parse_object, read_limited, to_json
 from .envelope import ApiError, invalid
 
 
-def _task_body(request: flask.Request, *fields: str) -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or any(f not in body for f in fields):
+def _task_body(request: flask.Request, deps: Deps, *fields: str) -> dict[str, Any]:
+    """A task's body: a small JSON object holding ``fields``, read within the small limit."""
+    s = deps.settings
+    body = parse_object(read_limited(request.stream, s.max_small_body_bytes), s.max_json_depth)
+    if any(f not in body for f in fields):
         raise invalid("", f"task body must be a JSON object with {', '.join(fields)}")
     return body
 
@@ -28,7 +31,7 @@ def plan_job(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], d
     """Cloud Tasks target: plan a job."""
     from ..service.plan import plan_job as plan
 
-    body = _task_body(request, "job_id")
+    body = _task_body(request, deps, "job_id")
     outcome = plan(deps, str(body["job_id"]))
     return 200, {"outcome": outcome}, {}
 
@@ -38,7 +41,9 @@ def process_chunk(request: flask.Request, deps: Deps) -> tuple[int, dict[str, An
     from ..service.chunks import ChunkBusy
     from ..service.chunks import process_chunk as run
 
-    body = _task_body(request, "job_id", "chunk")
+    body = _task_body(request, deps, "job_id", "chunk")
+    if not isinstance(body["chunk"], int) or isinstance(body["chunk"], bool):
+        raise invalid("chunk", "must be an integer")
     try:
         outcome = run(deps, str(body["job_id"]), int(body["chunk"]))
     except ChunkBusy as busy:
@@ -69,18 +74,20 @@ def watchdog(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], d
 
 def notify_callback(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], dict[str, str]]:
     """Cloud Tasks target: POST a job's final status to its callback_url, signed."""
-    import json
-
-    from ..service.webhooks import CallbackFailed, deliver
+    from ..service.webhooks import CallbackBlocked, CallbackDeferred, CallbackFailed, send
     from .public import _status_body
 
-    body = _task_body(request, "job_id")
+    body = _task_body(request, deps, "job_id")
     job = deps.store.get_job(str(body["job_id"]))
     if job is None or not job.callback_url or not job.status.terminal:
         return 200, {"outcome": "nothing to send"}, {}
     status, _ = _status_body(deps, job)
     try:
-        code = deliver(deps, job, json.dumps(status).encode())
+        code = send(deps, job, to_json(status).encode())
+    except CallbackBlocked:
+        return 200, {"outcome": "blocked"}, {}
+    except CallbackDeferred as exc:
+        raise ApiError(429, "callbacks_at_cap", str(exc), headers={"Retry-After": "30"}) from None
     except CallbackFailed as exc:
         retries = int(request.headers.get("X-CloudTasks-TaskRetryCount") or 0)
         if retries >= MAX_CALLBACK_RETRIES:
@@ -92,4 +99,4 @@ def notify_callback(request: flask.Request, deps: Deps) -> tuple[int, dict[str, 
 
 # Cloud Tasks backs off between tries (the queue's settings); this bounds them here too,
 # since the local emulator retries at once and for ever.
-MAX_CALLBACK_RETRIES = 12
+MAX_CALLBACK_RETRIES = 11  # the notify queue makes 12 attempts: the last gives up cleanly

@@ -30,7 +30,7 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
         "summary": "Create a job and get a signed URL to upload its JSONL file",
         "body": InitRequest,
         "ok": (201, InitResponse),
-        "errors": (400, 401),
+        "errors": (400, 401, 413),
     },
     "jobs_create": {
         "summary": "Create an inline job with its prompts in the body",
@@ -52,22 +52,50 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
         "errors": (401, 404, 409, 413),
         "query": {"partial": {"type": "boolean"}, "inline": {"type": "boolean"}},
     },
-    "job_cancel": {"summary": "Cancel a job", "ok": (200, StatusResponse), "errors": (401, 404, 409)},
+    "job_cancel": {"summary": "Cancel a job", "ok": (200, StatusResponse), "errors": (401, 404, 409, 413)},
     "job_events": {"summary": "Server-Sent Events: status changes until the job ends", "ok": (200, None), "errors": (401, 404)},
     "openapi": {"summary": "This document", "ok": (200, None), "errors": (), "public": True},
 }
 
 _ERROR_TEXT = {
-    400: "Invalid request; details.field names the field",
+    400: "Invalid request (not one JSON object, nested too deep, NaN or Infinity, ...); details.field names the field",
     401: "Missing or invalid X-API-Key",
     404: "Job not found, or it belongs to another client",
     409: "The job is not in a state that allows this; details.current_status says which",
-    413: "Too large; see the message for the limit",
+    413: "Too large; the message and details.limit_bytes say the limit",
 }
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
+
+
+# Fair use (service/quotas.py): every keyed call counts against its client's requests per
+# minute (rate_limited); these also against a cap of their own.
+_CAP_CODES: dict[str, tuple[str, ...]] = {
+    "jobs_init": ("too_many_awaiting_uploads", "too_many_open_jobs"),
+    "jobs_create": ("too_many_awaiting_uploads", "too_many_open_jobs"),
+    "job_events": ("too_many_event_streams",),
+}
+
+
+def _over_cap(function: str, error: dict[str, Any]) -> dict[str, Any]:
+    """The 429 answer of a keyed operation: which codes it may carry, and Retry-After."""
+    codes = ", ".join(("rate_limited", *_CAP_CODES.get(function, ())))
+    return {
+        "description": (
+            f"Over a fair-use cap of the client (error.code: {codes}); details.limit is the cap and "
+            "details.current the client's count. Retry after Retry-After seconds."
+        ),
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+        "content": _json(error),
+    }
 
 
 @functools.cache
@@ -117,6 +145,7 @@ def document(providers: tuple[str, ...] = (), inline_max_prompts: int = 0) -> di
             op["requestBody"] = {"required": True, "content": _json({"$ref": _REF.format(model=spec["body"].__name__)})}
         if not spec.get("public"):
             op["security"] = [{"ApiKey": []}]
+            op["responses"]["429"] = _over_cap(route.function, error)
         paths.setdefault(route.path, {})[route.method.lower()] = op
     for name in ("InitRequest", "CreateRequest"):
         props = defs["$defs"][name]["properties"]

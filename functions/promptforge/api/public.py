@@ -8,12 +8,13 @@ one error envelope, and never lets a stack trace out.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
+import io
 import json
 import re
 import time
 import traceback
-import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,9 +27,10 @@ from .. import logs
 from ..domain import paths
 from ..domain.job import Job, JobStatus
 from ..domain.pricing import estimated_cost_usd
-from ..service import keys, lifecycle, results
+from ..service import keys, lifecycle, quotas, results
 from ..service.deps import Deps
-from .envelope import ApiError, internal, invalid, not_found, unauthenticated
+from .body import drain, parse_object, read_limited, to_json
+from .envelope import ApiError, internal, invalid, not_found, payload_too_large, unauthenticated
 from .schemas import (
     CreateRequest,
     InitRequest,
@@ -52,7 +54,7 @@ def iso(value: datetime | None) -> str | None:
 
 
 def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> flask.Response:
-    return flask.Response(json.dumps(body), status=status, headers=headers or {}, mimetype="application/json")
+    return flask.Response(to_json(body), status=status, headers=headers or {}, mimetype="application/json")
 
 
 def endpoint(handler: Handler, deps_factory: Callable[[], Deps]) -> Callable[[flask.Request], flask.Response]:
@@ -78,15 +80,39 @@ def endpoint(handler: Handler, deps_factory: Callable[[], Deps]) -> Callable[[fl
             )
             err = internal()
             return json_response(err.status, err.body())
+        finally:
+            _finish_body(request)
 
     return serve
 
 
+def _finish_body(request: flask.Request) -> None:
+    """Read off whatever the handler left of the body, discarding it (up to a cap), so the
+    client gets its answer rather than a reset connection; and leave functions-framework's
+    own after-request read of the body nothing to buffer in memory."""
+    drain(request.stream)
+    request.stream = io.BytesIO()
+
+
 def _client(request: flask.Request, deps: Deps) -> str:
+    """The caller's client id, once its key checks out and the call is within the client's
+    requests per minute."""
     client_id = keys.authenticate(deps, request.headers.get("X-API-Key"))
     if client_id is None:
         raise unauthenticated()
+    with _fair_use():
+        quotas.check_request(deps, client_id)
     return client_id
+
+
+@contextlib.contextmanager
+def _fair_use() -> Iterator[None]:
+    """Answer a fair-use refusal with 429, the cap and the count, and when to try again."""
+    try:
+        yield
+    except quotas.OverCap as exc:
+        details = {"limit": exc.limit, "current": exc.current}
+        raise ApiError(429, exc.code, exc.message, details, {"Retry-After": str(exc.retry_after)}) from None
 
 
 def _own_job(request: flask.Request, deps: Deps, client_id: str) -> Job:
@@ -102,11 +128,13 @@ def _own_job(request: flask.Request, deps: Deps, client_id: str) -> Job:
     return job
 
 
-def _json_body(request: flask.Request) -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise invalid("", "the body must be a JSON object")
-    return body
+def _json_body(request: flask.Request, deps: Deps, limit: int, advice: str = "") -> dict[str, Any]:
+    """The body, one JSON object of at most ``limit`` bytes as read (``Content-Length``
+    only lets a body be refused sooner), within the nesting limit, numbers finite."""
+    if (request.content_length or 0) > limit:
+        raise payload_too_large(limit, advice)
+    data = read_limited(request.stream, limit, advice)
+    return parse_object(data, deps.settings.max_json_depth, deps.settings.max_json_containers)
 
 
 def _validation_error(exc: ValidationError) -> ApiError:
@@ -117,22 +145,57 @@ def _validation_error(exc: ValidationError) -> ApiError:
 
 
 def _check_callback(deps: Deps, url: str | None) -> None:
-    if url is None or url.startswith("https://"):
+    """A callback URL must lead to a public address now (and is checked again at send)."""
+    if url is None:
         return
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if not (deps.settings.allow_loopback_http_callbacks and host in ("127.0.0.1", "localhost", "::1")):
-        raise invalid("callback_url", "must be an https:// URL")
+    from ..adapters.outbound import BlockedAddress, check_url
+
+    try:
+        check_url(url, deps.settings.allow_loopback_http_callbacks)
+    except BlockedAddress as exc:
+        raise invalid("callback_url", f"is refused: {exc}") from None
 
 
 def _check_provider(deps: Deps, req: InitRequest) -> None:
     if req.provider not in deps.settings.providers:
         enabled = ", ".join(deps.settings.providers)
         raise invalid("provider", f"{req.provider!r} is not enabled on this deployment (enabled: {enabled})")
-    if req.provider == "openai_compatible" and not req.base_url:
-        raise invalid("base_url", "is required for provider openai_compatible")
-    if req.provider != "openai_compatible" and req.base_url:
-        raise invalid("base_url", "is only for provider openai_compatible")
+    _check_endpoint(deps, req)
     _check_callback(deps, req.callback_url)
+
+
+def _check_endpoint(deps: Deps, req: InitRequest) -> None:
+    """``openai_compatible`` jobs name an endpoint the operator configured; a URL of the
+    client's own is taken only where the operator allowed it, and carries no credential."""
+    endpoints = deps.settings.endpoints
+    if req.provider != "openai_compatible":
+        if req.endpoint is not None:
+            raise invalid("endpoint", "is only for provider openai_compatible")
+        if req.base_url is not None:
+            raise invalid("base_url", "is only for provider openai_compatible")
+        return
+    if req.base_url is not None:
+        if req.endpoint is not None:
+            raise invalid("base_url", "give either endpoint or base_url, not both")
+        if not deps.settings.allow_client_base_urls:
+            names = ", ".join(sorted(endpoints)) or "none configured"
+            raise invalid("base_url", f"client URLs are disabled on this deployment; name an endpoint ({names})")
+        from ..adapters.outbound import BlockedAddress, check_url
+
+        try:
+            check_url(req.base_url)
+        except BlockedAddress as exc:
+            raise invalid("base_url", f"is refused: {exc}") from None
+        return
+    if req.endpoint is None:
+        if len(endpoints) == 1:
+            req.endpoint = next(iter(endpoints))
+            return
+        names = ", ".join(sorted(endpoints)) or "none configured"
+        raise invalid("endpoint", f"is required for provider openai_compatible (configured: {names})")
+    if req.endpoint not in endpoints:
+        names = ", ".join(sorted(endpoints)) or "none configured"
+        raise invalid("endpoint", f"{req.endpoint!r} is not configured on this deployment (configured: {names})")
 
 
 def jobs_init(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -141,11 +204,12 @@ def jobs_init(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], 
     if request.method != "POST":
         raise ApiError(405, "method_not_allowed", "Use POST")
     try:
-        req = InitRequest.model_validate(_json_body(request))
+        req = InitRequest.model_validate(_json_body(request, deps, deps.settings.max_body_bytes))
     except ValidationError as exc:
         raise _validation_error(exc) from None
     _check_provider(deps, req)
-    new = lifecycle.create_job(deps, client_id, req.model_dump())
+    with _fair_use():
+        new = lifecycle.create_job(deps, client_id, req.model_dump())
     body = InitResponse(
         job_id=new.job.job_id,
         status=new.job.status.value,
@@ -208,6 +272,8 @@ def job_cancel(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any],
     client_id = _client(request, deps)
     if request.method != "POST":
         raise ApiError(405, "method_not_allowed", "Use POST")
+    # Cancel takes no fields; a body is allowed, within the small limit, and not read further.
+    read_limited(request.stream, deps.settings.max_small_body_bytes)
     job = _own_job(request, deps, client_id)
     try:
         cancelled = lifecycle.cancel_job(deps, job)
@@ -309,7 +375,7 @@ def _cursor(token: str | None) -> tuple[datetime, str] | None:
     try:
         created, job_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         return datetime.fromisoformat(created), str(job_id)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # a made-up token may nest anything
         raise invalid("page_token", "is not a token this API returned") from None
 
 
@@ -319,10 +385,8 @@ def jobs_create(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any]
     if request.method != "POST":
         raise ApiError(405, "method_not_allowed", "Use POST")
     s = deps.settings
-    if (request.content_length or 0) > s.inline_max_bytes:
-        raise ApiError(413, "payload_too_large", f"The body is over {s.inline_max_bytes} bytes; use POST /v1/jobs/init")
     try:
-        req = CreateRequest.model_validate(_json_body(request))
+        req = CreateRequest.model_validate(_json_body(request, deps, s.inline_max_bytes, "use POST /v1/jobs/init"))
     except ValidationError as exc:
         raise _validation_error(exc) from None
     if len(req.prompts) > s.inline_max_prompts:
@@ -330,7 +394,8 @@ def jobs_create(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any]
             413, "payload_too_large", f"More than {s.inline_max_prompts} prompts; use POST /v1/jobs/init", {"field": "prompts"}
         )
     _check_provider(deps, req)
-    job = lifecycle.create_inline_job(deps, client_id, req.model_dump(exclude={"prompts"}), req.prompts)
+    with _fair_use():
+        job = lifecycle.create_inline_job(deps, client_id, req.model_dump(exclude={"prompts"}), req.prompts)
     body, _ = _status_body(deps, job)
     return 201, body, {}
 
@@ -338,18 +403,26 @@ def jobs_create(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any]
 def job_events(request: flask.Request, deps: Deps) -> flask.Response:
     """``GET /v1/jobs/{job_id}/events``: Server-Sent Events, a ``status`` event on every
     change and a ``done`` event at a terminal state; the stream closes after
-    ``events_max_seconds`` (clients reconnect, as EventSource does)."""
+    ``events_max_seconds`` (clients reconnect, as EventSource does).
+
+    Each open stream of a job still running holds one of the client's stream leases
+    (``max_event_streams``), renewed while it runs and given back when it closes."""
     client_id = _client(request, deps)
     job = _own_job(request, deps, client_id)
     limit = deps.settings.events_max_seconds
+    lease = None
+    if not job.status.terminal:  # a finished job's stream ends at once
+        with _fair_use():
+            lease = quotas.open_stream(deps, client_id)
 
     def stream() -> Iterator[str]:
         yield "retry: 2000\n\n"
         last, started, sent_at = "", time.monotonic(), time.monotonic()
+        renewed = time.monotonic()
         current: Job | None = job
         while current is not None:
             body, _ = _status_body(deps, current)
-            data = json.dumps(body)
+            data = to_json(body)
             if data != last:
                 yield f"event: status\ndata: {data}\n\n"
                 last, sent_at = data, time.monotonic()
@@ -361,11 +434,27 @@ def job_events(request: flask.Request, deps: Deps) -> flask.Response:
             if time.monotonic() - sent_at > 15:
                 yield ": keep-alive\n\n"
                 sent_at = time.monotonic()
+            if lease and time.monotonic() - renewed > quotas.STREAM_RENEW_SECONDS:
+                if not quotas.renew_stream(deps, client_id, lease):
+                    return  # the lease ran out (this instance stalled): reconnecting takes a new one
+                renewed = time.monotonic()
             time.sleep(1.0)
             current = deps.store.get_job(job.job_id)
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return flask.Response(flask.stream_with_context(stream()), mimetype="text/event-stream", headers=headers)
+    response = flask.Response(flask.stream_with_context(stream()), mimetype="text/event-stream", headers=headers)
+    if lease:
+        # The server closes the response however the stream ends: done, timed out, or the
+        # client gone (found at the next write).
+        response.call_on_close(functools.partial(_give_back, deps, client_id, lease))
+    return response
+
+
+def _give_back(deps: Deps, client_id: str, lease: str) -> None:
+    try:
+        quotas.close_stream(deps, client_id, lease)
+    except Exception as exc:  # the lease runs out by itself; the answer has gone already
+        logs.warning("stream lease not given back", client_id=client_id, error_type=type(exc).__name__)
 
 
 def openapi(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], dict[str, str]]:

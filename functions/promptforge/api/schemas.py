@@ -25,6 +25,9 @@ class InitRequest(BaseModel):
     budget_tokens: int | None = Field(default=None, ge=1)
     callback_url: str | None = Field(default=None, max_length=2048)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # openai_compatible: the name of an endpoint the operator configured.
+    endpoint: str | None = Field(default=None, min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    # openai_compatible: a URL of the client's own, only where the operator allows it.
     base_url: str | None = Field(default=None, max_length=2048)
 
     @field_validator("params")
@@ -43,18 +46,11 @@ class InitRequest(BaseModel):
             raise ValueError("must be at most 16 KB as JSON")
         return value
 
-    @field_validator("callback_url")
+    @field_validator("callback_url", "base_url")
     @classmethod
     def _https(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("https://", "http://")):
             raise ValueError("must be an https:// URL")
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s) URL")
         return value
 
 

@@ -83,7 +83,8 @@ class Job:
     upload_expires_at: datetime
     params: dict[str, Any] = field(default_factory=dict)
     system_prompt: str | None = None
-    base_url: str | None = None
+    endpoint: str | None = None  # openai_compatible: an endpoint the operator configured
+    base_url: str | None = None  # openai_compatible: the client's own URL (opt-in, no credential)
     max_attempts: int = 3
     budget_tokens: int | None = None
     callback_url: str | None = None

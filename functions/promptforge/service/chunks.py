@@ -153,9 +153,9 @@ class _ChunkRun:
         self.s = deps.settings
         self.job = job
         self.chunk = chunk  # as stored: the fencing token and the checkpoints so far
-        self.budget = budget_id(job.provider, job.model, self.s, job.base_url)
+        self.budget = budget_id(job.provider, job.model, self.s, job.endpoint, job.base_url)
         self.worker_id = uuid.uuid4().hex
-        self.pacer = Pacer(limits_for(job.provider, job.model, self.s), self.s.rate_target)
+        self.pacer = Pacer(limits_for(job.provider, job.model, self.s, job.endpoint), self.s.rate_target)
         self.pending = _Pending()
         self.seq = 0
         self.over_budget = False
@@ -326,7 +326,7 @@ class _ChunkRun:
     async def _run(self, lines: list[PromptLine]) -> None:
         sem = asyncio.Semaphore(self.s.worker_concurrency)
         policy = RetryPolicy()
-        provider = open_provider(self.job.provider, self.s, self.job.base_url)
+        provider = open_provider(self.job.provider, self.s, self.job.endpoint, self.job.base_url)
         stop = asyncio.Event()
         writing = asyncio.Lock()  # checkpoints and heartbeats write the chunk one at a time
         await asyncio.to_thread(self._heartbeat, _Pending())

@@ -13,11 +13,19 @@ from .. import logs
 from ..domain import paths
 from ..domain.job import Job, JobError, JobStatus
 from ..domain.jsonl import dump_line
+from . import quotas
 from .deps import Deps
 from .ports import Tx
 from .slots import announce_end, ended, hand_over, read_successor, start_active
 
 UPLOAD_CONTENT_TYPE = "application/x-ndjson"
+
+
+def upload_headers(max_bytes: int) -> dict[str, str]:
+    """The headers of the upload PUT, every one signed into its URL: the file's type, and
+    the size range Cloud Storage holds the body to (it refuses a body outside the range,
+    so a file over the limit is never stored)."""
+    return {"Content-Type": UPLOAD_CONTENT_TYPE, "x-goog-content-length-range": f"0,{max_bytes}"}
 
 
 @dataclass(frozen=True)
@@ -31,7 +39,8 @@ class NewJob:
 def create_job(deps: Deps, client_id: str, spec: dict[str, Any]) -> NewJob:
     """Create a job AWAITING_UPLOAD and sign the URL its file goes to.
 
-    ``spec`` holds the validated init fields (provider, model, params, ...).
+    ``spec`` holds the validated init fields (provider, model, params, ...). Raises
+    ``quotas.OverCap`` when the client is at its cap of awaiting or open jobs.
     """
     now = deps.now()
     ttl = timedelta(seconds=deps.settings.upload_url_ttl_seconds)
@@ -43,12 +52,11 @@ def create_job(deps: Deps, client_id: str, spec: dict[str, Any]) -> NewJob:
         upload_expires_at=now + ttl,
         **spec,
     )
-    url = deps.blobs.signed_upload_url(
-        deps.settings.upload_bucket, paths.upload_object(client_id, job.job_id), UPLOAD_CONTENT_TYPE, ttl
-    )
-    deps.store.create_job(job)
+    headers = upload_headers(deps.settings.max_upload_bytes)
+    url = deps.blobs.signed_upload_url(deps.settings.upload_bucket, paths.upload_object(client_id, job.job_id), headers, ttl)
+    quotas.admit_job(deps, job)  # creates it, unless the client is at a job cap (OverCap)
     logs.info("job created", job_id=job.job_id, client_id=client_id, provider=job.provider)
-    return NewJob(job, url, {"Content-Type": UPLOAD_CONTENT_TYPE}, deps.settings.max_upload_bytes)
+    return NewJob(job, url, headers, deps.settings.max_upload_bytes)
 
 
 def create_inline_job(deps: Deps, client_id: str, spec: dict[str, Any], prompts: list[Any]) -> Job:

@@ -21,26 +21,33 @@ from typing import Any
 from ..config import Settings
 from ..domain.ratelimit import Limits, Pace
 
-# The environment variable holding each provider's credential.
+# The environment variable holding each provider's credential (openai_compatible
+# endpoints name their own).
 _CREDENTIAL_ENV = {
     "openai": "OPENAI_API_KEY",
     "anthropic": "ANTHROPIC_API_KEY",
     "gemini": "GEMINI_API_KEY",
-    "openai_compatible": "OPENAI_COMPATIBLE_API_KEY",
 }
 CHARS_PER_TOKEN = 4
 
 
-def budget_id(provider: str, model: str, settings: Settings, base_url: str | None) -> str:
+def budget_id(provider: str, model: str, settings: Settings, endpoint: str | None, base_url: str | None = None) -> str:
     """A stable id for the (provider, model, credential) budget; never reveals the key."""
-    credential = os.environ.get(_CREDENTIAL_ENV.get(provider, ""), "")
-    where = base_url or (settings.fake_llm_url if provider == "fake" else "")
+    configured = settings.endpoints.get(endpoint or "")
+    key_env = configured.key_env if configured else _CREDENTIAL_ENV.get(provider, "")
+    credential = os.environ.get(key_env or "", "")
+    fallback = settings.fake_llm_url if provider == "fake" else ""
+    where = configured.base_url if configured is not None else base_url or fallback
     raw = "\0".join((provider, model, where, hashlib.sha256(credential.encode()).hexdigest()))
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def limits_for(provider: str, model: str, settings: Settings) -> Limits:
-    """Configured limits: ``provider/model`` first, then ``provider``; unlimited if neither."""
+def limits_for(provider: str, model: str, settings: Settings, endpoint: str | None = None) -> Limits:
+    """Configured limits: an endpoint's own, then ``provider/model``, then ``provider``;
+    unlimited (learned from headers) if none."""
+    configured = settings.endpoints.get(endpoint or "")
+    if configured is not None and (configured.rpm or configured.tpm):
+        return Limits(rpm=configured.rpm, tpm=configured.tpm)
     table = settings.rate_limits
     entry = table.get(f"{provider}/{model}") or table.get(provider) or {}
     return Limits(rpm=entry.get("rpm"), tpm=entry.get("tpm"))

@@ -6,7 +6,7 @@ in ``promptforge.adapters``. The same service tests run against both.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,6 +14,7 @@ from typing import BinaryIO, Protocol, TypeVar
 
 from ..domain.job import Job, JobStatus
 from ..domain.records import ApiKey, Chunk, ClientState, Totals
+from ..domain.usage import ClientUsage
 
 T = TypeVar("T")
 
@@ -62,9 +63,40 @@ class JobStore(Protocol):
         ...
 
     def drop_worker(self, budget: str, worker_id: str) -> None: ...
+    def acquire_slot(self, group: str, holder: str, until: datetime, limit: int, now: datetime) -> bool:
+        """Take (or renew) one of ``limit`` slots of ``group`` for ``holder`` until ``until``;
+        False when every slot is held by another holder whose time has not passed."""
+        ...
+
+    def release_slot(self, group: str, holder: str) -> None: ...
     def put_api_key(self, key: ApiKey) -> None: ...
     def get_api_key(self, key_hash: str) -> ApiKey | None: ...
     def list_api_keys(self) -> list[ApiKey]: ...
+    def get_client_state(self, client_id: str) -> ClientState:
+        """A client's slot and queue as stored now: a plain read, outside any transaction."""
+        ...
+
+    def get_job_statuses(self, job_ids: Iterable[str]) -> dict[str, JobStatus]:
+        """The status of each of these jobs that exists: one request, that field alone."""
+        ...
+
+    def get_usage(self, client_id: str) -> ClientUsage:
+        """A client's fair-use record, with its version ("" and empty when none is stored)."""
+        ...
+
+    def put_usage(self, usage: ClientUsage, new_job: Job | None = None) -> bool:
+        """Store ``usage``, and create ``new_job`` with it, in one atomic write, if the
+        stored record is still at ``usage.version``; False, writing nothing, if it changed.
+
+        A compare-and-set rather than a transaction: it holds no lock while the caller
+        decides, so a burst of one client's requests cannot queue on a lock.
+        """
+        ...
+
+    def take_requests(self, client_id: str, window: datetime, count: int) -> int:
+        """Add ``count`` to the requests handed out in the client's minute starting at
+        ``window``; returns the window's total after the addition (one atomic increment)."""
+        ...
 
 
 # Cloud Storage composes at most 32 sources in one request.
@@ -83,7 +115,11 @@ class BlobStore(Protocol):
     """Objects in Cloud Storage buckets. Every write is one request: an object appears
     whole or not at all."""
 
-    def signed_upload_url(self, bucket: str, name: str, content_type: str, ttl: timedelta) -> str: ...
+    def signed_upload_url(self, bucket: str, name: str, headers: Mapping[str, str], ttl: timedelta) -> str:
+        """A URL for one PUT of ``name``, with ``headers`` (Content-Type and any
+        ``x-goog-`` ones) signed into it: the PUT must send each of them, as given."""
+        ...
+
     def signed_download_url(self, bucket: str, name: str, filename: str, ttl: timedelta) -> str: ...
     def open_read(self, bucket: str, name: str, start: int = 0, end: int | None = None) -> AbstractContextManager[BinaryIO]:
         """Stream bytes ``[start, end)`` of an object."""

@@ -9,7 +9,10 @@ The body is the status object (as ``GET /status`` returns it). Headers:
   rejects old timestamps, so a captured delivery cannot be replayed later.
 
 A non-2xx answer or a network error raises, and the task is retried by Cloud Tasks with
-backoff (the queue's retry settings bound it).
+backoff (the callback queue's retry settings bound it). The URL is the client's: it is
+resolved and checked at every send (see :mod:`promptforge.adapters.outbound`), the
+connection goes to the checked address, and a redirect is not followed. A URL that leads
+to a refused address is given up at once.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ import hashlib
 import hmac
 import secrets
 import time
-import urllib.error
-import urllib.request
+from datetime import timedelta
 
 from .. import logs
+from ..adapters import outbound
 from ..domain.job import Job
 from ..domain.records import ClientState
 from .deps import Deps
@@ -30,6 +33,14 @@ from .ports import Tx
 
 class CallbackFailed(Exception):
     """The receiver did not take the callback; the task will be retried."""
+
+
+class CallbackDeferred(Exception):
+    """The client already has its cap of callbacks in flight; try again later."""
+
+
+class CallbackBlocked(Exception):
+    """The callback URL leads to an address the deployment must not reach: not retried."""
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -68,30 +79,42 @@ def webhook_secret(deps: Deps, client_id: str, rotate: bool = False) -> str:
     return stored
 
 
+def send(deps: Deps, job: Job, body: bytes, timeout_s: float = 10.0) -> int:
+    """Deliver a callback within the client's cap of callbacks in flight (one slot per
+    job, held at most a little past the send timeout, so a killed sender frees it)."""
+    group, now = f"callbacks-{job.client_id}", deps.now()
+    until = now + timedelta(seconds=timeout_s + 20)
+    if not deps.store.acquire_slot(group, job.job_id, until, deps.settings.max_callbacks_in_flight, now):
+        logs.info("callback deferred: client at its cap", job_id=job.job_id)
+        raise CallbackDeferred(f"at most {deps.settings.max_callbacks_in_flight} callbacks per client at once")
+    try:
+        return deliver(deps, job, body, timeout_s)
+    finally:
+        deps.store.release_slot(group, job.job_id)
+
+
 def deliver(deps: Deps, job: Job, body: bytes, timeout_s: float = 10.0) -> int:
     """POST the signed callback; returns the receiver's status, raises when it failed."""
     assert job.callback_url
     secret = webhook_secret(deps, job.client_id)
-    request = urllib.request.Request(
-        job.callback_url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "PromptForge-Webhooks/1",
-            "X-PromptForge-Event": f"job.{job.status.value.lower()}",
-            "X-PromptForge-Delivery": job.job_id,
-            "X-PromptForge-Signature": sign(secret, body, int(time.time())),
-        },
-    )
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "PromptForge-Webhooks/1",
+        "X-PromptForge-Event": f"job.{job.status.value.lower()}",
+        "X-PromptForge-Delivery": job.job_id,
+        "X-PromptForge-Signature": sign(secret, body, int(time.time())),
+    }
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 (validated URL)
-            status = int(response.status)
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        status = outbound.post(job.callback_url, body, headers, timeout_s, deps.settings.allow_loopback_http_callbacks)
+    except outbound.BlockedAddress as exc:
+        logs.warning("callback blocked", job_id=job.job_id, reason=str(exc))
+        raise CallbackBlocked(str(exc)) from None
+    except (TimeoutError, OSError) as exc:
         logs.warning("callback failed", job_id=job.job_id, error_type=type(exc).__name__)
         raise CallbackFailed(type(exc).__name__) from None
+    if 300 <= status < 400:
+        logs.warning("callback redirected; not followed", job_id=job.job_id, status=status)
+        raise CallbackBlocked(f"receiver answered {status}; redirects are not followed")
     if not 200 <= status < 300:
         logs.warning("callback refused", job_id=job.job_id, status=status)
         raise CallbackFailed(f"receiver answered {status}")

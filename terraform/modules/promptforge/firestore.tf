@@ -41,6 +41,8 @@ locals {
     jobs    = { field = "expire_at", indexed = false }
     chunks  = { field = "expire_at", indexed = false }
     workers = { field = "until", indexed = true }
+    # A client's requests of one minute (usage/{client}/request_minutes), worthless after it.
+    request_minutes = { field = "expire_at", indexed = false }
   }
 }
 

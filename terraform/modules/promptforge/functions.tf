@@ -77,7 +77,7 @@ locals {
       concurrency   = 40
       firestore     = true
       buckets       = {}
-      enqueues      = ["plan"] # starts the client's next PENDING job
+      enqueues      = ["plan", "notify"] # starts the client's next PENDING job; a callback
       signs_urls    = false
       provider_keys = false
     }
@@ -107,7 +107,7 @@ locals {
       concurrency   = 20
       firestore     = true
       buckets       = { uploads = "roles/storage.objectCreator" } # writes the inline prompts as the upload
-      enqueues      = ["plan"]
+      enqueues      = ["plan", "notify"]
       signs_urls    = true
       provider_keys = false
     }
@@ -167,7 +167,7 @@ locals {
       concurrency   = 10
       firestore     = true
       buckets       = {}
-      enqueues      = ["plan"]
+      enqueues      = ["plan", "notify"]
       signs_urls    = false
       provider_keys = false
     }
@@ -197,7 +197,7 @@ locals {
       concurrency   = 1
       firestore     = true
       buckets       = { uploads = "roles/storage.objectViewer", results = "roles/storage.objectUser" }
-      enqueues      = ["plan", "chunks"]
+      enqueues      = ["plan", "chunks", "notify"]
       signs_urls    = false
       provider_keys = false
     }
@@ -212,7 +212,7 @@ locals {
       concurrency   = 1
       firestore     = true
       buckets       = { uploads = "roles/storage.objectViewer", results = "roles/storage.objectUser" }
-      enqueues      = ["plan", "chunks"]
+      enqueues      = ["plan", "chunks", "notify"]
       signs_urls    = false
       provider_keys = true
     }
@@ -227,7 +227,7 @@ locals {
       concurrency   = 1
       firestore     = true
       buckets       = { results = "roles/storage.objectUser" } # finishes interrupted finalizations
-      enqueues      = ["plan", "chunks"]
+      enqueues      = ["plan", "chunks", "notify"]
       signs_urls    = false
       provider_keys = false
     }
@@ -255,6 +255,8 @@ locals {
       PROMPTFORGE_PLAN_URL                = local.function_urls["plan_job"]
       PROMPTFORGE_CHUNK_URL               = local.function_urls["process_chunk"]
       PROMPTFORGE_NOTIFY_URL              = local.function_urls["notify_callback"]
+      PROMPTFORGE_NOTIFY_QUEUE            = google_cloud_tasks_queue.notify.name
+      PROMPTFORGE_ENDPOINTS               = jsonencode(local.endpoints_setting)
       PROMPTFORGE_TASKS_SERVICE_ACCOUNT   = google_service_account.role["tasks"].email
       PROMPTFORGE_SIGNING_SERVICE_ACCOUNT = google_service_account.role["signer"].email
       PROMPTFORGE_PROVIDERS               = join(",", var.providers_enabled)
@@ -262,6 +264,10 @@ locals {
       PROMPTFORGE_RESULTS_RETENTION_DAYS  = tostring(var.results_retention_days)
       PROMPTFORGE_CHUNK_CONCURRENCY       = tostring(module.sizing.chunk_queue_max_concurrent_dispatches)
       PROMPTFORGE_RATE_LIMITS             = jsonencode({ for key, l in var.rate_limits : key => { for k, v in { rpm = l.rpm, tpm = l.tpm } : k => v if v != null } })
+      PROMPTFORGE_MAX_AWAITING_UPLOADS    = tostring(var.max_awaiting_uploads)
+      PROMPTFORGE_MAX_OPEN_JOBS           = tostring(var.max_open_jobs)
+      PROMPTFORGE_MAX_EVENT_STREAMS       = tostring(var.max_event_streams)
+      PROMPTFORGE_REQUESTS_PER_MINUTE     = tostring(var.requests_per_minute)
     },
     var.extra_env,
   )
@@ -316,7 +322,10 @@ resource "google_cloudfunctions2_function" "fn" {
     ingress_settings               = each.value.ingress
     all_traffic_on_latest_revision = true
     service_account_email          = google_service_account.fn[each.key].email
-    environment_variables          = local.function_env
+    # THREADS: functions-framework's gunicorn serves four requests at once per CPU unless
+    # told otherwise, whatever Cloud Run sends; as many threads as the concurrency, so
+    # requests held open (event streams) never leave the others queued inside an instance.
+    environment_variables = merge(local.function_env, { THREADS = tostring(each.value.concurrency) })
 
     # Provider keys come from Secret Manager at instance start; never through Terraform.
     dynamic "secret_environment_variables" {
@@ -325,6 +334,17 @@ resource "google_cloudfunctions2_function" "fn" {
         key        = secret_environment_variables.value
         project_id = var.project_id
         secret     = google_secret_manager_secret.provider_key[secret_environment_variables.value].secret_id
+        version    = "latest"
+      }
+    }
+
+    # The keys of operator-configured openai_compatible endpoints that have one.
+    dynamic "secret_environment_variables" {
+      for_each = each.value.provider_keys ? local.endpoint_keys : {}
+      content {
+        key        = secret_environment_variables.value.env
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.endpoint_key[secret_environment_variables.key].secret_id
         version    = "latest"
       }
     }

@@ -120,12 +120,26 @@ resource "google_service_account_iam_member" "fn_act_as_tasks" {
   member             = "serviceAccount:${google_service_account.fn[each.key].email}"
 }
 
-# signBlob as the signer (roles/iam.serviceAccountTokenCreator holds signBlob).
+# Signing a URL is signBlob as the signer, and that is all a signing function may do as
+# it: roles/iam.serviceAccountTokenCreator also holds getAccessToken and getOpenIdToken,
+# which would let the function act as the signer outright. A custom role holds signBlob
+# alone; its id is per name_prefix (environments may share a project) and may hold only
+# letters, digits, underscores and periods.
+resource "google_project_iam_custom_role" "signer" {
+  project     = var.project_id
+  role_id     = "promptforgeSigner_${replace(var.name_prefix, "-", "_")}"
+  title       = "PromptForge URL signer (${var.environment})"
+  description = "Sign upload and download URLs as the PromptForge signer account: signBlob only."
+  permissions = ["iam.serviceAccounts.signBlob"]
+
+  depends_on = [google_project_service.apis]
+}
+
 resource "google_service_account_iam_member" "fn_sign_as_signer" {
   for_each = local.signers
 
   service_account_id = google_service_account.role["signer"].name
-  role               = "roles/iam.serviceAccountTokenCreator"
+  role               = google_project_iam_custom_role.signer.name
   member             = "serviceAccount:${google_service_account.fn[each.key].email}"
 }
 

@@ -47,10 +47,12 @@ resource "google_storage_bucket" "data" {
 
   dynamic "cors" {
     for_each = length(var.cors_origins) > 0 ? [each.value.cors_methods] : []
+    # response_header is also what a browser may send (Cloud Storage answers a preflight
+    # from it): x-goog-content-length-range is one of the upload headers signed into the URL.
     content {
       origin          = var.cors_origins
       method          = cors.value
-      response_header = ["Content-Type", "Content-Length", "Content-Disposition", "ETag"]
+      response_header = ["Content-Type", "Content-Length", "Content-Disposition", "ETag", "x-goog-content-length-range"]
       max_age_seconds = 3600
     }
   }

@@ -57,9 +57,39 @@ resource "google_cloud_tasks_queue" "chunks" {
   depends_on = [google_project_service.apis]
 }
 
+# Callbacks have a queue of their own: a receiver that accepts and never answers holds a
+# callback dispatch for its 10 s timeout, never a planning one. A client's callbacks in
+# flight are capped in the function (PROMPTFORGE_MAX_CALLBACKS_IN_FLIGHT), so one client's
+# hanging receivers cannot take every dispatch either. Retries stop after an hour.
+resource "google_cloud_tasks_queue" "notify" {
+  project  = var.project_id
+  location = var.region
+  name     = "${var.name_prefix}-notify"
+
+  rate_limits {
+    max_dispatches_per_second = 20
+    max_concurrent_dispatches = var.notify_max_concurrency
+  }
+
+  retry_config {
+    max_attempts       = 12
+    max_retry_duration = "3600s"
+    min_backoff        = "10s"
+    max_backoff        = "600s"
+    max_doublings      = 6
+  }
+
+  stackdriver_logging_config {
+    sampling_ratio = var.tasks_log_sampling_ratio
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
 locals {
   queues = {
     plan   = google_cloud_tasks_queue.plan.name
     chunks = google_cloud_tasks_queue.chunks.name
+    notify = google_cloud_tasks_queue.notify.name
   }
 }

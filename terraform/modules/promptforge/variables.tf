@@ -76,9 +76,31 @@ variable "provider_keys" {
   default     = []
 
   validation {
-    condition     = alltrue([for k in var.provider_keys : contains(["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "OPENAI_COMPATIBLE_API_KEY"], k)])
-    error_message = "provider_keys may list OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY and OPENAI_COMPATIBLE_API_KEY."
+    condition     = alltrue([for k in var.provider_keys : contains(["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"], k)])
+    error_message = "provider_keys may list OPENAI_API_KEY, ANTHROPIC_API_KEY and GEMINI_API_KEY (openai_compatible keys belong to openai_compatible_endpoints)."
   }
+}
+
+variable "openai_compatible_endpoints" {
+  description = "OpenAI-compatible servers that openai_compatible jobs may name (\"endpoint\": NAME): base URL, whether it has a key (secret PREFIX-endpoint-NAME-key, value added out of band), and its limits. A deployment credential goes only to these URLs."
+  type = map(object({
+    base_url = string
+    has_key  = optional(bool, false)
+    rpm      = optional(number)
+    tpm      = optional(number)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for name, e in var.openai_compatible_endpoints : can(regex("^[a-z0-9][a-z0-9-]{0,40}$", name)) && can(regex("^https?://", e.base_url))])
+    error_message = "Endpoint names are lower-case letters, digits and dashes; base_url is an http(s) URL."
+  }
+}
+
+variable "notify_max_concurrency" {
+  description = "Callbacks sent at once (the notify queue's concurrent dispatches)."
+  type        = number
+  default     = 50
 }
 
 variable "extra_env" {
@@ -167,6 +189,54 @@ variable "watchdog_schedule" {
   description = "Cron schedule (UTC) of the watchdog."
   type        = string
   default     = "*/5 * * * *"
+}
+
+# --- fair use per client -----------------------------------------------------------------
+# Caps that keep one client from slowing the others (functions/promptforge/service/quotas.py);
+# over one, the API answers 429 with Retry-After. 0 turns a cap off.
+
+variable "max_awaiting_uploads" {
+  description = "Jobs of one client created and not yet uploaded (PROMPTFORGE_MAX_AWAITING_UPLOADS)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.max_awaiting_uploads >= 0 && floor(var.max_awaiting_uploads) == var.max_awaiting_uploads
+    error_message = "max_awaiting_uploads is a whole number, 0 for no cap."
+  }
+}
+
+variable "max_open_jobs" {
+  description = "Jobs of one client not yet ended: awaiting upload, pending, or the running one (PROMPTFORGE_MAX_OPEN_JOBS)."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.max_open_jobs >= 0 && floor(var.max_open_jobs) == var.max_open_jobs
+    error_message = "max_open_jobs is a whole number, 0 for no cap."
+  }
+}
+
+variable "max_event_streams" {
+  description = "Event streams (GET /v1/jobs/{id}/events) one client holds open at once (PROMPTFORGE_MAX_EVENT_STREAMS)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.max_event_streams >= 0 && floor(var.max_event_streams) == var.max_event_streams
+    error_message = "max_event_streams is a whole number, 0 for no cap."
+  }
+}
+
+variable "requests_per_minute" {
+  description = "Public API requests of one client per minute, over all its keys (PROMPTFORGE_REQUESTS_PER_MINUTE)."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.requests_per_minute >= 0 && floor(var.requests_per_minute) == var.requests_per_minute
+    error_message = "requests_per_minute is a whole number, 0 for no cap."
+  }
 }
 
 # --- data lifetime ------------------------------------------------------------------------

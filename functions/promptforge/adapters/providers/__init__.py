@@ -47,17 +47,19 @@ def _env(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
-def open_provider(name: str, settings: Settings, base_url: str | None = None) -> Provider:
+def open_provider(name: str, settings: Settings, endpoint: str | None = None, base_url: str | None = None) -> Provider:
     """A ready provider client; the caller closes it with ``aclose()``.
 
-    ``base_url`` is the job's, used only by ``openai_compatible``. Environment:
+    ``endpoint`` (an operator-configured server) or ``base_url`` (the client's own URL,
+    where the operator allows it) are the job's, used only by ``openai_compatible``. Environment:
 
     * ``openai``: ``OPENAI_API_KEY``; ``OPENAI_BASE_URL`` points it elsewhere (tests).
     * ``anthropic``: ``ANTHROPIC_API_KEY``; ``ANTHROPIC_BASE_URL``.
     * ``gemini``: ``GEMINI_API_KEY`` (Gemini API), or ``PROMPTFORGE_GEMINI_VERTEX=1`` for
       Vertex AI with the function's service account, ``GOOGLE_CLOUD_PROJECT`` and
       ``PROMPTFORGE_GEMINI_LOCATION`` (default ``us-central1``); ``GEMINI_BASE_URL``.
-    * ``openai_compatible``: ``OPENAI_COMPATIBLE_API_KEY`` (optional).
+    * ``openai_compatible``: the endpoint's ``key_env`` variable (optional); a client's
+      own URL gets no credential at all.
     * ``fake``: ``PROMPTFORGE_FAKE_LLM_URL`` (in settings).
     """
     if name not in settings.providers:
@@ -101,9 +103,19 @@ def open_provider(name: str, settings: Settings, base_url: str | None = None) ->
     if name == "openai_compatible":
         from .openai_wire import OpenAIWireProvider
 
-        if not base_url:
-            raise ProviderUnavailable("openai_compatible needs a base_url")
-        return OpenAIWireProvider(
-            base_url, api_key=os.environ.get("OPENAI_COMPATIBLE_API_KEY", "none"), timeout_s=PROVIDER_TIMEOUT_S
-        )
+        if endpoint is not None:
+            configured = settings.endpoints.get(endpoint)
+            if configured is None:
+                raise ProviderUnavailable(f"endpoint {endpoint!r} is not configured on this deployment")
+            key = _secret(configured.key_env, f"{name}/{endpoint}") if configured.key_env else None
+            return OpenAIWireProvider(configured.base_url, api_key=key, timeout_s=PROVIDER_TIMEOUT_S)
+        if base_url and settings.allow_client_base_urls:
+            from ..outbound import BlockedAddress, check_url
+
+            try:
+                check_url(base_url)
+            except BlockedAddress as exc:
+                raise ProviderUnavailable(f"the job's base_url is refused: {exc}") from None
+            return OpenAIWireProvider(base_url, api_key=None, timeout_s=PROVIDER_TIMEOUT_S, guarded=True)
+        raise ProviderUnavailable("openai_compatible needs an endpoint configured by the operator")
     raise ProviderUnavailable(f"provider {name!r} is not available")

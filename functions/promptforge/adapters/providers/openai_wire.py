@@ -13,11 +13,15 @@ and a chunk worker's throughput is bounded by exactly that.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+import aiohttp.abc
+from aiohttp.abc import ResolveResult
 
+from ...domain.netguard import address_problem, parse_address
 from . import _http
 from .base import ChatRequest, ChatResult, ProviderError
 
@@ -41,23 +45,57 @@ def error_for_status(status: int, headers: Mapping[str, str], body: bytes) -> Pr
     )
 
 
-class OpenAIWireProvider:
-    """POSTs to ``{base_url}/chat/completions``; job params are sent as they are."""
+class _GuardedResolver(aiohttp.abc.AbstractResolver):
+    """Resolves as usual, then refuses a name with any address a client's URL may not
+    reach; the connection then goes to the addresses checked here (no second lookup)."""
 
-    def __init__(self, base_url: str, api_key: str, timeout_s: float = 120.0, max_connections: int = 256) -> None:
+    def __init__(self) -> None:
+        self._inner = aiohttp.ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        for entry in found:
+            address = parse_address(str(entry["host"]))
+            problem = "an unreadable address" if address is None else address_problem(address)
+            if problem:
+                raise OSError(f"the endpoint's host resolves to {problem}")
+        return found
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class OpenAIWireProvider:
+    """POSTs to ``{base_url}/chat/completions``; job params are sent as they are.
+
+    ``api_key`` None sends no credential (a URL the client chose). ``guarded`` checks
+    every address the host resolves to before connecting. Redirects are never followed:
+    a credential goes only to the URL it was configured for.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        timeout_s: float = 120.0,
+        max_connections: int = 256,
+        guarded: bool = False,
+    ) -> None:
         self._url = base_url.rstrip("/") + "/chat/completions"
-        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=10.0)
         self._limit = max_connections
+        self._guarded = guarded
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
         # Made on first use, inside the running event loop that will use it.
         if self._session is None:
+            resolver = _GuardedResolver() if self._guarded else None
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
                 timeout=self._timeout,
-                connector=aiohttp.TCPConnector(limit=self._limit),
+                connector=aiohttp.TCPConnector(limit=self._limit, resolver=resolver),
             )
         return self._session
 
@@ -65,7 +103,7 @@ class OpenAIWireProvider:
         """One chat completion; raises :class:`ProviderError` with a stable code."""
         body: dict[str, Any] = {**request.params, "model": request.model, "messages": request.messages}
         try:
-            async with self._open().post(self._url, json=body) as response:
+            async with self._open().post(self._url, json=body, allow_redirects=False) as response:
                 raw = await response.read()
                 status, headers = response.status, response.headers
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
@@ -74,6 +112,8 @@ class OpenAIWireProvider:
             raise _http.connection_error(exc) from None
         if status >= 400:
             raise error_for_status(status, headers, raw)
+        if status >= 300:
+            raise ProviderError("provider_error", f"HTTP {status}: redirects are not followed", retryable=False)
         limits = _http.rate_limits_from_headers(headers)
         try:
             data = json.loads(raw)
