@@ -11,14 +11,56 @@
 #
 # Usage: bash infra/bootstrap.sh        (from anywhere; works on the repo it lives in)
 # Env:   PYTHON=python3.11 to pick the interpreter (default: python3 on PATH).
+#        CLOUDSDK_PLATFORM_DIR=/path/to/google-cloud-sdk/platform to name the SDK's
+#        platform directory (default: found from the gcloud on PATH, see below).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
-SDK_PLATFORM="${CLOUDSDK_PLATFORM_DIR:-/usr/lib/google-cloud-sdk/platform}"
 
 die() { echo "bootstrap: ERROR: $*" >&2; exit 1; }
 log() { echo "bootstrap: $*"; }
+
+# --- where the Google Cloud SDK keeps its emulators ---------------------------------------
+# The SDK is installed in different places: /usr/lib/google-cloud-sdk (Debian's
+# google-cloud-cli packages), /google-cloud-sdk (the google-cloud-cli Docker images, which
+# Cloud Build's test step uses), ~/google-cloud-sdk (the install script). Candidates, in
+# order: $CLOUDSDK_PLATFORM_DIR alone when it is set; the SDK root gcloud reports (gcloud
+# info); the SDK the gcloud on PATH lives in (…/bin/gcloud, symlinks resolved);
+# /usr/lib/google-cloud-sdk; /google-cloud-sdk. The first one holding both emulators wins.
+EMULATOR_FILES=(cloud-firestore-emulator/cloud-firestore-emulator.jar pubsub-emulator/bin/cloud-pubsub-emulator)
+
+sdk_platform_candidates() {
+  if [[ -n "${CLOUDSDK_PLATFORM_DIR:-}" ]]; then
+    echo "$CLOUDSDK_PLATFORM_DIR"
+    return
+  fi
+  local gcloud_bin root
+  if gcloud_bin="$(command -v gcloud 2>/dev/null)"; then
+    root="$(gcloud info --format='value(installation.sdk_root)' 2>/dev/null || true)"
+    [[ -z "$root" ]] || echo "$root/platform"
+    echo "$(dirname "$(dirname "$(readlink -f "$gcloud_bin")")")/platform"
+  fi
+  echo /usr/lib/google-cloud-sdk/platform
+  echo /google-cloud-sdk/platform
+}
+
+# Print the first candidate holding both emulator components; print nothing (and fail)
+# when none does.
+find_sdk_platform() {
+  local dir file ok
+  while IFS= read -r dir; do
+    ok=1
+    for file in "${EMULATOR_FILES[@]}"; do
+      [[ -e "$dir/$file" ]] || ok=0
+    done
+    if ((ok)); then
+      echo "$dir"
+      return 0
+    fi
+  done < <(sdk_platform_candidates)
+  return 1
+}
 
 # --- tools that only the machine image can provide --------------------------------------
 check_machine() {
@@ -26,10 +68,13 @@ check_machine() {
   command -v "$PYTHON" >/dev/null 2>&1 || missing+=("$PYTHON (set PYTHON=... to choose another)")
   command -v gcloud >/dev/null 2>&1 || missing+=("gcloud (Debian package google-cloud-cli)")
   command -v java >/dev/null 2>&1 || missing+=("java (a JRE 11+ for the Firestore and Pub/Sub emulators)")
-  [[ -f "$SDK_PLATFORM/cloud-firestore-emulator/cloud-firestore-emulator.jar" ]] \
-    || missing+=("Firestore emulator at $SDK_PLATFORM/cloud-firestore-emulator (Debian package google-cloud-cli-firestore-emulator)")
-  [[ -x "$SDK_PLATFORM/pubsub-emulator/bin/cloud-pubsub-emulator" ]] \
-    || missing+=("Pub/Sub emulator at $SDK_PLATFORM/pubsub-emulator (Debian package google-cloud-cli-pubsub-emulator)")
+  if SDK_PLATFORM="$(find_sdk_platform)"; then
+    log "Google Cloud SDK emulators in $SDK_PLATFORM"
+  else
+    local searched
+    searched="$(sdk_platform_candidates | sort -u | paste -sd ' ')"
+    missing+=("the Firestore and Pub/Sub emulator components (cloud-firestore-emulator, pubsub-emulator) in the SDK's platform/ directory; looked in: $searched. Install them (Debian: google-cloud-cli-firestore-emulator and google-cloud-cli-pubsub-emulator; otherwise gcloud components install cloud-firestore-emulator pubsub-emulator), or set CLOUDSDK_PLATFORM_DIR")
+  fi
   if ((${#missing[@]})); then
     echo "bootstrap: ERROR: the local stack needs these and they are missing:" >&2
     printf '  - %s\n' "${missing[@]}" >&2
@@ -84,6 +129,9 @@ make_venv() {
   # Written last, so an interrupted install is retried next time.
   echo "$hash" >"$stamp"
 }
+
+# Sourcing the script (tests/terraform/test_ci.py) defines the functions and does nothing.
+[[ "${BASH_SOURCE[0]}" == "$0" ]] || return 0
 
 check_machine
 install_chromium

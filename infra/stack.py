@@ -385,6 +385,12 @@ class Stack:
             "PROMPTFORGE_CHUNK_URL": self.function_url("process_chunk"),
             "PROMPTFORGE_NOTIFY_URL": self.function_url("notify_callback"),
             "PROMPTFORGE_NOTIFY_QUEUE": NOTIFY_QUEUE,
+            # A named database, as each environment has in production.
+            "PROMPTFORGE_FIRESTORE_DATABASE": f"promptforge-{self.profile}",
+            # Events stream from the function's own URL (the gateway buffers in production);
+            # the jobs page, served by the gateway, calls it across origins.
+            "PROMPTFORGE_EVENTS_URL": self.function_url("job_events").rstrip("/"),
+            "PROMPTFORGE_CORS_ORIGINS": self.base_url,
             "PROMPTFORGE_ALLOW_LOOPBACK_HTTP_CALLBACKS": "1",
             # The operator's openai_compatible endpoints: here one, the fake LLM.
             "PROMPTFORGE_ENDPOINTS": json.dumps({"local": {"base_url": f"http://{HOST}:{p['fake-llm']}/v1"}}),

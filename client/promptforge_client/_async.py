@@ -161,10 +161,16 @@ class AsyncJobs:
 
     async def events(self, job_id: str) -> AsyncIterator[Job]:
         """The job's status on every change, from its Server-Sent Events stream."""
-        last: Job | None = None
+        # The status says where the service streams events from (its API gateway may
+        # buffer them); it is the first state seen.
+        first = _http.parse(Job, await self._c._call("GET", _http.job_path(job_id, "status")))
+        yield first
+        if first.is_terminal:
+            return
+        last: Job | None = first
+        path = first.events_url or _http.job_path(job_id, "events")
         while True:
             decoder = SSEDecoder()
-            path = _http.job_path(job_id, "events")
             headers = {"Accept": "text/event-stream"}
             async with self._c._stream(self._c._api, path, headers=headers, timeout=_http.EVENTS_TIMEOUT) as response:
                 async for line in response.aiter_lines():

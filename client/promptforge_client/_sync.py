@@ -173,10 +173,16 @@ class Jobs:
     def events(self, job_id: str) -> Iterator[Job]:
         """The job's status on every change, from its Server-Sent Events stream, ending
         with the terminal status; reconnects when the service closes a long stream."""
-        last: Job | None = None
+        # The status says where the service streams events from (its API gateway may
+        # buffer them); it is the first state seen.
+        first = _http.parse(Job, self._c._call("GET", _http.job_path(job_id, "status")))
+        yield first
+        if first.is_terminal:
+            return
+        last: Job | None = first
+        path = first.events_url or _http.job_path(job_id, "events")
         while True:
             decoder = SSEDecoder()
-            path = _http.job_path(job_id, "events")
             with self._c._stream(self._c._api, path, headers={"Accept": "text/event-stream"}, timeout=_http.EVENTS_TIMEOUT) as r:
                 for line in r.iter_lines():
                     event = decoder.feed(line)

@@ -148,7 +148,7 @@ class App:
         display = self.display()
         started = time.monotonic()
         try:
-            job = self.client().jobs.wait(job_id, on_progress=display.update)
+            job = self.stream(job_id, display.update) or self.client().jobs.wait(job_id, on_progress=display.update)
         except (KeyboardInterrupt, click.exceptions.Abort):
             display.close()
             self.note(f"stopped waiting; the job goes on: promptforge status {job_id}  (or: promptforge cancel {job_id})")
@@ -165,6 +165,19 @@ class App:
                     raise
                 self.note(f"no partial results: {describe(exc)}")
         return EXIT_OK if completed else EXIT_JOB_FAILED
+
+    def stream(self, job_id: str, on_progress: Callable[[Job], None]) -> Job | None:
+        """Follow the job's event stream (from the ``events_url`` its status gives) to its
+        end; None when the stream is not to be had (refused, or the connection failed),
+        and the caller polls instead."""
+        last: Job | None = None
+        try:
+            for job in self.client().jobs.events(job_id):
+                on_progress(job)
+                last = job
+        except PromptForgeError:
+            return None
+        return last if last is not None and last.is_terminal else None
 
     def download(self, job_id: str, out: Path, partial: bool) -> None:
         target = out / job_id

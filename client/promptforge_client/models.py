@@ -62,6 +62,8 @@ class Job(_Model):
     metadata: dict[str, Any] = Field(default_factory=dict)
     error: JobError | None = None
     retry_after: int | None = None
+    # Where the service streams this job's events from, when not through its API URL.
+    events_url: str | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -122,6 +122,14 @@ class Settings:
     notify_url: str = ""
     # Callbacks must be https; a dev stack may allow http to loopback for its tests.
     allow_loopback_http_callbacks: bool = False
+    # The Firestore database of this environment (each has its own, so environments can
+    # share a project).
+    firestore_database: str = "(default)"
+    # The events function's own URL: API Gateway buffers responses, so clients stream
+    # GET /v1/jobs/{id}/events from there (the status gives it as events_url). Browsers
+    # may call it from these origins (the jobs page's among them).
+    events_url: str = ""
+    cors_origins: tuple[str, ...] = ()
     # The callbacks' own Cloud Tasks queue, so a slow receiver never holds up planning.
     notify_queue: str = "promptforge-notify"
     # Callbacks of one client being sent at once; more wait (Cloud Tasks retries them).
@@ -203,6 +211,9 @@ def load() -> Settings:
         rate_limits=json.loads(os.environ.get("PROMPTFORGE_RATE_LIMITS") or "{}"),
         notify_url=os.environ.get("PROMPTFORGE_NOTIFY_URL", ""),
         allow_loopback_http_callbacks=os.environ.get("PROMPTFORGE_ALLOW_LOOPBACK_HTTP_CALLBACKS", "") in ("1", "true"),
+        firestore_database=os.environ.get("PROMPTFORGE_FIRESTORE_DATABASE") or "(default)",
+        events_url=os.environ.get("PROMPTFORGE_EVENTS_URL", "").rstrip("/"),
+        cors_origins=_list("PROMPTFORGE_CORS_ORIGINS", ""),
         notify_queue=os.environ.get("PROMPTFORGE_NOTIFY_QUEUE", "promptforge-notify"),
         max_callbacks_in_flight=_int("PROMPTFORGE_MAX_CALLBACKS_IN_FLIGHT", 5),
         endpoints=parse_endpoints(os.environ.get("PROMPTFORGE_ENDPOINTS") or "{}"),

@@ -23,7 +23,7 @@ class LiveDeps:
 
         from .adapters.firestore_store import FirestoreJobStore
 
-        return FirestoreJobStore(firestore.Client(project=self.settings.project))
+        return FirestoreJobStore(firestore.Client(project=self.settings.project, database=self.settings.firestore_database))
 
     @functools.cached_property
     def blobs(self) -> BlobStore:

@@ -4,6 +4,9 @@
     checkov                            built-in and PromptForge policies (policies/),
                                        skips and their reasons in checkov.yaml
     check-jsonschema                   cloudbuild.yaml against the Cloud Build schema
+    schema_check.py                    resources and data sources against the Google
+                                       provider schemas (provider_schema/, what
+                                       `terraform validate` would check)
 
 What needs the Google provider (terraform init, validate, plan) cannot run here; Cloud
 Build runs it (cloudbuild.yaml). The structural tests (entry points, OpenAPI paths,
@@ -74,6 +77,10 @@ def cloudbuild_command(cloudbuild_file: Path) -> list[str]:
     return [checks_tool("check-jsonschema"), "--builtin-schema", "vendor.cloudbuild", str(cloudbuild_file)]
 
 
+def schema_command(terraform_dir: Path) -> list[str]:
+    return [sys.executable, str(CHECKS_DIR / "schema_check.py"), str(terraform_dir)]
+
+
 def environment() -> dict[str, str]:
     """The checkers' environment: no user Terraform CLI config (and no warning about it)."""
     return {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull, "TF_IN_AUTOMATION": "1"}
@@ -88,13 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--terraform", type=Path, default=ROOT / "terraform")
     parser.add_argument("--cloudbuild", type=Path, default=ROOT / "cloudbuild.yaml")
-    parser.add_argument("checks", nargs="*", help="fmt, checkov and/or cloudbuild (default: all)")
+    parser.add_argument("checks", nargs="*", help="fmt, checkov, cloudbuild and/or schema (default: all)")
     args = parser.parse_args(argv)
 
     commands: dict[str, Callable[[], list[str]]] = {
         "fmt": lambda: fmt_command(args.terraform),
         "checkov": lambda: checkov_command(args.terraform),
         "cloudbuild": lambda: cloudbuild_command(args.cloudbuild),
+        "schema": lambda: schema_command(args.terraform),
     }
     unknown = set(args.checks) - set(commands)
     if unknown:

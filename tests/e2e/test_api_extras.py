@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from tests.e2e.test_lifecycle_http import new_key, wait
+from tests.e2e.test_lifecycle_http import init, new_key, upload, wait
 
 
 def post(base: str, key: str, path: str, body: dict[str, Any]) -> requests.Response:
@@ -106,3 +106,31 @@ def test_the_openapi_document_describes_every_route(stack: Any) -> None:
     assert doc["openapi"].startswith("3.1")
     served = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     assert served == {(r.method, r.path) for r in ROUTES if r.api}  # the web page (/ui) is not API
+
+
+def test_events_stream_from_the_events_url_the_status_gives_with_cors_for_the_jobs_page(stack: Any) -> None:
+    # In production the gateway buffers responses: the status names the events function's
+    # own URL, which checks the key itself, and the jobs page (another origin) may read it.
+    base, key = stack.base_url, new_key(stack)
+    job = init(base, key).json()
+    status = requests.get(f"{base}/v1/jobs/{job['job_id']}/status", headers={"X-API-Key": key}, timeout=30).json()
+    url = status["events_url"]
+    assert url.startswith(stack.function_url("job_events").rstrip("/")) and url.endswith(f"/v1/jobs/{job['job_id']}/events")
+    assert requests.get(url, timeout=30).status_code == 401  # no key, no stream
+    assert requests.get(url, headers={"X-API-Key": new_key(stack)}, timeout=30).status_code == 404  # not theirs
+    upload(job, b'{"prompt_id": "a", "prompt": "hi"}\n')
+    names = []
+    with requests.get(url, headers={"X-API-Key": key, "Origin": base}, stream=True, timeout=60) as res:
+        assert res.status_code == 200 and res.headers["Access-Control-Allow-Origin"] == base
+        for line in res.iter_lines(decode_unicode=True):
+            if line.startswith("event: "):
+                names.append(line[7:])
+            if names and names[-1] == "done":
+                break
+    assert names[-1] == "done"
+    preflight = {"Origin": base, "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "x-api-key"}
+    allowed = requests.options(url, headers=preflight, timeout=30)
+    assert allowed.status_code == 204 and allowed.headers["Access-Control-Allow-Origin"] == base
+    assert "X-API-Key" in allowed.headers["Access-Control-Allow-Headers"]
+    other = requests.options(url, headers={**preflight, "Origin": "https://evil.example"}, timeout=30)
+    assert "Access-Control-Allow-Origin" not in other.headers

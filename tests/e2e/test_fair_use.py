@@ -122,15 +122,16 @@ def test_jobs_awaiting_upload_are_capped_for_init_and_inline_create(capped: Any)
 def test_open_jobs_count_the_pending_and_the_running_one(capped: Any) -> None:
     base, key = capped.base_url, new_key(capped)
     llm = capped.env()["PROMPTFORGE_FAKE_LLM_URL"].removesuffix("/v1")
-    # The running job's one prompt takes 10 s, long enough to fill the queue behind it.
-    requests.post(f"{llm}/_config", json={"latency_ms": 10_000}, timeout=5).raise_for_status()
+    # The running job's one prompt takes 30 s, long enough to fill the queue behind it even
+    # on a busy machine (the jobs are cancelled at the end).
+    requests.post(f"{llm}/_config", json={"latency_ms": 30_000}, timeout=5).raise_for_status()
     jobs: list[str] = []
     try:
         for _ in range(3):  # one runs, two wait behind it
             job = init(base, key).json()
             upload(job, ONE_PROMPT)
             jobs.append(job["job_id"])
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 25
         # Polled slowly: the client's per-minute cap counts these calls too.
         while [status(base, key, j).json().get("status") for j in jobs[1:]] != ["PENDING", "PENDING"]:
             assert time.monotonic() < deadline, "the jobs did not queue"
@@ -328,7 +329,9 @@ def test_a_stream_gives_its_lease_back_when_it_ends(capped: Any, monkeypatch: py
 
     env = capped.env()
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", env["FIRESTORE_EMULATOR_HOST"])
-    store = FirestoreJobStore(firestore.Client(project=env["GOOGLE_CLOUD_PROJECT"]))
+    store = FirestoreJobStore(
+        firestore.Client(project=env["GOOGLE_CLOUD_PROJECT"], database=env["PROMPTFORGE_FIRESTORE_DATABASE"])
+    )
     client_id = f"lease-{time.time_ns()}"
     base, key = capped.base_url, new_key(capped, client_id)
     first, second = init(base, key).json()["job_id"], init(base, key).json()["job_id"]

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -248,12 +249,22 @@ def _drive(page: Page, base: str, key: str, flawed: str, clean: str, running: st
     assert page.evaluate(f"sessionStorage.getItem({json.dumps(KEY_STORAGE)})") is None
     assert page.evaluate("document.getElementById('api-key').value") == ""
 
-    # Nothing came from anywhere but the service, and the policy blocked nothing.
-    origin = base.rstrip("/")
-    others = [u for u in page.requests_made() if not (u.startswith(origin + "/") or u.startswith(("about:", "data:")))]
+    # Nothing came from anywhere but the service (its API, and its events function, which
+    # streams from its own URL because the gateway buffers), and the policy blocked nothing.
+    origin, events = base.rstrip("/"), _events_origin(base, key)
+    made = page.requests_made()
+    others = [u for u in made if not (u.startswith((origin + "/", events + "/")) or u.startswith(("about:", "data:")))]
     assert not others, f"requests outside the service: {others}"
+    assert any(u.startswith(events + "/v1/jobs/") for u in made), "the page did not stream from the events URL"
     errors = [e for e in page.console_errors() if "status of 401" not in e]  # the wrong key, on purpose
     assert not errors, errors
+
+
+def _events_origin(base: str, key: str) -> str:
+    """The origin of the events URL the service gives in a job's status."""
+    jobs = requests.get(f"{base}/v1/jobs?limit=1", headers=headers(key), timeout=30).json()["jobs"]
+    parts = urlsplit(jobs[0]["events_url"])
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _results(base: str, key: str, job_id: str) -> list[dict[str, Any]]:

@@ -224,6 +224,9 @@ def test_env_points_at_the_stack(stack: Stack) -> None:
         "PROMPTFORGE_PROVIDERS": "fake,openai_compatible",
         "PROMPTFORGE_NOTIFY_URL": f"http://127.0.0.1:{b + 23}/",
         "PROMPTFORGE_NOTIFY_QUEUE": "promptforge-notify",
+        "PROMPTFORGE_FIRESTORE_DATABASE": "promptforge-test",
+        "PROMPTFORGE_EVENTS_URL": f"http://127.0.0.1:{b + 20}",
+        "PROMPTFORGE_CORS_ORIGINS": f"http://127.0.0.1:{b}",
         "PROMPTFORGE_ALLOW_LOOPBACK_HTTP_CALLBACKS": "1",
         "PROMPTFORGE_ENDPOINTS": json.dumps({"local": {"base_url": f"http://127.0.0.1:{b + 5}/v1"}}),
         "PROMPTFORGE_BASE_URL": f"http://127.0.0.1:{b}",
@@ -270,7 +273,7 @@ def test_every_listening_socket_is_on_loopback(stack: Stack) -> None:
 def test_emulators_answer_with_the_stack_env(stack_env: dict[str, str]) -> None:
     from google.cloud import firestore, storage
 
-    db = firestore.Client(project=stack_env["GOOGLE_CLOUD_PROJECT"])
+    db = firestore.Client(project=stack_env["GOOGLE_CLOUD_PROJECT"], database=stack_env["PROMPTFORGE_FIRESTORE_DATABASE"])
     db.collection("stack-test").document("probe").set({"ok": True})
     assert db.collection("stack-test").document("probe").get().to_dict() == {"ok": True}
     buckets = {b.name for b in storage.Client(project=stack_env["GOOGLE_CLOUD_PROJECT"]).list_buckets()}

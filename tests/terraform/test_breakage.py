@@ -3,6 +3,8 @@ terraform/ broken on purpose, and must fail there, naming the breakage.
 
 - a function resource for an entry point main.py does not have: the structural tests
 - a public worker (allUsers may invoke it, ingress open to all): checkov's PromptForge policies
+- the one public exception (events_public, allUsers on job_events) pointed at another
+  function, or a second resource opening job_events: the same policy
 - a queue that retries forever, a function on a default identity: the same
 - an unformatted file: terraform fmt -check
 """
@@ -47,6 +49,17 @@ resource "google_cloud_run_v2_service_iam_member" "public_worker" {
 }
 """
 
+# A second public grant on the event stream: the exception is one resource, not a function.
+PUBLIC_EVENTS_TWIN = """
+resource "google_cloud_run_v2_service_iam_member" "events_public_twin" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.fn["job_events"].name
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}
+"""
+
 
 def copy_terraform(tmp_path: Path) -> Path:
     copy = tmp_path / "terraform"
@@ -69,6 +82,17 @@ def make_worker_public(tf: Path) -> None:
     functions = tf / MODULE / "functions.tf"
     block = functions.read_text().split("    process_chunk = {", 1)[1].split("    }", 1)[0]
     edit(functions, block, block.replace('"ALLOW_INTERNAL_ONLY"', '"ALLOW_ALL"'))
+
+
+def retarget_public_events(tf: Path) -> None:
+    """The exception's own resource, opening the chunk worker instead of the event stream."""
+    grant = '  role     = "roles/run.invoker"\n  member   = "allUsers"'
+    edit(
+        tf / MODULE / "iam.tf",
+        f'name     = google_cloudfunctions2_function.fn["job_events"].name\n{grant}',
+        f'name     = google_cloudfunctions2_function.fn["plan_job"].name\n{grant}',
+    )
+    (tf / MODULE / "broken_twin.tf").write_text(PUBLIC_EVENTS_TWIN.lstrip())
 
 
 def unbound_chunk_retries(tf: Path) -> None:
@@ -111,6 +135,7 @@ def checkov_on_broken_copy(tmp_path_factory: pytest.TempPathFactory) -> tuple[in
     make_worker_public(tf)
     (tf / MODULE / "broken_entry.tf").write_text(MISSING_ENTRY_POINT.lstrip())
     unbound_chunk_retries(tf)
+    retarget_public_events(tf)
     result = run(checkov_command(tf, "--output", "json"))
     report = json.loads(result.stdout)
     reports = report if isinstance(report, list) else [report]
@@ -133,6 +158,8 @@ def test_checkov_fails_on_the_broken_copy(checkov_on_broken_copy: tuple[int, set
     ("check_id", "resource"),
     [
         ("CKV_PF_3", "google_cloud_run_v2_service_iam_member.public_worker"),  # allUsers may invoke the worker
+        ("CKV_PF_3", "google_cloud_run_v2_service_iam_member.events_public"),  # the exception, on plan_job
+        ("CKV_PF_3", "google_cloud_run_v2_service_iam_member.events_public_twin"),  # a second door to job_events
         ("CKV_PF_4", 'google_cloudfunctions2_function.fn["process_chunk"]'),  # the worker's ingress is open
         ("CKV_PF_1", "google_cloud_tasks_queue.chunks"),  # retries forever
         ("CKV_PF_2", "google_cloudfunctions2_function.extra"),  # no service account of its own

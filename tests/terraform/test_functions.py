@@ -33,6 +33,10 @@ REQUIRED_ENV = {
     "PROMPTFORGE_TASKS_SERVICE_ACCOUNT",
     "PROMPTFORGE_SIGNING_SERVICE_ACCOUNT",
     "PROMPTFORGE_PROVIDERS",
+    # The environment's own database: environments may share a project (firestore.tf).
+    "PROMPTFORGE_FIRESTORE_DATABASE",
+    # The event stream's own URL, handed to clients as events_url (iam.tf, events_public).
+    "PROMPTFORGE_EVENTS_URL",
 }
 # Local-stack settings that must never reach production: emulators and a key file.
 LOCAL_ONLY_ENV = {

@@ -87,6 +87,10 @@ def notify_callback(request: flask.Request, deps: Deps) -> tuple[int, dict[str, 
     except CallbackBlocked:
         return 200, {"outcome": "blocked"}, {}
     except CallbackDeferred as exc:
+        retries = int(request.headers.get("X-CloudTasks-TaskRetryCount") or 0)
+        if retries >= MAX_CALLBACK_RETRIES:
+            logs.error("callback given up: its client stayed at the cap", job_id=job.job_id, retries=retries)
+            return 200, {"outcome": "given up"}, {}
         raise ApiError(429, "callbacks_at_cap", str(exc), headers={"Retry-After": "30"}) from None
     except CallbackFailed as exc:
         retries = int(request.headers.get("X-CloudTasks-TaskRetryCount") or 0)

@@ -62,7 +62,12 @@ def endpoint(handler: Handler, deps_factory: Callable[[], Deps]) -> Callable[[fl
 
     @functools.wraps(handler)
     def serve(request: flask.Request) -> flask.Response:
+        return _cors(request, deps_factory, _answer(request))
+
+    def _answer(request: flask.Request) -> flask.Response:
         try:
+            if request.method == "OPTIONS":
+                return flask.Response(status=204)  # a browser's preflight: _cors answers it
             answer = handler(request, deps_factory())
             if isinstance(answer, flask.Response):
                 return answer
@@ -84,6 +89,26 @@ def endpoint(handler: Handler, deps_factory: Callable[[], Deps]) -> Callable[[fl
             _finish_body(request)
 
     return serve
+
+
+def _cors(request: flask.Request, deps_factory: Callable[[], Deps], response: flask.Response) -> flask.Response:
+    """Let the configured origins (the jobs page's) read the answer. Only the events
+    function is called across origins: it streams from its own URL, not the gateway's."""
+    origin = request.headers.get("Origin")
+    if not origin:
+        return response
+    try:
+        allowed = origin in deps_factory().settings.cors_origins
+    except Exception:  # settings that cannot load were answered already
+        allowed = False
+    if allowed:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST"
+            response.headers["Access-Control-Allow-Headers"] = "X-API-Key, Accept, Content-Type"
+            response.headers["Access-Control-Max-Age"] = "600"
+    return response
 
 
 def _finish_body(request: flask.Request) -> None:
@@ -260,6 +285,7 @@ def _status_body(deps: Deps, job: Job) -> tuple[dict[str, Any], dict[str, str]]:
         error_counts=error_counts,
         budget_tokens=job.budget_tokens,
         metadata=job.metadata,
+        events_url=f"{deps.settings.events_url}/v1/jobs/{job.job_id}/events" if deps.settings.events_url else None,
         error=job.error.to_dict() if job.error else None,  # type: ignore[arg-type]
         retry_after=None if job.status.terminal else poll,
     )

@@ -87,6 +87,9 @@ class StatusResponse(BaseModel):
     error_counts: dict[str, int] = Field(default_factory=dict)
     budget_tokens: int | None = None
     metadata: dict[str, Any]
+    # Where to stream this job's events from (the events function's own URL: the gateway
+    # buffers responses); null where the deployment serves them only through the API.
+    events_url: str | None = None
     error: JobErrorBody | None = None
     retry_after: int | None = None
 

@@ -55,6 +55,22 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\.[a-z]+")
 
 
 @functools.cache
+def page_headers() -> dict[str, str]:
+    """The security headers of the page's files: the page may also connect to the events
+    function's own origin, from which it streams job events."""
+    from urllib.parse import urlsplit
+
+    from .. import config
+
+    events = urlsplit(config.load().events_url)
+    if not events.scheme or not events.netloc:
+        return SECURITY_HEADERS
+    origin = f"{events.scheme}://{events.netloc}"
+    policy = CONTENT_SECURITY_POLICY.replace("connect-src 'self'", f"connect-src 'self' {origin}")
+    return {**SECURITY_HEADERS, "Content-Security-Policy": policy}
+
+
+@functools.cache
 def files(directory: Path = WEB_DIR) -> dict[str, tuple[bytes, str, str]]:
     """File name -> (content, content type, ETag) of every servable file, read once."""
     found: dict[str, tuple[bytes, str, str]] = {}
@@ -90,7 +106,7 @@ def serve(request: flask.Request) -> flask.Response:
         if found is None:
             return _error(ApiError(404, "not_found", "No such file"))
         body, content_type, etag = found
-        response = flask.Response(body, status=200, headers=SECURITY_HEADERS, content_type=content_type)
+        response = flask.Response(body, status=200, headers=page_headers(), content_type=content_type)
         # Revalidated on every load (cheap, with the ETag), so a deployment shows at once.
         response.headers["Cache-Control"] = "no-cache"
         response.set_etag(etag)

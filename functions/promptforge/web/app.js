@@ -419,7 +419,11 @@
     if (parts) parts.live.hidden = false;
     let retryMs = STREAM_RETRY_MS;
     try {
-      const res = await request(`/v1/jobs/${encodeURIComponent(id)}/events`, { accept: "text/event-stream", signal: ctl.signal });
+      // The events function's own URL when the status gives one (the API's gateway buffers
+      // responses, so a stream through it would arrive all at once at the end).
+      const known = state.jobs.get(id);
+      const url = (known && known.events_url) || `/v1/jobs/${encodeURIComponent(id)}/events`;
+      const res = await request(url, { accept: "text/event-stream", signal: ctl.signal });
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
       for (;;) {

@@ -20,6 +20,12 @@ from checkov.terraform.checks.resource.base_resource_check import BaseResourceCh
 REPO = Path(__file__).resolve().parents[3]
 ROUTES = REPO / "functions" / "promptforge" / "api" / "routes.py"
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+# The single function that may be invoked by allUsers, and the one resource allowed to say
+# so: the event stream. API Gateway buffers responses, so GET /v1/jobs/{id}/events cannot
+# stream through it; clients call job_events on its own run.app URL, and the function checks
+# the API key and the client's stream cap itself (modules/promptforge/iam.tf,
+# docs/deploy.md). Resource name => the function it may open.
+PUBLIC_INVOKER_EXCEPTIONS = {"events_public": "job_events"}
 DEFAULT_ACCOUNT_SUFFIXES = ("-compute@developer.gserviceaccount.com", "@appspot.gserviceaccount.com")
 
 
@@ -105,7 +111,10 @@ class FunctionDedicatedServiceAccount(BaseResourceCheck):  # type: ignore[misc]
 class FunctionsNotPublic(BaseResourceCheck):  # type: ignore[misc]
     """No function or Cloud Run service is invokable by allUsers or allAuthenticatedUsers.
 
-    The public API is public through API Gateway, whose identity alone may invoke it.
+    The public API is public through API Gateway, whose identity alone may invoke it. The
+    one exception is PUBLIC_INVOKER_EXCEPTIONS: the event stream, which API Gateway cannot
+    stream; any other public grant (another function, a binding or policy, a for_each
+    instance, allAuthenticatedUsers) fails.
     """
 
     def __init__(self) -> None:
@@ -125,7 +134,29 @@ class FunctionsNotPublic(BaseResourceCheck):  # type: ignore[misc]
 
     def scan_resource_conf(self, conf: dict[str, Any]) -> CheckResult:
         text = " ".join(str(conf.get(key, "")) for key in ("member", "members", "policy_data"))
-        return CheckResult.FAILED if any(m in text for m in PUBLIC_MEMBERS) else CheckResult.PASSED
+        if not any(m in text for m in PUBLIC_MEMBERS):
+            return CheckResult.PASSED
+        return CheckResult.PASSED if public_invoker_exception(self.entity_type, conf) else CheckResult.FAILED
+
+
+def public_invoker_exception(resource_type: str, conf: dict[str, Any]) -> bool:
+    """True only for the documented exception: a google_cloud_run_v2_service_iam_member named
+    in PUBLIC_INVOKER_EXCEPTIONS that grants roles/run.invoker to allUsers (never
+    allAuthenticatedUsers) on exactly the function the exception names."""
+    address = str(conf.get("__address__", ""))
+    name = re.sub(r"\[[^\]]*\]$", "", address).rsplit(".", 1)[-1]
+    function = PUBLIC_INVOKER_EXCEPTIONS.get(name)
+    if resource_type != "google_cloud_run_v2_service_iam_member" or function is None:
+        return False
+    if not address.endswith(f"google_cloud_run_v2_service_iam_member.{name}"):
+        return False  # a for_each instance would open more than one service
+    if value(conf, "member") != "allUsers" or value(conf, "role") != "roles/run.invoker":
+        return False
+    # The service is the function's: checkov renders the reference either as written or
+    # through local.function_names; both must name this function and no other.
+    target = str(value(conf, "name"))
+    refs = re.findall(r'(?:google_cloudfunctions2_function\.fn|local\.function_names)\[\\?"(\w+)\\?"\]', target)
+    return refs == [function]
 
 
 class PrivateFunctionsInternalIngress(BaseResourceCheck):  # type: ignore[misc]

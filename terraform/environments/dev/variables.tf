@@ -24,6 +24,18 @@ variable "provider_keys" {
   default     = []
 }
 
+variable "openai_compatible_endpoints" {
+  description = "OpenAI-compatible servers openai_compatible jobs may name (see the module's variable and docs/deploy.md)."
+  type = map(object({
+    base_url  = string
+    has_key   = optional(bool, false)
+    key_added = optional(bool, false)
+    rpm       = optional(number)
+    tpm       = optional(number)
+  }))
+  default = {}
+}
+
 variable "alert_notification_channels" {
   description = "Monitoring notification channels for the alerts."
   type        = list(string)

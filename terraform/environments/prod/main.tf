@@ -5,11 +5,16 @@ terraform {
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = "~> 6.20"
+      version = "~> 6.50"
     }
     google-beta = {
       source  = "hashicorp/google-beta"
-      version = "~> 6.20"
+      version = "~> 6.50"
+    }
+    # time_sleep in the module (IAM propagation, new log-based metrics).
+    time = {
+      source  = "hashicorp/time"
+      version = "~> 0.12"
     }
   }
 
@@ -41,7 +46,9 @@ module "promptforge" {
 
   providers_enabled = ["openai_compatible", "openai"]
   provider_keys     = var.provider_keys
-  cors_origins      = []
+
+  openai_compatible_endpoints = var.openai_compatible_endpoints
+  cors_origins                = []
 
   # The production tier; raise these with the provider account (docs/deploy.md).
   rate_limits = {
@@ -69,4 +76,16 @@ output "provider_key_secrets" {
 
 output "chunk_queue_sizing" {
   value = module.promptforge.chunk_queue_sizing
+}
+
+output "events_url" {
+  value = module.promptforge.events_url
+}
+
+output "firestore_database" {
+  value = module.promptforge.firestore_database
+}
+
+output "endpoint_key_secrets" {
+  value = module.promptforge.endpoint_key_secrets
 }

@@ -1,9 +1,16 @@
 # The Firestore database, the composite indexes the queries need (the emulator never asks
 # for them; production fails the query without them) and the TTL policies.
+#
+# Each environment has a database of its own, named after its name_prefix, never the
+# project's "(default)" one: environments may share a project (variables.tf), and the
+# collections, indexes and TTL policies below carry no prefix. The functions are told its
+# id (PROMPTFORGE_FIRESTORE_DATABASE, functions.tf). A database id is 4 to 63 lower-case
+# letters, digits and hyphens, starting with a letter and ending with a letter or digit:
+# "<name_prefix>-db" is one for every name_prefix variables.tf accepts (3 to 10 characters).
 
 resource "google_firestore_database" "main" {
   project                           = var.project_id
-  name                              = "(default)" # functions/promptforge/wiring.py uses the default database
+  name                              = "${var.name_prefix}-db"
   location_id                       = coalesce(var.firestore_location, var.region)
   type                              = "FIRESTORE_NATIVE"
   concurrency_mode                  = "PESSIMISTIC" # the job state machine runs in transactions

@@ -111,6 +111,9 @@ locals {
       signs_urls    = true
       provider_keys = false
     }
+    # Also public on its own run.app URL (iam.tf, events_public): API Gateway buffers a
+    # response whole, so an event stream through it arrives only when it ends. Clients get
+    # the direct URL as events_url on the job status; the gateway route stays as a fallback.
     job_events = {
       access        = "gateway"
       ingress       = "ALLOW_ALL"
@@ -226,7 +229,9 @@ locals {
       max_instances = 1 # one sweep at a time
       concurrency   = 1
       firestore     = true
-      buckets       = { results = "roles/storage.objectUser" } # finishes interrupted finalizations
+      # Looks for an upload whose storage event was lost (a stat of the object); finishes
+      # interrupted finalizations.
+      buckets       = { uploads = "roles/storage.objectViewer", results = "roles/storage.objectUser" }
       enqueues      = ["plan", "chunks", "notify"]
       signs_urls    = false
       provider_keys = false
@@ -246,16 +251,23 @@ locals {
   # Every function reads the same settings (functions/promptforge/config.py).
   function_env = merge(
     {
-      GOOGLE_CLOUD_PROJECT                = var.project_id
-      PROMPTFORGE_UPLOAD_BUCKET           = google_storage_bucket.data["uploads"].name
-      PROMPTFORGE_RESULTS_BUCKET          = google_storage_bucket.data["results"].name
-      PROMPTFORGE_TASKS_LOCATION          = var.region
-      PROMPTFORGE_PLAN_QUEUE              = google_cloud_tasks_queue.plan.name
-      PROMPTFORGE_CHUNK_QUEUES            = google_cloud_tasks_queue.chunks.name
-      PROMPTFORGE_PLAN_URL                = local.function_urls["plan_job"]
-      PROMPTFORGE_CHUNK_URL               = local.function_urls["process_chunk"]
-      PROMPTFORGE_NOTIFY_URL              = local.function_urls["notify_callback"]
-      PROMPTFORGE_NOTIFY_QUEUE            = google_cloud_tasks_queue.notify.name
+      GOOGLE_CLOUD_PROJECT           = var.project_id
+      PROMPTFORGE_UPLOAD_BUCKET      = google_storage_bucket.data["uploads"].name
+      PROMPTFORGE_RESULTS_BUCKET     = google_storage_bucket.data["results"].name
+      PROMPTFORGE_TASKS_LOCATION     = var.region
+      PROMPTFORGE_PLAN_QUEUE         = google_cloud_tasks_queue.plan.name
+      PROMPTFORGE_CHUNK_QUEUES       = google_cloud_tasks_queue.chunks.name
+      PROMPTFORGE_PLAN_URL           = local.function_urls["plan_job"]
+      PROMPTFORGE_CHUNK_URL          = local.function_urls["process_chunk"]
+      PROMPTFORGE_NOTIFY_URL         = local.function_urls["notify_callback"]
+      PROMPTFORGE_NOTIFY_QUEUE       = google_cloud_tasks_queue.notify.name
+      PROMPTFORGE_FIRESTORE_DATABASE = google_firestore_database.main.name
+      PROMPTFORGE_EVENTS_URL         = local.function_urls["job_events"]
+      # Browser origins that may read the event stream from its own URL: the jobs page,
+      # served through the gateway (so the functions are deployed after the gateway,
+      # whose OpenAPI document names them by their deterministic URLs: gateway.tf), and
+      # the operator's browser apps (cors_origins).
+      PROMPTFORGE_CORS_ORIGINS            = join(",", distinct(concat(["https://${google_api_gateway_gateway.api.default_hostname}"], var.cors_origins)))
       PROMPTFORGE_ENDPOINTS               = jsonencode(local.endpoints_setting)
       PROMPTFORGE_TASKS_SERVICE_ACCOUNT   = google_service_account.role["tasks"].email
       PROMPTFORGE_SIGNING_SERVICE_ACCOUNT = google_service_account.role["signer"].email
@@ -338,9 +350,10 @@ resource "google_cloudfunctions2_function" "fn" {
       }
     }
 
-    # The keys of operator-configured openai_compatible endpoints that have one.
+    # The keys of operator-configured openai_compatible endpoints that have one with a
+    # version (key_added).
     dynamic "secret_environment_variables" {
-      for_each = each.value.provider_keys ? local.endpoint_keys : {}
+      for_each = each.value.provider_keys ? local.endpoint_keys_mounted : {}
       content {
         key        = secret_environment_variables.value.env
         project_id = var.project_id
@@ -372,15 +385,11 @@ resource "google_cloudfunctions2_function" "fn" {
     }
   }
 
-  # What the build, the secret mounts and the storage trigger check when a function deploys.
+  # What the build, the secret mounts and the storage trigger check when a function
+  # deploys: the grants (iam.tf), once they have had time to take effect.
   depends_on = [
     google_project_service.apis,
-    google_project_iam_member.builder,
-    google_storage_bucket_iam_member.builder_source,
-    google_artifact_registry_repository_iam_member.builder_images,
-    google_secret_manager_secret_iam_member.fn_provider_key,
-    google_project_iam_member.eventarc_receiver,
-    google_project_iam_member.gcs_pubsub_publisher,
+    time_sleep.iam_propagation,
   ]
 }
 

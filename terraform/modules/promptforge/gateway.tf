@@ -4,9 +4,13 @@
 locals {
   gateway_functions = { for key, f in local.functions : key => f if f.access == "gateway" }
 
+  # Each backend by its deterministic run.app URL (functions.tf), which is also the
+  # audience of the gateway's ID token: the gateway does not wait for the functions, and
+  # the functions can be told the gateway's origin (PROMPTFORGE_CORS_ORIGINS) without a
+  # dependency cycle.
   openapi_document = templatefile("${path.module}/openapi.yaml.tftpl", {
     title    = "PromptForge ${var.environment}"
-    backends = { for key, _ in local.gateway_functions : key => google_cloudfunctions2_function.fn[key].service_config[0].uri }
+    backends = { for key, _ in local.gateway_functions : key => local.function_urls[key] }
   })
 }
 

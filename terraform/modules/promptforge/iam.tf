@@ -38,6 +38,9 @@ resource "google_service_account" "fn" {
       error_message = "Function ${each.key} would share its service account id with a role account; rename it."
     }
   }
+
+  # On an empty project iam.googleapis.com is enabled in this same apply.
+  depends_on = [google_project_service.apis]
 }
 
 # The identities that are not a function's own.
@@ -47,6 +50,8 @@ resource "google_service_account" "role" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-${each.key}"
   display_name = "PromptForge ${each.value} (${var.environment})"
+
+  depends_on = [google_project_service.apis]
 }
 
 locals {
@@ -71,7 +76,8 @@ locals {
 # --- who may invoke each function --------------------------------------------------------
 
 # run.invoker on the function's Cloud Run service, for its one invoker identity. Nothing
-# else (no allUsers, no allAuthenticatedUsers) may invoke any function.
+# else (no allUsers, no allAuthenticatedUsers) may invoke any function, with the one
+# exception below.
 resource "google_cloud_run_v2_service_iam_member" "invoker" {
   for_each = local.functions
 
@@ -81,6 +87,22 @@ resource "google_cloud_run_v2_service_iam_member" "invoker" {
   role     = "roles/run.invoker"
   # A function's access names the role account of its caller (gateway, tasks, ...).
   member = "serviceAccount:${google_service_account.role[each.value.access].email}"
+}
+
+# The one public function: the event stream (GET /v1/jobs/{id}/events). API Gateway
+# buffers a response whole, so a stream through it arrives only when it ends; clients
+# reach job_events directly on its run.app URL (events_url on the job status) instead.
+# It authenticates the X-API-Key itself, as every API function does, and holds each
+# client to max_event_streams open streams. The alternative, an external HTTPS load
+# balancer with serverless NEGs, streams too, but costs a forwarding rule, a certificate
+# and a backend per function (docs/deploy.md). terraform/checks/policies allows allUsers
+# on this resource alone.
+resource "google_cloud_run_v2_service_iam_member" "events_public" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.fn["job_events"].name
+  role     = "roles/run.invoker"
+  member   = "allUsers"
 }
 
 # --- what each function may do -------------------------------------------------------------
@@ -183,9 +205,38 @@ resource "google_project_iam_member" "gcs_pubsub_publisher" {
   project = var.project_id
   role    = "roles/pubsub.publisher"
   member  = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
+
+  depends_on = [google_project_service.apis]
 }
 
 # --- the function builds -------------------------------------------------------------------
+#
+# A gen2 build does not read the archive from our source bucket: Cloud Functions copies it
+# into a bucket of its own, gcf-v2-sources-<project number>-<region>, which it creates on
+# the first deployment in the region, and the build (running as the builder) fetches it
+# from there. Without read access there every build fails with "Access to bucket
+# gcf-v2-sources-... denied. You must grant Storage Object Viewer permission to ..."
+# (terraform-provider-google issue 20571: the provider's own acceptance test, on a custom
+# build service account). Google documents roles/cloudbuild.builds.builder or, for a custom
+# build account, logging.logWriter + artifactregistry.writer + storage object access
+# (Cloud Run "build service account"; the provider's cloudfunctions2_basic_builder example
+# grants storage.objectAdmin on the whole project). Each of those lets the builder read
+# every bucket of the project, client uploads and results included; this grants only:
+#
+#   roles/logging.logWriter        the build's logs (project-wide: logs have no narrower scope)
+#   roles/storage.objectViewer     on the gcf-v2-sources bucket alone, through an IAM
+#                                  condition on its resource name: the bucket does not exist
+#                                  before the first function, so a bucket-level grant could
+#                                  not be made in the same apply
+#   roles/storage.objectViewer     on our own source bucket (function archives only), where
+#                                  the build's source is declared
+#   roles/artifactregistry.writer  on the functions' repository alone (docker_repository):
+#                                  the image and the buildpacks cache go there
+#
+# Base images come from Google's public serverless-runtimes registry: nothing to grant.
+locals {
+  gcf_sources_bucket = "gcf-v2-sources-${data.google_project.this.number}-${var.region}"
+}
 
 resource "google_project_iam_member" "builder" {
   for_each = toset(["roles/logging.logWriter"])
@@ -193,6 +244,18 @@ resource "google_project_iam_member" "builder" {
   project = var.project_id
   role    = each.value
   member  = "serviceAccount:${google_service_account.role["builder"].email}"
+}
+
+resource "google_project_iam_member" "builder_gcf_sources" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = "serviceAccount:${google_service_account.role["builder"].email}"
+
+  condition {
+    title       = "${var.name_prefix} builder: Cloud Functions sources"
+    description = "Read the function sources Cloud Functions copies into its own bucket, and nothing else."
+    expression  = "resource.name == \"projects/_/buckets/${local.gcf_sources_bucket}\" || resource.name.startsWith(\"projects/_/buckets/${local.gcf_sources_bucket}/objects/\")"
+  }
 }
 
 resource "google_storage_bucket_iam_member" "builder_source" {
@@ -207,4 +270,26 @@ resource "google_artifact_registry_repository_iam_member" "builder_images" {
   repository = google_artifact_registry_repository.functions.name
   role       = "roles/artifactregistry.writer"
   member     = "serviceAccount:${google_service_account.role["builder"].email}"
+}
+
+# IAM grants take effect within about a minute, not when the API call returns: a build
+# or a deployment that starts at once can still be refused (the provider's own builder
+# example waits 60 s for the same reason). Every grant that a function deployment checks
+# (the build, the secret mounts, the storage trigger) comes before this wait, and the
+# functions after it. It waits again only when that set of grants changes.
+resource "time_sleep" "iam_propagation" {
+  create_duration = "90s"
+
+  triggers = {
+    grants = sha1(jsonencode(concat(
+      [for r in google_project_iam_member.builder : r.id],
+      [google_project_iam_member.builder_gcf_sources.id],
+      [google_storage_bucket_iam_member.builder_source.id],
+      [google_artifact_registry_repository_iam_member.builder_images.id],
+      [for r in google_secret_manager_secret_iam_member.fn_provider_key : r.id],
+      [for r in google_secret_manager_secret_iam_member.fn_endpoint_key : r.id],
+      [google_project_iam_member.eventarc_receiver.id],
+      [google_project_iam_member.gcs_pubsub_publisher.id],
+    )))
+  }
 }

@@ -71,6 +71,20 @@ resource "google_logging_metric" "alert" {
   depends_on = [google_project_service.apis]
 }
 
+# Cloud Monitoring knows a new log-based metric only minutes after Logging created it: an
+# alert policy on it created at once fails with "Cannot find metric(s) that match type =
+# logging.googleapis.com/user/... If a metric was created recently, it could take up to 10
+# minutes to become available" (terraform-provider-google issue 11102; the provider does
+# not retry it). The policies wait here after their metrics; a first apply spends this
+# while building the functions anyway. It waits again only when the set of metrics changes.
+resource "time_sleep" "log_metrics" {
+  create_duration = "600s"
+
+  triggers = {
+    metrics = join(",", sort([for m in google_logging_metric.alert : m.id]))
+  }
+}
+
 resource "google_monitoring_alert_policy" "alert" {
   for_each = local.log_alerts
 
@@ -107,4 +121,6 @@ resource "google_monitoring_alert_policy" "alert" {
     content   = each.value.doc
     mime_type = "text/markdown"
   }
+
+  depends_on = [time_sleep.log_metrics]
 }

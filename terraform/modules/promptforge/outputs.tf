@@ -3,9 +3,19 @@ output "api_url" {
   value       = "https://${google_api_gateway_gateway.api.default_hostname}"
 }
 
+output "events_url" {
+  description = "The event stream's own URL (job_events, public: API Gateway does not stream); clients get it as events_url on the job status."
+  value       = local.function_urls["job_events"]
+}
+
 output "function_urls" {
-  description = "Each function's run.app URL (not reachable from outside: see iam.tf)."
+  description = "Each function's run.app URL (only job_events is reachable from outside: see iam.tf)."
   value       = local.function_urls
+}
+
+output "firestore_database" {
+  description = "This environment's Firestore database (PROMPTFORGE_FIRESTORE_DATABASE): for the admin command (docs/deploy.md)."
+  value       = google_firestore_database.main.name
 }
 
 output "buckets" {
@@ -31,6 +41,11 @@ output "chunk_queue_sizing" {
 output "provider_key_secrets" {
   description = "Secret ids to add provider key versions to (docs/deploy.md)."
   value       = { for name, s in google_secret_manager_secret.provider_key : name => s.secret_id }
+}
+
+output "endpoint_key_secrets" {
+  description = "Secret ids to add openai_compatible endpoint keys to (endpoints with has_key), then set key_added."
+  value       = { for name, s in google_secret_manager_secret.endpoint_key : name => s.secret_id }
 }
 
 output "service_accounts" {

@@ -14,6 +14,9 @@ locals {
       secret = "${var.name_prefix}-endpoint-${name}-key"
     } if e.has_key
   }
+  # Mounted only once the secret has a version (key_added): the first apply creates the
+  # empty secret, the operator adds the key, the next apply mounts it (docs/deploy.md).
+  endpoint_keys_mounted = { for name, k in local.endpoint_keys : name => k if var.openai_compatible_endpoints[name].key_added }
   endpoints_setting = {
     for name, e in var.openai_compatible_endpoints : name => merge(
       { base_url = e.base_url, wire = "openai" },

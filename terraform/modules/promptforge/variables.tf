@@ -82,18 +82,24 @@ variable "provider_keys" {
 }
 
 variable "openai_compatible_endpoints" {
-  description = "OpenAI-compatible servers that openai_compatible jobs may name (\"endpoint\": NAME): base URL, whether it has a key (secret PREFIX-endpoint-NAME-key, value added out of band), and its limits. A deployment credential goes only to these URLs."
+  description = "OpenAI-compatible servers that openai_compatible jobs may name (\"endpoint\": NAME): base URL, whether it has a key (secret PREFIX-endpoint-NAME-key, value added out of band), whether that secret has a version yet (key_added: only then is it mounted into the worker, as a function whose secret has no version fails to deploy), and its limits. A deployment credential goes only to these URLs."
   type = map(object({
-    base_url = string
-    has_key  = optional(bool, false)
-    rpm      = optional(number)
-    tpm      = optional(number)
+    base_url  = string
+    has_key   = optional(bool, false)
+    key_added = optional(bool, false)
+    rpm       = optional(number)
+    tpm       = optional(number)
   }))
   default = {}
 
   validation {
     condition     = alltrue([for name, e in var.openai_compatible_endpoints : can(regex("^[a-z0-9][a-z0-9-]{0,40}$", name)) && can(regex("^https?://", e.base_url))])
     error_message = "Endpoint names are lower-case letters, digits and dashes; base_url is an http(s) URL."
+  }
+
+  validation {
+    condition     = alltrue([for e in values(var.openai_compatible_endpoints) : e.has_key || !e.key_added])
+    error_message = "key_added is for an endpoint with has_key = true (its secret exists and has a version)."
   }
 }
 
@@ -115,7 +121,7 @@ variable "extra_env" {
 }
 
 variable "cors_origins" {
-  description = "Browser origins allowed to PUT uploads and GET results through signed URLs; empty for no CORS."
+  description = "Browser origins allowed to PUT uploads and GET results through signed URLs, and to read the event stream from its own URL (the gateway's origin, the jobs page's, is always allowed there); empty for no CORS."
   type        = list(string)
   default     = []
 }
