@@ -80,7 +80,7 @@ def test_a_callback_that_redirects_inward_is_not_followed(stack: Any, listener: 
     assert listener.requests == []
 
 
-class _Hang(BaseHTTPRequestHandler):
+class Hang(BaseHTTPRequestHandler):
     """Accepts a callback and never answers."""
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
@@ -108,7 +108,7 @@ def _job_start_seconds(stack: Any, key: str) -> float:
 def test_a_hanging_callback_receiver_does_not_delay_another_clients_job_start(stack: Any) -> None:
     quiet = new_key(stack)
     before = sorted(_job_start_seconds(stack, quiet) for _ in range(3))[1]
-    hang = ThreadingHTTPServer(("127.0.0.1", 0), _Hang)
+    hang = ThreadingHTTPServer(("127.0.0.1", 0), Hang)
     hang.daemon_threads = True
     threading.Thread(target=hang.serve_forever, daemon=True).start()
     noisy = new_key(stack)
@@ -129,7 +129,7 @@ def test_a_hanging_callback_receiver_does_not_delay_another_clients_job_start(st
 
 
 def test_the_hanging_receiver_fixture_really_hangs() -> None:
-    hang = ThreadingHTTPServer(("127.0.0.1", 0), _Hang)
+    hang = ThreadingHTTPServer(("127.0.0.1", 0), Hang)
     hang.daemon_threads = True
     threading.Thread(target=hang.serve_forever, daemon=True).start()
     try:
