@@ -67,7 +67,6 @@ class MemoryStore:
         self.chunks: dict[tuple[str, int], Chunk] = {}
         self.keys: dict[str, ApiKey] = {}
         self.workers: dict[tuple[str, str], datetime] = {}
-        self.slots: dict[str, dict[str, datetime]] = {}
         self.usage: dict[str, tuple[ClientUsage, int]] = {}  # client -> (record, version)
         self.request_minutes: dict[tuple[str, datetime], int] = {}
         self._lock = threading.RLock()
@@ -134,19 +133,6 @@ class MemoryStore:
 
     def drop_worker(self, budget: str, worker_id: str) -> None:
         self.workers.pop((budget, worker_id), None)
-
-    def acquire_slot(self, group: str, holder: str, until: datetime, limit: int, now: datetime) -> bool:
-        with self._lock:
-            live = {h: t for h, t in self.slots.get(group, {}).items() if t > now}
-            if holder not in live and len(live) >= limit:
-                return False
-            live[holder] = until
-            self.slots[group] = live
-            return True
-
-    def release_slot(self, group: str, holder: str) -> None:
-        with self._lock:
-            self.slots.get(group, {}).pop(holder, None)
 
     def put_api_key(self, key: ApiKey) -> None:
         self.keys[key.key_hash] = key

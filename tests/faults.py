@@ -31,7 +31,7 @@ from promptforge.service import keys, lifecycle, watchdog
 from promptforge.service.chunks import ChunkBusy, process_chunk
 from promptforge.service.deps import StaticDeps
 from promptforge.service.plan import plan_job
-from promptforge.service.ports import BlobStore, JobStore
+from promptforge.service.ports import BlobStore
 
 KINDS = ("firestore", "storage", "tasks")
 MODES = ("503", "die", "die-after")
@@ -91,10 +91,13 @@ class Injector:
         self.dead = False
 
 
-class FaultyStore:
-    def __init__(self, inner: JobStore, inj: Injector) -> None:
+class Faulty:
+    """An adapter whose every method call counts as one I/O call of ``kind``."""
+
+    def __init__(self, inner: Any, inj: Injector, kind: str) -> None:
         self._inner = inner
         self._inj = inj
+        self._kind = kind
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self._inner, name)
@@ -102,23 +105,17 @@ class FaultyStore:
             return target
 
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            return self._inj.call("firestore", lambda: target(*args, **kwargs))
+            return self._inj.call(self._kind, lambda: target(*args, **kwargs))
 
         return wrapped
 
 
-class FaultyBlobs:
+class FaultyBlobs(Faulty):
+    """Cloud Storage, whose streams are one call each: a read when it opens, a write
+    when it closes."""
+
     def __init__(self, inner: BlobStore, inj: Injector) -> None:
-        self._inner = inner
-        self._inj = inj
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self._inner, name)
-
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            return self._inj.call("storage", lambda: target(*args, **kwargs))
-
-        return wrapped
+        super().__init__(inner, inj, "storage")
 
     @contextmanager
     def open_read(self, bucket: str, name: str, start: int = 0, end: int | None = None) -> Iterator[BinaryIO]:
@@ -157,21 +154,6 @@ class QueueTasks:
 
     def enqueue_chunk(self, job_id: str, index: int, tag: str = "") -> None:
         self._add(f"chunk-{job_id}-{index}{tag}", ("chunk", (job_id, index)))
-
-
-class FaultyTasks:
-    def __init__(self, inner: QueueTasks, inj: Injector) -> None:
-        self._inner = inner
-        self._inj = inj
-
-    def enqueue_plan(self, job_id: str, tag: str = "") -> None:
-        self._inj.call("tasks", lambda: self._inner.enqueue_plan(job_id, tag))
-
-    def enqueue_notify(self, job_id: str) -> None:
-        self._inj.call("tasks", lambda: self._inner.enqueue_notify(job_id))
-
-    def enqueue_chunk(self, job_id: str, index: int, tag: str = "") -> None:
-        self._inj.call("tasks", lambda: self._inner.enqueue_chunk(job_id, index, tag))
 
 
 class Clock:
@@ -240,9 +222,9 @@ class JobRun:
         self.tasks = QueueTasks()
         self.deps = StaticDeps(
             base.settings,
-            FaultyStore(base.store, self.inj),  # type: ignore[arg-type]
+            Faulty(base.store, self.inj, "firestore"),  # type: ignore[arg-type]
             FaultyBlobs(base.blobs, self.inj),  # type: ignore[arg-type]
-            FaultyTasks(self.tasks, self.inj),  # type: ignore[arg-type]
+            Faulty(self.tasks, self.inj, "tasks"),  # type: ignore[arg-type]
             self.clock,
         )
         self._segments: dict[str, set[str]] = {}

@@ -13,7 +13,7 @@ import pytest
 
 from promptforge.domain import paths
 from promptforge.domain.job import JobStatus
-from promptforge.service import keys, lifecycle, webhooks
+from promptforge.service import keys, lifecycle, quotas, webhooks
 from promptforge.service.deps import StaticDeps
 from tests.service.test_lifecycle import SPEC, drain, prompts_file
 
@@ -95,11 +95,10 @@ def test_a_client_has_at_most_its_cap_of_callbacks_in_flight(deps: StaticDeps, r
     for _ in range(3):
         new = lifecycle.create_job(deps, key.client_id, {**SPEC, "callback_url": receiver})
         jobs.append(lifecycle.cancel_job(deps, new.job))
-    now, later = deps.now(), deps.now() + timedelta(seconds=60)
-    group = f"callbacks-{key.client_id}"
+    hold = timedelta(seconds=60)
     # Two callbacks of this client are being sent (their receivers hang): the third waits.
-    assert deps.store.acquire_slot(group, jobs[0].job_id, later, 2, now)
-    assert deps.store.acquire_slot(group, jobs[1].job_id, later, 2, now)
+    assert quotas.start_callback(deps, key.client_id, jobs[0].job_id, hold)
+    assert quotas.start_callback(deps, key.client_id, jobs[1].job_id, hold)
     with pytest.raises(webhooks.CallbackDeferred):
         webhooks.send(deps, jobs[2], b"{}")
     assert Receiver.got == []
@@ -107,11 +106,14 @@ def test_a_client_has_at_most_its_cap_of_callbacks_in_flight(deps: StaticDeps, r
     _, other = keys.create_key(deps)
     theirs = lifecycle.cancel_job(deps, lifecycle.create_job(deps, other.client_id, {**SPEC, "callback_url": receiver}).job)
     assert webhooks.send(deps, theirs, b"{}") == 200
-    # A sender that died frees its slot when its time passes; one that finished, at once.
-    deps.store.release_slot(group, jobs[0].job_id)
+    # A sender that finished frees its place at once; one that died, when its time passes.
+    quotas.end_callback(deps, key.client_id, jobs[0].job_id)
     assert webhooks.send(deps, jobs[2], b"{}") == 200
-    assert deps.store.acquire_slot(group, "another", later, 2, now)  # jobs[2] released its slot
-    assert deps.store.acquire_slot(group, "late", later + timedelta(seconds=1), 2, later + timedelta(seconds=1))
+    assert quotas.start_callback(deps, key.client_id, "another", hold)  # jobs[2] released its place
+    assert not quotas.start_callback(deps, key.client_id, "late", hold)
+    started = deps.clock
+    deps.clock = lambda: started() + hold + timedelta(seconds=1)
+    assert quotas.start_callback(deps, key.client_id, "late", hold)
 
 
 def test_a_blocked_callback_url_is_given_up_without_a_request(deps: StaticDeps, receiver: str) -> None:

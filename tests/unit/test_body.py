@@ -92,8 +92,8 @@ def test_drain_discards_up_to_its_cap() -> None:
     ],
 )
 def test_nesting_is_measured_outside_strings(text: str, deepest: int) -> None:
-    assert not body.nesting_over(text, deepest)
-    assert body.nesting_over(text, deepest - 1) == (deepest > 0)
+    assert body.structure_problem(text, deepest) is None
+    assert (body.structure_problem(text, deepest - 1) is not None) == (deepest > 0)
 
 
 def test_the_nesting_scan_is_fast_on_pathological_input() -> None:
@@ -105,7 +105,7 @@ def test_the_nesting_scan_is_fast_on_pathological_input() -> None:
         '{"k": ' * 100 + "1" + "}" * 100,
     ]
     started = time.monotonic()
-    results = [body.nesting_over(text, 64) for text in cases]
+    results = [body.structure_problem(text, 64) is not None for text in cases]
     assert results == [True, False, False, False, True]
     assert time.monotonic() - started < 2.0
 

@@ -104,13 +104,14 @@ def usage_to_doc(usage: ClientUsage) -> dict[str, Any]:
     return {
         "awaiting": [{"job_id": a.job_id, "expires_at": a.expires_at} for a in usage.awaiting],
         "streams": dict(usage.streams),
+        "callbacks": dict(usage.callbacks),
     }
 
 
 def usage_from_doc(client_id: str, doc: dict[str, Any] | None, version: str) -> ClientUsage:
     doc = doc or {}
     awaiting = tuple(AwaitingUpload(a["job_id"], a["expires_at"]) for a in doc.get("awaiting") or ())
-    return ClientUsage(client_id, awaiting, dict(doc.get("streams") or {}), version)
+    return ClientUsage(client_id, awaiting, dict(doc.get("streams") or {}), dict(doc.get("callbacks") or {}), version)
 
 
 def _chunk_id(index: int) -> str:
@@ -252,29 +253,6 @@ class FirestoreJobStore:
 
     def drop_worker(self, budget: str, worker_id: str) -> None:
         self._budget_workers(budget).document(worker_id).delete()
-
-    def acquire_slot(self, group: str, holder: str, until: datetime, limit: int, now: datetime) -> bool:
-        # One small document per group: {"holders": {holder: until}}, changed in a transaction.
-        ref = self._db.collection("slots").document(group)
-
-        @firestore.transactional  # type: ignore[untyped-decorator]
-        def take(txn: firestore.Transaction) -> bool:
-            snap = ref.get(transaction=txn)
-            holders = dict((snap.to_dict() or {}).get("holders") or {}) if snap.exists else {}
-            live = {h: t for h, t in holders.items() if t > now}
-            if holder not in live and len(live) >= limit:
-                return False
-            live[holder] = until
-            txn.set(ref, {"holders": live})
-            return True
-
-        return bool(take(self._db.transaction()))
-
-    def release_slot(self, group: str, holder: str) -> None:
-        try:
-            self._db.collection("slots").document(group).update({f"holders.`{holder}`": firestore.DELETE_FIELD})
-        except gexc.NotFound:
-            pass
 
     def put_api_key(self, key: ApiKey) -> None:
         self._db.collection("api_keys").document(key.key_hash).set(dataclasses.asdict(key))

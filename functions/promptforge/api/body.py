@@ -72,11 +72,6 @@ def drain(stream: Readable, cap: int = DRAIN_MAX_BYTES) -> bool:
         return True
 
 
-def nesting_over(text: str, limit: int) -> bool:
-    """Whether objects and arrays in the JSON ``text`` nest more than ``limit`` deep."""
-    return structure_problem(text, limit) is not None
-
-
 def structure_problem(text: str, max_depth: int, max_containers: int | None = None) -> str | None:
     """Why the JSON ``text`` may not be parsed: objects and arrays nested more than
     ``max_depth`` deep, or more than ``max_containers`` of them (a few megabytes of

@@ -82,21 +82,19 @@ def notify_callback(request: flask.Request, deps: Deps) -> tuple[int, dict[str, 
     if job is None or not job.callback_url or not job.status.terminal:
         return 200, {"outcome": "nothing to send"}, {}
     status, _ = _status_body(deps, job)
+    retries = int(request.headers.get("X-CloudTasks-TaskRetryCount") or 0)
     try:
         code = send(deps, job, to_json(status).encode())
     except CallbackBlocked:
         return 200, {"outcome": "blocked"}, {}
-    except CallbackDeferred as exc:
-        retries = int(request.headers.get("X-CloudTasks-TaskRetryCount") or 0)
+    except (CallbackDeferred, CallbackFailed) as exc:
+        deferred = isinstance(exc, CallbackDeferred)
         if retries >= MAX_CALLBACK_RETRIES:
-            logs.error("callback given up: its client stayed at the cap", job_id=job.job_id, retries=retries)
+            reason = "its client stayed at the cap" if deferred else "the receiver did not take it"
+            logs.error("callback given up", job_id=job.job_id, retries=retries, reason=reason)
             return 200, {"outcome": "given up"}, {}
-        raise ApiError(429, "callbacks_at_cap", str(exc), headers={"Retry-After": "30"}) from None
-    except CallbackFailed as exc:
-        retries = int(request.headers.get("X-CloudTasks-TaskRetryCount") or 0)
-        if retries >= MAX_CALLBACK_RETRIES:
-            logs.error("callback given up", job_id=job.job_id, retries=retries)
-            return 200, {"outcome": "given up"}, {}
+        if deferred:
+            raise ApiError(429, "callbacks_at_cap", str(exc), headers={"Retry-After": "30"}) from None
         raise ApiError(503, "callback_failed", str(exc), headers={"Retry-After": str(min(600, 2**retries))}) from None
     return 200, {"outcome": "delivered", "status": code}, {}
 

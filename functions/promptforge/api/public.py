@@ -199,11 +199,11 @@ def _check_endpoint(deps: Deps, req: InitRequest) -> None:
         if req.base_url is not None:
             raise invalid("base_url", "is only for provider openai_compatible")
         return
+    names = ", ".join(sorted(endpoints)) or "none configured"
     if req.base_url is not None:
         if req.endpoint is not None:
             raise invalid("base_url", "give either endpoint or base_url, not both")
         if not deps.settings.allow_client_base_urls:
-            names = ", ".join(sorted(endpoints)) or "none configured"
             raise invalid("base_url", f"client URLs are disabled on this deployment; name an endpoint ({names})")
         from ..adapters.outbound import BlockedAddress, check_url
 
@@ -213,13 +213,10 @@ def _check_endpoint(deps: Deps, req: InitRequest) -> None:
             raise invalid("base_url", f"is refused: {exc}") from None
         return
     if req.endpoint is None:
-        if len(endpoints) == 1:
-            req.endpoint = next(iter(endpoints))
-            return
-        names = ", ".join(sorted(endpoints)) or "none configured"
-        raise invalid("endpoint", f"is required for provider openai_compatible (configured: {names})")
-    if req.endpoint not in endpoints:
-        names = ", ".join(sorted(endpoints)) or "none configured"
+        if len(endpoints) != 1:
+            raise invalid("endpoint", f"is required for provider openai_compatible (configured: {names})")
+        req.endpoint = next(iter(endpoints))
+    elif req.endpoint not in endpoints:
         raise invalid("endpoint", f"{req.endpoint!r} is not configured on this deployment (configured: {names})")
 
 

@@ -11,8 +11,17 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 
 REQUEST_WINDOW = timedelta(minutes=1)
+
+
+class LeaseKind(str, Enum):
+    """What a client holds a limited number of at once, each with an end: the name of the
+    :class:`ClientUsage` field that keeps them."""
+
+    STREAMS = "streams"  # event streams open
+    CALLBACKS = "callbacks"  # callbacks being sent
 
 
 @dataclass(frozen=True)
@@ -25,7 +34,8 @@ class AwaitingUpload:
 
 @dataclass(frozen=True)
 class ClientUsage:
-    """A client's jobs awaiting upload and its open event streams, kept in one document.
+    """A client's jobs awaiting upload, open event streams and callbacks being sent, kept
+    in one document.
 
     Entries can go stale (a job uploaded or cancelled, a stream whose instance died): an
     awaiting job counts until its URL expires or a look at the job shows it moved on, a
@@ -35,6 +45,7 @@ class ClientUsage:
     client_id: str
     awaiting: tuple[AwaitingUpload, ...] = ()
     streams: Mapping[str, datetime] = field(default_factory=dict)  # lease id -> lease end
+    callbacks: Mapping[str, datetime] = field(default_factory=dict)  # job id -> end of its send
     version: str = ""  # the store's version of the document as read; "" when there was none
 
     def replace(self, **changes: object) -> ClientUsage:
@@ -46,7 +57,11 @@ class ClientUsage:
 
     def live_streams(self, now: datetime) -> dict[str, datetime]:
         """Stream leases that have not run out."""
-        return {lease: until for lease, until in self.streams.items() if until > now}
+        return self.live(LeaseKind.STREAMS, now)
+
+    def live(self, kind: LeaseKind, now: datetime) -> dict[str, datetime]:
+        """Leases of one kind that have not run out."""
+        return {lease: until for lease, until in getattr(self, kind.value).items() if until > now}
 
 
 def window_start(now: datetime) -> datetime:

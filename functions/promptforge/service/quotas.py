@@ -8,6 +8,8 @@ Four caps, each a setting (0 turns it off), each answered with 429 and ``Retry-A
   awaiting + pending + active at creation also bounds the queue behind the active job.
 * event streams open at once (``max_event_streams``): a lease per stream with an end the
   stream keeps pushing back, so a lease of an instance that died runs out by itself.
+  Callbacks being sent (``max_callbacks_in_flight``) are leases of the same kind, one per
+  job, answered by deferring the callback rather than with 429.
 * requests per minute (``requests_per_minute``) on every keyed call of the public API.
 
 The functions run as many instances, so every count lives in Firestore. Awaiting jobs and
@@ -38,7 +40,7 @@ from typing import Any, TypeVar, cast
 
 from .. import logs
 from ..domain.job import Job, JobStatus
-from ..domain.usage import AwaitingUpload, ClientUsage, block_size, granted, seconds_left, window_start
+from ..domain.usage import AwaitingUpload, ClientUsage, LeaseKind, block_size, granted, seconds_left, window_start
 from .deps import Deps
 
 T = TypeVar("T")
@@ -163,27 +165,65 @@ def open_stream(deps: Deps, client_id: str) -> str:
     limit = deps.settings.max_event_streams
     if not limit:
         return lease
+
+    def refusal(held: int) -> OverCap:
+        return OverCap(
+            "too_many_event_streams",
+            f"This client has {held} event streams open, the most allowed ({limit}); close one, or poll the job's status instead",
+            limit,
+            held,
+            STREAM_RETRY_AFTER_SECONDS,
+        )
+
+    _take_lease(deps, client_id, LeaseKind.STREAMS, lease, limit, STREAM_LEASE, refusal)
+    return lease
+
+
+def start_callback(deps: Deps, client_id: str, job_id: str, hold: timedelta) -> bool:
+    """Take one of the client's places for a callback being sent (``max_callbacks_in_flight``),
+    held for ``hold`` at most, so a sender that died frees it; False when none is free."""
+    limit = deps.settings.max_callbacks_in_flight
+    try:
+        _take_lease(deps, client_id, LeaseKind.CALLBACKS, job_id, limit, hold, lambda held: _busy(limit))
+    except OverCap:
+        return False
+    return True
+
+
+def end_callback(deps: Deps, client_id: str, job_id: str) -> None:
+    """Give a callback's place back (best effort: it runs out by itself)."""
+    _give_back(deps, client_id, LeaseKind.CALLBACKS, job_id)
+
+
+def _take_lease(
+    deps: Deps,
+    client_id: str,
+    kind: LeaseKind,
+    lease: str,
+    limit: int,
+    hold: timedelta,
+    refusal: Callable[[int], OverCap],
+) -> None:
+    """Add ``lease`` to the client's leases of ``kind`` until ``hold`` from now (or renew
+    it if held); ``refusal(held)`` when ``limit`` others are live."""
     for attempt in range(_ATTEMPTS):
-        usage, live = _shared(deps, f"streams/{client_id}", lambda: _look_at_streams(deps, client_id, limit))
-        if deps.store.put_usage(usage.replace(streams={**live, lease: deps.now() + STREAM_LEASE})):
-            return lease
+        usage, live = _shared(
+            deps, f"{kind.value}/{client_id}", lambda: _look_at_leases(deps, client_id, kind, lease, limit, refusal)
+        )
+        if deps.store.put_usage(usage.replace(**{kind.value: {**live, lease: deps.now() + hold}})):
+            return
         _pause(attempt)
     raise _busy(limit)
 
 
-def _look_at_streams(deps: Deps, client_id: str, limit: int) -> tuple[ClientUsage, dict[str, datetime]]:
-    """The client's usage as stored, and its live leases if one more fits; else OverCap."""
+def _look_at_leases(
+    deps: Deps, client_id: str, kind: LeaseKind, lease: str, limit: int, refusal: Callable[[int], OverCap]
+) -> tuple[ClientUsage, dict[str, datetime]]:
+    """The client's usage as stored, and its live leases of ``kind`` if one more fits."""
     usage = deps.store.get_usage(client_id)
-    live = usage.live_streams(deps.now())
-    if len(live) >= limit:
-        raise OverCap(
-            "too_many_event_streams",
-            f"This client has {len(live)} event streams open, the most allowed ({limit}); "
-            "close one, or poll the job's status instead",
-            limit,
-            len(live),
-            STREAM_RETRY_AFTER_SECONDS,
-        )
+    live = usage.live(kind, deps.now())
+    if lease not in live and len(live) >= limit:
+        raise refusal(len(live))
     return usage, live
 
 
@@ -206,15 +246,18 @@ def renew_stream(deps: Deps, client_id: str, lease: str) -> bool:
 
 def close_stream(deps: Deps, client_id: str, lease: str) -> None:
     """Give a lease back. Best effort: a lease left behind runs out by itself."""
-    if not deps.settings.max_event_streams:
-        return
+    if deps.settings.max_event_streams:
+        _give_back(deps, client_id, LeaseKind.STREAMS, lease)
+
+
+def _give_back(deps: Deps, client_id: str, kind: LeaseKind, lease: str) -> None:
     for attempt in range(_ATTEMPTS):
         usage = deps.store.get_usage(client_id)
-        if lease not in usage.streams:
+        if lease not in getattr(usage, kind.value):
             return
-        live = usage.live_streams(deps.now())
+        live = usage.live(kind, deps.now())
         live.pop(lease, None)
-        if deps.store.put_usage(usage.replace(streams=live)):
+        if deps.store.put_usage(usage.replace(**{kind.value: live})):
             return
         _pause(attempt)
 

@@ -27,6 +27,7 @@ from .. import logs
 from ..adapters import outbound
 from ..domain.job import Job
 from ..domain.records import ClientState
+from . import quotas
 from .deps import Deps
 from .ports import Tx
 
@@ -80,17 +81,15 @@ def webhook_secret(deps: Deps, client_id: str, rotate: bool = False) -> str:
 
 
 def send(deps: Deps, job: Job, body: bytes, timeout_s: float = 10.0) -> int:
-    """Deliver a callback within the client's cap of callbacks in flight (one slot per
+    """Deliver a callback within the client's cap of callbacks in flight (one place per
     job, held at most a little past the send timeout, so a killed sender frees it)."""
-    group, now = f"callbacks-{job.client_id}", deps.now()
-    until = now + timedelta(seconds=timeout_s + 20)
-    if not deps.store.acquire_slot(group, job.job_id, until, deps.settings.max_callbacks_in_flight, now):
+    if not quotas.start_callback(deps, job.client_id, job.job_id, timedelta(seconds=timeout_s + 20)):
         logs.info("callback deferred: client at its cap", job_id=job.job_id)
         raise CallbackDeferred(f"at most {deps.settings.max_callbacks_in_flight} callbacks per client at once")
     try:
         return deliver(deps, job, body, timeout_s)
     finally:
-        deps.store.release_slot(group, job.job_id)
+        quotas.end_callback(deps, job.client_id, job.job_id)
 
 
 def deliver(deps: Deps, job: Job, body: bytes, timeout_s: float = 10.0) -> int:
