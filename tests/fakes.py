@@ -15,7 +15,7 @@ from promptforge.adapters.firestore_store import AlreadyExists
 from promptforge.domain.job import Job, JobStatus
 from promptforge.domain.records import ApiKey, Chunk, ClientState, Totals
 from promptforge.domain.usage import ClientUsage
-from promptforge.service.ports import COMPOSE_MAX_SOURCES, ObjectInfo
+from promptforge.service.ports import COMPOSE_MAX_SOURCES, BudgetBeat, ObjectInfo
 
 T = TypeVar("T")
 T_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -66,7 +66,7 @@ class MemoryStore:
         self.clients: dict[str, ClientState] = {}
         self.chunks: dict[tuple[str, int], Chunk] = {}
         self.keys: dict[str, ApiKey] = {}
-        self.workers: dict[tuple[str, str], datetime] = {}
+        self.workers: dict[tuple[str, str], BudgetBeat] = {}
         self.usage: dict[str, tuple[ClientUsage, int]] = {}  # client -> (record, version)
         self.request_minutes: dict[tuple[str, datetime], int] = {}
         self._lock = threading.RLock()
@@ -125,11 +125,11 @@ class MemoryStore:
             {k: v for k, v in errors.items() if v},
         )
 
-    def heartbeat_worker(self, budget: str, worker_id: str, until: datetime) -> None:
-        self.workers[(budget, worker_id)] = until
+    def heartbeat_worker(self, budget: str, worker_id: str, beat: BudgetBeat) -> None:
+        self.workers[(budget, worker_id)] = beat
 
-    def live_workers(self, budget: str, now: datetime) -> int:
-        return sum(1 for (b, _), until in self.workers.items() if b == budget and until > now)
+    def budget_workers(self, budget: str, now: datetime) -> list[BudgetBeat]:
+        return [beat for (b, _), beat in self.workers.items() if b == budget and beat.until > now]
 
     def drop_worker(self, budget: str, worker_id: str) -> None:
         self.workers.pop((budget, worker_id), None)

@@ -91,17 +91,20 @@ class Settings:
     chunk_max_lines: int = 500
     chunk_max_bytes: int = 8 * 1024 * 1024
     worker_concurrency: int = 128
-    # A chunk's lease, renewed by its worker's heartbeat; a dead worker's chunk is free
-    # for the task's retry after this long.
-    chunk_lease_seconds: int = 30
+    # A chunk's lease, renewed by its checkpoints (at least every third of it); a dead
+    # worker's chunk is free for the task's retry after this long.
+    chunk_lease_seconds: int = 60
     # A worker stops taking prompts after this long and hands the rest of its chunk to a
     # continuation task, well inside the 30-minute dispatch deadline.
     chunk_time_budget_seconds: int = 1500
-    # Finished rows are checkpointed when this many are waiting, or after this long.
-    checkpoint_rows: int = 50
-    checkpoint_seconds: float = 1.0
-    # A running chunk renews its lease and reads stop signals this often.
-    heartbeat_seconds: float = 2.0
+    # Finished rows are checkpointed when this many are waiting, or after this long: a
+    # crash re-runs at most that many prompts, and a job's storage operations grow with
+    # its prompts / checkpoint_rows rather than with its running time.
+    checkpoint_rows: int = 200
+    checkpoint_seconds: float = 10.0
+    # A process running chunks registers on their rate budget and reads the jobs' stop
+    # signals this often (once per process and job, not per chunk).
+    heartbeat_seconds: float = 5.0
     # Result files are deleted after this many days (the bucket's lifecycle rule); a job's
     # records expire (Firestore TTL on expire_at) with them.
     results_retention_days: int = 30
@@ -145,6 +148,9 @@ class Settings:
     max_concurrent_chunks: int = 1
     # Pace at this share of a limit: a little headroom for clock skew between workers.
     rate_target: float = 0.97
+    # A prompt the provider keeps answering 429 waits its turn again (a 429 is not a failed
+    # attempt) until it has been refused for this long in all.
+    rate_limit_max_wait_seconds: float = 900.0
     # Token estimate for a prompt whose max_tokens is not set.
     default_max_tokens_estimate: int = 256
     # Request parsing
@@ -195,11 +201,11 @@ def load() -> Settings:
         chunk_max_lines=_int("PROMPTFORGE_CHUNK_MAX_LINES", 500),
         chunk_max_bytes=_int("PROMPTFORGE_CHUNK_MAX_BYTES", 8 * 1024 * 1024),
         worker_concurrency=_int("PROMPTFORGE_WORKER_CONCURRENCY", 128),
-        chunk_lease_seconds=_int("PROMPTFORGE_CHUNK_LEASE_SECONDS", 30),
+        chunk_lease_seconds=_int("PROMPTFORGE_CHUNK_LEASE_SECONDS", 60),
         chunk_time_budget_seconds=_int("PROMPTFORGE_CHUNK_TIME_BUDGET_SECONDS", 1500),
-        checkpoint_rows=_int("PROMPTFORGE_CHECKPOINT_ROWS", 50),
-        checkpoint_seconds=float(os.environ.get("PROMPTFORGE_CHECKPOINT_SECONDS") or 1.0),
-        heartbeat_seconds=float(os.environ.get("PROMPTFORGE_HEARTBEAT_SECONDS") or 2.0),
+        checkpoint_rows=_int("PROMPTFORGE_CHECKPOINT_ROWS", 200),
+        checkpoint_seconds=float(os.environ.get("PROMPTFORGE_CHECKPOINT_SECONDS") or 10.0),
+        heartbeat_seconds=float(os.environ.get("PROMPTFORGE_HEARTBEAT_SECONDS") or 5.0),
         results_retention_days=_int("PROMPTFORGE_RESULTS_RETENTION_DAYS", 30),
         inline_max_prompts=_int("PROMPTFORGE_INLINE_MAX_PROMPTS", 1000),
         inline_max_bytes=_int("PROMPTFORGE_INLINE_MAX_BYTES", 10 * 1024 * 1024),
@@ -220,6 +226,7 @@ def load() -> Settings:
         allow_client_base_urls=os.environ.get("PROMPTFORGE_ALLOW_CLIENT_BASE_URLS", "") in ("1", "true"),
         max_concurrent_chunks=_int("PROMPTFORGE_CHUNK_CONCURRENCY", len(_list("PROMPTFORGE_CHUNK_QUEUES", "x"))),
         rate_target=float(os.environ.get("PROMPTFORGE_RATE_TARGET") or 0.97),
+        rate_limit_max_wait_seconds=float(os.environ.get("PROMPTFORGE_RATE_LIMIT_MAX_WAIT_SECONDS") or 900.0),
         default_max_tokens_estimate=_int("PROMPTFORGE_DEFAULT_MAX_TOKENS_ESTIMATE", 256),
         # Request parsing
         max_body_bytes=_int("PROMPTFORGE_MAX_BODY_BYTES", 2 * 1024 * 1024),

@@ -127,7 +127,7 @@ def test_cancel_stops_new_work_keeps_what_finished_and_frees_the_slot(deps: Stat
 
 def test_a_worker_running_when_the_job_is_cancelled_stops_starting_prompts(deps: StaticDeps, fake_llm: str) -> None:
     client_id, job_id = planned(deps, 40, chunk_lines=40)
-    deps.settings = dataclasses.replace(deps.settings, worker_concurrency=1)
+    deps.settings = dataclasses.replace(deps.settings, worker_concurrency=1, heartbeat_seconds=0.3)
     requests.post(f"{fake_llm}/_config", json={"latency_ms": 100}, timeout=5).raise_for_status()
     try:
         timer = threading.Timer(0.8, lambda: lifecycle.cancel_job(deps, deps.store.get_job(job_id)))  # type: ignore[arg-type]

@@ -102,12 +102,12 @@ def run_workers(workers: int, rpm: float, seconds: float, target: float = 0.97) 
                 continue
             window.append(now)
             sent.append(now)
-            pacer.settle(10, 10)
+            pacer.answered(10, 10)
 
     async def main() -> None:
         pacers = [Pacer(Limits(rpm=rpm), target, clock=clock, sleep=clock.sleep) for _ in range(workers)]
         for p in pacers:
-            p.set_share(workers)
+            p.set_share(1 / workers)
         await clock.run(*(worker(p) for p in pacers))
 
     asyncio.run(main())
@@ -137,7 +137,7 @@ def test_a_new_rate_applies_to_the_very_next_request_not_after_a_queue_drains() 
 
         async def speed_up() -> None:
             await clock.sleep(2.5)
-            pacer.set_share(1)
+            pacer.set_share(1.0)
             pacer.learn(SimpleNamespace(limit_requests=6000, limit_tokens=None, remaining_requests=None))
 
         await clock.run(*waiting, speed_up())
@@ -174,3 +174,155 @@ def test_limits_learned_from_headers_replace_the_configured_ones() -> None:
     before = clock()
     asyncio.run(clock.run(pacer.acquire(1)))
     assert 0.0099 <= clock() - before < 0.5
+
+
+def headers(rpm: float | None = None, tpm: float | None = None) -> SimpleNamespace:
+    return SimpleNamespace(limit_requests=rpm, limit_tokens=tpm, remaining_requests=None, remaining_tokens=None)
+
+
+def test_with_no_limit_known_one_request_goes_alone_and_its_headers_set_an_even_pace() -> None:
+    clock = Clock()
+    pacer = Pacer(Limits(), 1.0, clock=clock, sleep=clock.sleep)
+    sent: list[float] = []
+
+    async def request(answer_after: float) -> None:
+        await pacer.acquire(1)
+        sent.append(clock())
+        await clock.sleep(answer_after)
+        pacer.answered(1, 1, headers(rpm=600))  # 10 a second
+
+    async def main() -> None:
+        await clock.run(*(request(0.3) for _ in range(31)))
+
+    asyncio.run(main())
+    start = sent[0]
+    # nothing else went before the first answer (0.3 s), then 10 a second: no burst
+    assert sent[1] - start >= 0.3 - 1e-9
+    assert all(b - a <= 0.1 + 1e-9 for a, b in zip(sent[2:], sent[3:], strict=False))
+    assert sent[-1] - sent[1] == pytest.approx(3.0 - 0.2, abs=0.15)  # 30 at 10/s, less the burst
+
+
+def test_a_provider_that_says_nothing_gets_a_window_that_doubles_every_round_trip() -> None:
+    clock = Clock()
+    pacer = Pacer(Limits(), 1.0, clock=clock, sleep=clock.sleep)
+    in_flight = 0
+    peak_by_round: dict[int, int] = {}
+
+    async def request() -> None:
+        nonlocal in_flight
+        await pacer.acquire(1)
+        in_flight += 1
+        r = round((clock() - 1000.0) / 0.1)
+        peak_by_round[r] = max(peak_by_round.get(r, 0), in_flight)
+        await clock.sleep(0.1)
+        in_flight -= 1
+        pacer.answered(1, 1)
+
+    asyncio.run(clock.run(*(request() for _ in range(200))))
+    peaks = [peak_by_round[r] for r in sorted(peak_by_round)][:6]
+    assert peaks[:5] == [1, 2, 4, 8, 16]
+
+
+def test_a_429_while_ramping_halves_the_window() -> None:
+    clock = Clock()
+    pacer = Pacer(Limits(), 1.0, clock=clock, sleep=clock.sleep)
+    pacer.answered(1, 1)  # the first answer (nothing acquired: the window still grows)
+    for _ in range(15):
+        pacer.answered(1, 1)
+    assert pacer._window == 17.0
+    pacer.on_rate_limited(0.0)
+    assert pacer._window == 8.5
+
+
+def test_requests_of_an_earlier_chunk_go_first() -> None:
+    clock = Clock()
+    pacer = Pacer(Limits(rpm=60), 1.0, clock=clock, sleep=clock.sleep)  # one a second
+    order: list[str] = []
+
+    async def request(tag: str, priority: float) -> None:
+        await pacer.acquire(1, priority)
+        order.append(tag)
+
+    async def main() -> None:
+        late = [request(f"late{i}", 2.0) for i in range(3)]
+        early = [request(f"early{i}", 1.0) for i in range(3)]
+        await clock.run(*late, *early)
+
+    asyncio.run(main())
+    # the first late request was alone and went at once; then every early one before the late
+    assert order[1:4] == ["early0", "early1", "early2"]
+
+
+def test_tokens_are_charged_as_the_provider_charges_them_and_never_refunded_for_a_short_answer() -> None:
+    clock = Clock()
+    pacer = Pacer(Limits(tpm=6000), 1.0, clock=clock, sleep=clock.sleep)  # 100 tokens/s
+    sent: list[float] = []
+
+    async def request() -> None:
+        await pacer.acquire(300)  # prompt estimate 44 + max_tokens 256
+        sent.append(clock())
+        # the provider counted a 44-token prompt and answered in 3 tokens: it charged 300
+        pacer.answered(300, 44 + 256)
+
+    asyncio.run(clock.run(*(request() for _ in range(4))))
+    assert sent[-1] - sent[0] == pytest.approx(3 * 3.0 - 0.2, abs=0.01)
+
+
+def test_what_one_process_learned_is_adopted_by_another() -> None:
+    clock = Clock()
+    first = Pacer(Limits(), 1.0, clock=clock, sleep=clock.sleep, wall=lambda: clock() + 5e6)
+    first.answered(1, 1, headers(rpm=1200, tpm=50000))
+    first.on_rate_limited(4.0)
+    other = Pacer(Limits(), 1.0, clock=clock, sleep=clock.sleep, wall=lambda: clock() + 5e6)
+    other.adopt(first.learned())
+    assert other.limited and other.limits == Limits(1200, 50000)
+    start = clock()
+    asyncio.run(clock.run(other.acquire(1)))
+    assert clock() - start == pytest.approx(4.0)  # the 429's hold holds here too
+
+
+class Refusing:
+    """A provider that answers 429 ``times`` times, then answers."""
+
+    def __init__(self, times: int) -> None:
+        self.left = times
+
+    async def complete(self, request: Any) -> Any:
+        from promptforge.adapters.providers import ChatResult, ProviderError
+
+        if self.left:
+            self.left -= 1
+            raise ProviderError("rate_limit_exceeded", "provider answered HTTP 429", True, 0.5)
+        return ChatResult(text="ok", model="m", input_tokens=3, output_tokens=2)
+
+
+def call(provider: Any, clock: Clock, max_rate_limited_s: float) -> tuple[Any, Any]:
+    from promptforge.adapters.providers import ChatRequest
+    from promptforge.domain.retry import RetryPolicy
+    from promptforge.service.calls import call_with_retries
+
+    pacer = Pacer(Limits(rpm=6000), 1.0, clock=clock, sleep=clock.sleep)
+    request = ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}], params={})
+    out: list[Any] = []
+
+    async def go() -> None:
+        out.append(
+            await call_with_retries(
+                provider, request, "p1", 3, RetryPolicy(), pacer, 20, 16, 0.0, max_rate_limited_s, clock.sleep, clock
+            )
+        )
+
+    asyncio.run(clock.run(go()))
+    return out[0]
+
+
+def test_a_429_is_not_an_attempt_the_prompt_waits_its_turn_again() -> None:
+    row, err = call(Refusing(times=8), Clock(), max_rate_limited_s=900)
+    assert err is None and row["result"] == "ok"
+    assert row["attempts"] == 9  # eight refusals and the answer, with max_attempts 3
+
+
+def test_a_prompt_refused_for_longer_than_the_cap_fails_as_rate_limited() -> None:
+    row, err = call(Refusing(times=1000), Clock(), max_rate_limited_s=10)
+    assert row is None and err["error"] == "rate_limit_exceeded"
+    assert 20 <= err["attempts"] <= 23  # 0.5 s holds for 10 s

@@ -30,6 +30,7 @@ from proto.datetime_helpers import DatetimeWithNanoseconds
 from ..domain.job import Job, JobError, JobStatus
 from ..domain.records import ROW_ERROR_CODES, ApiKey, Chunk, ChunkStatus, ClientState, Totals, Waiting
 from ..domain.usage import REQUEST_WINDOW, AwaitingUpload, ClientUsage
+from ..service.ports import BudgetBeat
 
 T = TypeVar("T")
 _BATCH = 400  # below Firestore's 500 writes per batch
@@ -243,13 +244,13 @@ class FirestoreJobStore:
     def _budget_workers(self, budget: str) -> Any:
         return self._db.collection("budgets").document(budget).collection("workers")
 
-    def heartbeat_worker(self, budget: str, worker_id: str, until: datetime) -> None:
-        # One document per worker: no two workers ever write the same document.
-        self._budget_workers(budget).document(worker_id).set({"until": until})
+    def heartbeat_worker(self, budget: str, worker_id: str, beat: BudgetBeat) -> None:
+        # One document per process: no two processes ever write the same document.
+        self._budget_workers(budget).document(worker_id).set(dataclasses.asdict(beat))
 
-    def live_workers(self, budget: str, now: datetime) -> int:
-        query = self._budget_workers(budget).where(filter=firestore.FieldFilter("until", ">", now)).count()
-        return int(query.get()[0][0].value)
+    def budget_workers(self, budget: str, now: datetime) -> list[BudgetBeat]:
+        query = self._budget_workers(budget).where(filter=firestore.FieldFilter("until", ">", now))
+        return [BudgetBeat(**snap.to_dict()) for snap in query.stream()]
 
     def drop_worker(self, budget: str, worker_id: str) -> None:
         self._budget_workers(budget).document(worker_id).delete()

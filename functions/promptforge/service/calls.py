@@ -4,6 +4,7 @@ single retry policy around the call."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,38 +32,58 @@ async def call_with_retries(
     policy: RetryPolicy,
     pacer: Pacer,
     estimate: int,
+    charge: int,
+    priority: float = 0.0,
+    max_rate_limited_s: float = 900.0,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """One prompt to completion under the pacer: ``(result_row, None)`` or ``(None, error_row)``.
 
-    A 429 is paced by the pacer (which holds requests for the retry-after); other
-    retryable errors back off with jitter; every try counts toward ``max_attempts``.
+    ``estimate`` is what the pacer reserves (prompt estimate plus ``max_tokens``),
+    ``charge`` the ``max_tokens`` part: the provider charges the prompt it counted plus
+    that, whatever the answer's length. A 429 says "not now", not "no": the pacer holds
+    requests for the retry-after and the prompt waits its turn again, without counting an
+    attempt, until it has been refused for ``max_rate_limited_s`` in all. Other retryable
+    errors back off with jitter and count toward ``max_attempts``. The row's ``attempts``
+    is every request made.
     """
-    attempt = 0
+    sent = 0
+    failures = 0
+    limited_since: float | None = None
     while True:
-        attempt += 1
-        await pacer.acquire(estimate)
+        sent += 1
+        await pacer.acquire(estimate, priority)
         try:
             result = await provider.complete(request)
         except ProviderError as exc:
-            pacer.settle(estimate, 0)
-            pacer.learn(getattr(exc, "rate_limits", None))
-            if exc.code == "rate_limit_exceeded":
-                pacer.on_rate_limited(exc.retry_after)
-            if not exc.retryable or attempt >= max_attempts:
-                return None, {"prompt_id": prompt_id, "error": exc.code, "attempts": attempt, "detail": exc.detail}
-            if exc.code != "rate_limit_exceeded":
-                await sleep(policy.delay(attempt, exc.retry_after))
-            continue
-        pacer.settle(estimate, result.input_tokens + result.output_tokens)
-        pacer.learn(getattr(result, "rate_limits", None))
-        return {
-            "prompt_id": prompt_id,
-            "result": result.text,
-            "model": result.model,
-            "tokens_used": result.input_tokens + result.output_tokens,
-            "input_tokens": result.input_tokens,
-            "output_tokens": result.output_tokens,
-            "finish_reason": result.finish_reason,
-            "attempts": attempt,
-        }, None
+            error = exc
+        except BaseException:
+            pacer.failed(None)  # no answer (cancelled, or the process is going down)
+            raise
+        else:
+            pacer.answered(estimate, result.input_tokens + charge, getattr(result, "rate_limits", None))
+            return {
+                "prompt_id": prompt_id,
+                "result": result.text,
+                "model": result.model,
+                "tokens_used": result.input_tokens + result.output_tokens,
+                "input_tokens": result.input_tokens,
+                "output_tokens": result.output_tokens,
+                "finish_reason": result.finish_reason,
+                "attempts": sent,
+            }, None
+        info = getattr(error, "rate_limits", None)
+        if error.code == "rate_limit_exceeded":
+            pacer.on_rate_limited(error.retry_after, info)
+            now = clock()
+            limited_since = now if limited_since is None else limited_since
+            if error.retryable and now - limited_since < max_rate_limited_s:
+                continue
+        else:
+            pacer.failed(info)
+            failures += 1
+            if error.retryable and failures < max_attempts:
+                await sleep(policy.delay(failures, error.retry_after))
+                continue
+        return None, {"prompt_id": prompt_id, "error": error.code, "attempts": sent, "detail": error.detail}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -28,12 +27,13 @@ from ..domain.job import Job, JobError
 from ..domain.jsonl import LineError, PromptLine, dump_line, iter_raw_lines, parse_line
 from ..domain.records import Chunk, ChunkStatus, count_errors
 from ..domain.retry import RetryPolicy
+from . import runtime
 from .assemble import publish
 from .calls import call_with_retries, chat_request
 from .deps import Deps
 from .finalize import finalize_if_done
 from .lifecycle import fail_job
-from .pacing import Pacer, budget_id, estimate_tokens, limits_for
+from .pacing import budget_id, estimate_tokens, limits_for, max_tokens_of
 from .ports import Tx
 
 
@@ -154,15 +154,28 @@ class _ChunkRun:
         self.job = job
         self.chunk = chunk  # as stored: the fencing token and the checkpoints so far
         self.budget = budget_id(job.provider, job.model, self.s, job.endpoint, job.base_url)
-        self.worker_id = uuid.uuid4().hex
-        self.pacer = Pacer(limits_for(job.provider, job.model, self.s, job.endpoint), self.s.rate_target)
+        self.limits = limits_for(job.provider, job.model, self.s, job.endpoint)
+        self.hub: runtime.Hub | None = None
+        self.priority = 0.0
         self.pending = _Pending()
         self.seq = 0
-        self.over_budget = False
-        self.halt: str | None = None  # why no new prompt may start: cancelled, time box
+        self.stop: str | None = None  # this delivery's own stop: the time box
         self.started = time.monotonic()
         self.last_checkpoint = time.monotonic()
-        self.last_heartbeat = time.monotonic()
+        self.last_renewal = time.monotonic()
+
+    @property
+    def halt(self) -> str | None:
+        """Why no new prompt may start: the time box, or the job's stop signal."""
+        if self.stop:
+            return self.stop
+        if self.hub is not None:
+            return self.hub.signals.get(self.job.job_id, runtime.JobSignals()).halt
+        return None
+
+    @property
+    def over_budget(self) -> bool:
+        return self.hub is not None and self.hub.signals.get(self.job.job_id, runtime.JobSignals()).over_budget
 
     # --- the synchronous frame -------------------------------------------------------
 
@@ -178,8 +191,8 @@ class _ChunkRun:
         lines, late_errors = _lines(self.deps, self.job, self.chunk)
         lines = [line for line in lines if line.prompt_id not in done_ids]
         self.pending.errors.extend(e for e in late_errors if e["line"] not in done_lines)
-        asyncio.run(self._run(lines))
-        if self.halt == "time box":
+        runtime.run(self._run(lines))
+        if self.stop == "time box":
             self._hand_over()
             return "continued"
         self._finish()
@@ -298,40 +311,24 @@ class _ChunkRun:
             return updated
 
         self.chunk = self.deps.store.run_transaction(save)
-        self.last_checkpoint = time.monotonic()
-
-    def _heartbeat(self, rows: _Pending) -> None:
-        """Checkpoint, take this worker's share of the rate budget, and look for stop signals."""
-        self._checkpoint(rows)
-        store, now = self.deps.store, self.deps.now()
-        store.heartbeat_worker(self.budget, self.worker_id, now + _lease(self.deps))
-        job = store.get_job(self.job.job_id)
-        # Chunks start together: until the others have checked in, count on as many as
-        # can run at once for this job.
-        expected = 1
-        if job is not None and job.chunk_count is not None:
-            expected = max(1, min(job.chunk_count - job.chunks_done, self.s.max_concurrent_chunks))
-        self.pacer.set_share(max(store.live_workers(self.budget, now), expected))
-        if job is None or job.status.terminal:
-            self.halt = f"job {job.status.value if job else 'deleted'}"
-        if self.job.budget_tokens is not None and not self.over_budget:
-            totals = store.chunk_totals(self.job.job_id)
-            if totals.input_tokens + totals.output_tokens >= self.job.budget_tokens:
-                self.over_budget = True
-                logs.info("token budget reached", job_id=self.job.job_id, chunk=self.chunk.index)
-        self.last_heartbeat = time.monotonic()
+        self.last_checkpoint = self.last_renewal = time.monotonic()
 
     # --- the asynchronous run --------------------------------------------------------
 
     async def _run(self, lines: list[PromptLine]) -> None:
         sem = asyncio.Semaphore(self.s.worker_concurrency)
         policy = RetryPolicy()
+        expected = max(1, min(self.job.chunk_count or 1, self.s.max_concurrent_chunks))
+        self.hub, number = await runtime.attach(self.deps, self.budget, self.limits, self.job.job_id, expected)
+        # Chunks that started earlier go first, so chunks end one after another.
+        self.priority = float(number)
+        pacer = self.hub.pacer
         provider = open_provider(self.job.provider, self.s, self.job.endpoint, self.job.base_url)
         stop = asyncio.Event()
-        writing = asyncio.Lock()  # checkpoints and heartbeats write the chunk one at a time
-        await asyncio.to_thread(self._heartbeat, _Pending())
+        writing = asyncio.Lock()  # checkpoints write the chunk one at a time
         self.started = time.monotonic()
         begun = 0
+        renew_after = self.s.chunk_lease_seconds / 3
 
         async def one(line: PromptLine) -> None:
             nonlocal begun
@@ -341,7 +338,7 @@ class _ChunkRun:
                 # Past the time box, stop starting prompts (but always start at least one,
                 # so every delivery makes progress).
                 if begun and time.monotonic() - self.started > self.s.chunk_time_budget_seconds:
-                    self.halt = self.halt or "time box"
+                    self.stop = self.stop or "time box"
                 if self.halt:
                     return  # not started: stays for a continuation, or unrun in a stopped job
                 begun += 1
@@ -351,7 +348,16 @@ class _ChunkRun:
                     row, err = None, {"prompt_id": line.prompt_id, "error": "budget_exceeded", "attempts": 0}
                 else:
                     row, err = await call_with_retries(
-                        provider, request, line.prompt_id, self.job.max_attempts, policy, self.pacer, estimate
+                        provider,
+                        request,
+                        line.prompt_id,
+                        self.job.max_attempts,
+                        policy,
+                        pacer,
+                        estimate,
+                        max_tokens_of(request.params, self.s.default_max_tokens_estimate),
+                        self.priority,
+                        self.s.rate_limit_max_wait_seconds,
                     )
                 if row is not None:
                     self.pending.results.append(row)
@@ -365,27 +371,36 @@ class _ChunkRun:
                             await asyncio.to_thread(self._checkpoint, self._take_pending())
 
         async def keeper() -> None:
-            # Checkpoints rows that waited long enough; heartbeats between.
+            # Checkpoints rows that waited long enough, and renews the lease of a chunk
+            # whose prompts wait behind an earlier chunk's.
             while not stop.is_set():
                 try:
-                    await asyncio.wait_for(stop.wait(), 0.1)
+                    await asyncio.wait_for(stop.wait(), 0.25)
                 except TimeoutError:
                     pass
                 now = time.monotonic()
                 async with writing:
-                    if now - self.last_heartbeat >= self.s.heartbeat_seconds:
-                        await asyncio.to_thread(self._heartbeat, self._take_pending())
-                    elif self.pending and now - self.last_checkpoint >= self.s.checkpoint_seconds:
+                    due = self.pending and now - self.last_checkpoint >= self.s.checkpoint_seconds
+                    if due or now - self.last_renewal >= renew_after:
                         await asyncio.to_thread(self._checkpoint, self._take_pending())
 
         keeping = asyncio.create_task(keeper())
+        running = [asyncio.ensure_future(one(line)) for line in lines]
         try:
-            await asyncio.gather(*(one(line) for line in lines))
+            await asyncio.gather(*running)
+        except BaseException:
+            # The loop outlives this delivery: stop its other prompts before leaving.
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
         finally:
             stop.set()
-            await keeping
-            await provider.aclose()
-            await asyncio.to_thread(self.deps.store.drop_worker, self.budget, self.worker_id)
+            try:
+                await keeping
+            finally:
+                await provider.aclose()
+                await runtime.detach(self.hub, number)
         if self.pending:
             await asyncio.to_thread(self._checkpoint, self._take_pending())
         logs.info(
@@ -394,7 +409,7 @@ class _ChunkRun:
             chunk=self.chunk.index,
             prompts=len(lines),
             seconds=round(time.monotonic() - self.started, 3),
-            rate_limited=self.pacer.rate_limited,
+            rate_limited=pacer.rate_limited,
             halted=self.halt,
         )
 

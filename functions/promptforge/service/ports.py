@@ -34,6 +34,18 @@ class Tx(Protocol):
     def put_chunk(self, chunk: Chunk) -> None: ...
 
 
+@dataclass(frozen=True)
+class BudgetBeat:
+    """One process's registration on a rate budget: how many of its chunks draw on it,
+    until when, and what it learned (limits from headers; a hold on the wall clock)."""
+
+    until: datetime
+    weight: int = 1
+    rpm: float | None = None
+    tpm: float | None = None
+    hold_until: float = 0.0
+
+
 class JobStore(Protocol):
     """Jobs, chunks, clients and API keys."""
 
@@ -54,12 +66,13 @@ class JobStore(Protocol):
     def save_chunks(self, chunks: Iterable[Chunk]) -> None: ...
     def list_chunks(self, job_id: str) -> list[Chunk]: ...
     def chunk_totals(self, job_id: str) -> Totals: ...
-    def heartbeat_worker(self, budget: str, worker_id: str, until: datetime) -> None:
-        """Say a worker is drawing on a rate budget until ``until``."""
+    def heartbeat_worker(self, budget: str, worker_id: str, beat: BudgetBeat) -> None:
+        """Say a process is drawing on a rate budget (for ``beat.weight`` chunks) until
+        ``beat.until``, and what it learned of the provider's limits."""
         ...
 
-    def live_workers(self, budget: str, now: datetime) -> int:
-        """How many workers draw on ``budget`` now (at least those that said so)."""
+    def budget_workers(self, budget: str, now: datetime) -> list[BudgetBeat]:
+        """The live beats of every process drawing on ``budget`` (this one's included)."""
         ...
 
     def drop_worker(self, budget: str, worker_id: str) -> None: ...
