@@ -215,3 +215,27 @@ def test_a_connection_dropped_unanswered_is_a_retryable_provider_error_after_one
     error = asyncio.run(run())
     assert (error.code, error.retryable) == ("provider_error", True), error.detail
     assert proxy.accepted == 1
+
+
+def test_idle_clients_beyond_the_cap_are_closed_and_one_in_flight_is_not(
+    proxy: CountingProxy, fake: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from promptforge.adapters.providers.openai_wire import OpenAIWireProvider
+
+    monkeypatch.setattr(_shared, "MAX_IDLE_CLIENTS", 2)
+    fake.configure(latency_ms=500)
+    url = f"http://127.0.0.1:{proxy.port}/v1"
+
+    async def run() -> None:
+        # Each credential is a configuration of its own, hence a client of its own.
+        slow = asyncio.create_task(OpenAIWireProvider(url, api_key="key-0").complete(REQUEST))
+        await asyncio.sleep(0.1)  # key-0's request is on the wire, holding its client
+        for n in range(1, 4):
+            await OpenAIWireProvider(url, api_key=f"key-{n}").complete(REQUEST)
+        assert (await slow).output_tokens > 0
+        # key-0 (in use when key-2 and key-3 came) and key-3 (the newest) are kept.
+        assert len(_shared.loop_clients()) == 2
+        assert await asyncio.to_thread(proxy.wait_until, lambda: proxy.open == 2)
+
+    asyncio.run(run())
+    assert proxy.accepted == 4

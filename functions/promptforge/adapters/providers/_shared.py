@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -36,23 +37,55 @@ POOL_LIMIT = 0
 KEEPALIVE_S = 60.0
 
 
+# Clients a loop keeps at most while they are idle. Operator-configured providers are a
+# handful; a client's own base URL (where allowed) makes one per URL, and a long-lived
+# process must not keep a session for every URL it ever served.
+MAX_IDLE_CLIENTS = 32
+
+
+class _Entry:
+    __slots__ = ("client", "close", "in_use", "last_used")
+
+    def __init__(self, client: Any, close: Callable[[Any], Awaitable[None]]) -> None:
+        self.client = client
+        self.close = close
+        self.in_use = 0
+        self.last_used = 0.0
+
+
 class _LoopClients:
     """The clients of one event loop, and the async generator that closes them when the
     loop shuts its async generators down."""
 
     def __init__(self) -> None:
-        self.clients: dict[Hashable, tuple[Any, Callable[[Any], Awaitable[None]]]] = {}
+        self.clients: dict[Hashable, _Entry] = {}
         self.abandoned = False
         self.closer: AsyncGenerator[None, None] | None = None
+        self.closing: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
-        clients, self.clients = self.clients, {}
-        for client, close in clients.values():
-            # One client failing to close must not keep the others open.
-            try:
-                await close(client)
-            except Exception:  # noqa: BLE001 - closing is best effort by nature
-                pass
+        entries, self.clients = list(self.clients.values()), {}
+        for entry in entries:
+            await _close_quietly(entry)
+        if self.closing:
+            await asyncio.gather(*self.closing, return_exceptions=True)
+
+    def evict_idle(self, loop: asyncio.AbstractEventLoop, keep: int) -> None:
+        """Close the least recently used idle clients until ``keep`` are left; a client
+        with a request in flight is never closed under it."""
+        idle = sorted((e.last_used, i, k) for i, (k, e) in enumerate(self.clients.items()) if e.in_use == 0)
+        for _, _, key in idle[: max(0, len(self.clients) - keep)]:
+            task = loop.create_task(_close_quietly(self.clients.pop(key)))
+            self.closing.add(task)
+            task.add_done_callback(self.closing.discard)
+
+
+async def _close_quietly(entry: _Entry) -> None:
+    # One client failing to close must not keep the others open.
+    try:
+        await entry.close(entry.client)
+    except Exception:  # noqa: BLE001 - closing is best effort by nature
+        pass
 
 
 _lock = threading.Lock()
@@ -86,8 +119,9 @@ def _drop_closed_loops() -> None:
 
 
 def _abandon(entry: _LoopClients) -> None:
-    """Let go of a closed loop's clients without awaiting anything, and finish its closer
-    generator here so that the garbage collector does not try to schedule it on that loop."""
+    """Let go of a loop's clients without awaiting anything (they are closed, or their loop
+    is), and finish its closer generator here, so that neither the loop's shutdown nor the
+    garbage collector runs it (on a closed loop it could not run)."""
     entry.abandoned = True
     entry.clients = {}
     closer, entry.closer = entry.closer, None
@@ -98,56 +132,74 @@ def _abandon(entry: _LoopClients) -> None:
             pass
 
 
-def client(key: Hashable, make: Callable[[], T], close: Callable[[T], Awaitable[None]]) -> T:
-    """The running loop's client for ``key``, made by ``make`` on first use.
-
-    ``close`` is how it is shut when the loop's clients are closed. Call it only from a
-    coroutine on the loop that will use the client.
-    """
-    loop = asyncio.get_running_loop()
+def _loop_clients(loop: asyncio.AbstractEventLoop) -> _LoopClients:
+    entry = _loops.get(loop)
+    if entry is not None:
+        return entry
+    # A new loop: the moment to let go of loops closed since (a process that makes loops
+    # one after another holds at most the live ones).
     _drop_closed_loops()
+    entry = _LoopClients()
+    closer = _close_at_shutdown(loop, entry)
+    try:
+        closer.__anext__().send(None)
+    except StopIteration:
+        entry.closer = closer
     with _lock:
-        entry = _loops.get(loop)
+        _loops[loop] = entry
+    return entry
+
+
+class Lease(Generic[T]):
+    """``with Lease(key, make, close) as client:`` the running loop's client for ``key``,
+    made by ``make`` on first use, held for one request.
+
+    ``close`` is how the client is shut when the loop's clients are closed or it is evicted
+    (only while no request holds it). Use it only in a coroutine on the loop that will use
+    the client, and do not keep the client past the ``with``.
+    """
+
+    __slots__ = ("_entry", "_key", "_make", "_close")
+
+    def __init__(self, key: Hashable, make: Callable[[], T], close: Callable[[T], Awaitable[None]]) -> None:
+        self._key = key
+        self._make = make
+        self._close = close
+
+    def __enter__(self) -> T:
+        loop = asyncio.get_running_loop()
+        clients = _loop_clients(loop)
+        entry = clients.clients.get(self._key)
         if entry is None:
-            entry = _loops[loop] = _LoopClients()
-            fresh = True
-        else:
-            fresh = False
-    if fresh:
-        closer = _close_at_shutdown(loop, entry)
-        try:
-            closer.__anext__().send(None)
-        except StopIteration:
-            entry.closer = closer
-    found = entry.clients.get(key)
-    if found is None:
-        # No await between the look-up and the store: one loop, one thread, no race.
-        made = make()
-        entry.clients[key] = (made, close)  # type: ignore[assignment]
-        return made
-    return found[0]  # type: ignore[no-any-return]
+            if len(clients.clients) >= MAX_IDLE_CLIENTS:
+                clients.evict_idle(loop, keep=MAX_IDLE_CLIENTS - 1)
+            # No await between the look-up and the store: one loop, one thread, no race.
+            entry = clients.clients[self._key] = _Entry(self._make(), self._close)
+        entry.in_use += 1
+        self._entry = entry
+        return entry.client  # type: ignore[no-any-return]
+
+    def __exit__(self, *exc: object) -> None:
+        self._entry.in_use -= 1
+        self._entry.last_used = time.monotonic()
 
 
 async def close_shared_clients() -> None:
     """Close every shared client of the running loop (shutdown, tests); the next provider
     call on this loop makes new ones."""
     loop = asyncio.get_running_loop()
-    _drop_closed_loops()
     with _lock:
         entry = _loops.pop(loop, None)
     if entry is None:
         return
     await entry.close()
-    closer, entry.closer = entry.closer, None
-    if closer is not None:
-        await closer.aclose()
+    _abandon(entry)  # its shutdown closer has nothing left to close
 
 
 def loop_clients() -> list[Any]:
     """The running loop's shared clients (tests and benchmarks look at them)."""
-    with _lock:
-        entry = _loops.get(asyncio.get_running_loop())
-    return [made for made, _ in entry.clients.values()] if entry is not None else []
+    entry = _loops.get(asyncio.get_running_loop())
+    return [e.client for e in entry.clients.values()] if entry is not None else []
 
 
 def held_loops() -> int:

@@ -112,14 +112,15 @@ class AnthropicProvider:
             http_client=anthropic.DefaultAioHttpClient(limits=_sdk_transport.LIMITS),
         )
 
-    def _client(self) -> anthropic.AsyncAnthropic:
-        return _shared.client(self._key, self._new_client, anthropic.AsyncAnthropic.close)
+    def _client(self) -> _shared.Lease[anthropic.AsyncAnthropic]:
+        return _shared.Lease(self._key, self._new_client, anthropic.AsyncAnthropic.close)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         """One message; raises :class:`ProviderError` with a stable code."""
         body = request_body(request)
         try:
-            raw = await self._client().messages.with_raw_response.create(**body)
+            with self._client() as client:
+                raw = await client.messages.with_raw_response.create(**body)
         except anthropic.APITimeoutError as exc:
             raise _sdk_transport.transport_error(exc, sdk_timeout=True) from None
         except anthropic.APIConnectionError as exc:

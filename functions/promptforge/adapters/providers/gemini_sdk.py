@@ -136,18 +136,19 @@ class GeminiProvider:
             return genai.Client(vertexai=True, project=project, location=location, http_options=self._options).aio
         return genai.Client(api_key=self._api_key, http_options=self._options).aio
 
-    def _client(self) -> AsyncClient:
-        return _shared.client(self._key, self._new_client, AsyncClient.aclose)
+    def _client(self) -> _shared.Lease[AsyncClient]:
+        return _shared.Lease(self._key, self._new_client, AsyncClient.aclose)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         """One generation; raises :class:`ProviderError` with a stable code."""
         contents, config = request_config(request)
         try:
-            response = await self._client().models.generate_content(
-                model=request.model,
-                contents=contents,  # type: ignore[arg-type]
-                config=types.GenerateContentConfig(**config),
-            )
+            with self._client() as client:
+                response = await client.models.generate_content(
+                    model=request.model,
+                    contents=contents,  # type: ignore[arg-type]
+                    config=types.GenerateContentConfig(**config),
+                )
         except _TIMEOUTS as exc:
             raise _http.timeout_error(exc) from None
         except _CONNECTION_ERRORS as exc:

@@ -56,8 +56,8 @@ class OpenAIProvider:
             http_client=openai.DefaultAioHttpClient(limits=_sdk_transport.LIMITS),
         )
 
-    def _client(self) -> openai.AsyncOpenAI:
-        return _shared.client(self._key, self._new_client, openai.AsyncOpenAI.close)
+    def _client(self) -> _shared.Lease[openai.AsyncOpenAI]:
+        return _shared.Lease(self._key, self._new_client, openai.AsyncOpenAI.close)
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         body: dict[str, Any] = {}
@@ -71,11 +71,12 @@ class OpenAIProvider:
         """One chat completion; raises :class:`ProviderError` with a stable code."""
         extra = self._body(request)
         try:
-            raw = await self._client().chat.completions.with_raw_response.create(
-                model=request.model,
-                messages=request.messages,  # type: ignore[arg-type]
-                extra_body=extra or None,
-            )
+            with self._client() as client:
+                raw = await client.chat.completions.with_raw_response.create(
+                    model=request.model,
+                    messages=request.messages,  # type: ignore[arg-type]
+                    extra_body=extra or None,
+                )
         except openai.APITimeoutError as exc:
             raise _sdk_transport.transport_error(exc, sdk_timeout=True) from None
         except openai.APIConnectionError as exc:

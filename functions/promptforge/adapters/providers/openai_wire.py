@@ -91,16 +91,17 @@ class OpenAIWireProvider:
             connector=aiohttp.TCPConnector(limit=_shared.POOL_LIMIT, keepalive_timeout=_shared.KEEPALIVE_S, resolver=resolver),
         )
 
-    def _client(self) -> aiohttp.ClientSession:
-        return _shared.client(self._key, self._new_client, aiohttp.ClientSession.close)
+    def _client(self) -> _shared.Lease[aiohttp.ClientSession]:
+        return _shared.Lease(self._key, self._new_client, aiohttp.ClientSession.close)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         """One chat completion; raises :class:`ProviderError` with a stable code."""
         body: dict[str, Any] = {**request.params, "model": request.model, "messages": request.messages}
         try:
-            async with self._client().post(self._url, json=body, allow_redirects=False) as response:
-                raw = await response.read()
-                status, headers = response.status, response.headers
+            with self._client() as session:
+                async with session.post(self._url, json=body, allow_redirects=False) as response:
+                    raw = await response.read()
+                    status, headers = response.status, response.headers
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise _http.timeout_error(exc) from None
         except aiohttp.ClientError as exc:
