@@ -32,9 +32,11 @@ T = TypeVar("T")
 # of requests in flight would queue requests inside the client, on the clock of their
 # timeout; how many are in flight is the worker's decision (its pacing and concurrency).
 POOL_LIMIT = 0
-# Seconds an idle connection is kept for the next request (aiohttp's default is 15 s; a
-# worker between two bursts of its rate limit can be idle longer than that).
-KEEPALIVE_S = 60.0
+# Seconds an idle connection is kept for the next request: less than the 5 s after which
+# common servers (uvicorn, so vLLM) close an idle one, so that a request is not sent on a
+# connection the server is closing at that moment (a POST is not retried: it would fail).
+# httpx2, the SDKs' default, also keeps 5 s; aiohttp's default is 15 s.
+KEEPALIVE_S = 4.0
 
 
 # Clients a loop keeps at most while they are idle. Operator-configured providers are a
