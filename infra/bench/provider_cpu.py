@@ -30,12 +30,9 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "functions"))
 
+from infra.fake_llm.process import fake_llm_process  # noqa: E402
 from promptforge import config  # noqa: E402
 from promptforge.adapters.providers import (  # noqa: E402
     PROVIDER_TIMEOUT_S,
@@ -182,12 +180,6 @@ def measure(
     return asyncio.run(run())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per measurement")
@@ -197,19 +189,7 @@ def main() -> int:
     parser.add_argument("--providers", nargs="+", default=list(PROVIDERS), choices=PROVIDERS)
     parser.add_argument("--port", type=int, default=0, help="the fake LLM server's port (default: a free one)")
     args = parser.parse_args()
-    port = args.port or _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "infra.fake_llm.server", "--port", str(port), "--latency-ms", "0", "--log-level", "warning"],
-        cwd=ROOT,
-    )
-    try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"{base_url}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+    with fake_llm_process("--latency-ms", "0", port=args.port) as base_url:
         new = _new_opener(base_url)
         ways: dict[str, Callable[[str], Provider]] = {"old": lambda name: _old_provider(name, base_url), "new": new}
         figures: dict[tuple[str, int, str], list[tuple[float, float, int]]] = {}
@@ -240,9 +220,6 @@ def main() -> int:
                     f"{name:<18} {in_flight:>9} {old_cpu:>10.3f} {new_cpu:>10.3f} {new_cpu / old_cpu:>8.2f} "
                     f"{old_rate:>9.0f} {new_rate:>9.0f} {failed:>6}"
                 )
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
     return 0
 
 
