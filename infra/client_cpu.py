@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from infra.fake_llm.process import fake_llm_process  # noqa: E402
+
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
 
 
@@ -56,18 +58,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=128)
     parser.add_argument("--port", type=int, default=8799)
     args = parser.parse_args()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "infra.fake_llm.server", "--port", str(args.port), "--latency-ms", "40", "--log-level", "warning"],
-        cwd=ROOT,
-    )
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{args.port}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        url = f"http://127.0.0.1:{args.port}/v1/chat/completions"
+    with fake_llm_process("--latency-ms", "40", port=args.port) as base_url:
+        url = f"{base_url}/v1/chat/completions"
         clients: list[tuple[str, Callable[[str, int, int], Awaitable[None]]]] = [("httpx", with_httpx), ("aiohttp", with_aiohttp)]
         print(f"{'client':<8} {'wall s':>7} {'req/s':>7} {'cpu ms/req':>11}")
         for name, run in clients:
@@ -75,9 +67,6 @@ def main() -> int:
             asyncio.run(run(url, args.requests, args.concurrency))
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             print(f"{name:<8} {wall:>7.2f} {args.requests / wall:>7.0f} {1000 * cpu / args.requests:>11.2f}")
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
     return 0
 
 

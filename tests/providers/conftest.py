@@ -63,21 +63,27 @@ def fake(fake_server: FakeServer) -> Iterator[FakeServer]:
     fake_server.restore()
 
 
-@pytest.fixture
-def open_named(fake: FakeServer, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """``open_named(name)``: the provider ``name`` opened by ``open_provider`` against the fake."""
+def opener_for(base_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``opener(name)``: the provider ``name`` opened by ``open_provider`` with the
+    environment and settings pointing every provider at ``base_url``."""
     for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "OPENAI_COMPATIBLE_API_KEY"):
         monkeypatch.setenv(var, KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", f"{fake.base_url}/v1")
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.base_url)
-    monkeypatch.setenv("GEMINI_BASE_URL", fake.base_url)
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{base_url}/v1")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", base_url)
+    monkeypatch.setenv("GEMINI_BASE_URL", base_url)
     monkeypatch.delenv("PROMPTFORGE_GEMINI_VERTEX", raising=False)
-    endpoint = config.Endpoint("fake-server", f"{fake.base_url}/v1", key_env="OPENAI_COMPATIBLE_API_KEY")
+    endpoint = config.Endpoint("fake-server", f"{base_url}/v1", key_env="OPENAI_COMPATIBLE_API_KEY")
     settings = dataclasses.replace(
-        config.load(), providers=PROVIDERS, fake_llm_url=f"{fake.base_url}/v1", endpoints={endpoint.name: endpoint}
+        config.load(), providers=PROVIDERS, fake_llm_url=f"{base_url}/v1", endpoints={endpoint.name: endpoint}
     )
 
     def opener(name: str) -> Provider:
         return open_provider(name, settings, endpoint.name if name == "openai_compatible" else None)
 
     return opener
+
+
+@pytest.fixture
+def open_named(fake: FakeServer, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``open_named(name)``: the provider ``name`` opened by ``open_provider`` against the fake."""
+    return opener_for(fake.base_url, monkeypatch)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 from ...config import Settings
+from ._shared import close_shared_clients
 from .base import ChatRequest, ChatResult, Provider, ProviderError, RateLimitInfo
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "ProviderError",
     "ProviderUnavailable",
     "RateLimitInfo",
+    "close_shared_clients",
     "open_provider",
 ]
 
@@ -48,7 +50,11 @@ def _env(name: str) -> str | None:
 
 
 def open_provider(name: str, settings: Settings, endpoint: str | None = None, base_url: str | None = None) -> Provider:
-    """A ready provider client; the caller closes it with ``aclose()``.
+    """A ready provider: a light object, cheap to open once per chunk.
+
+    Its HTTP client is shared by every provider of the same configuration on the running
+    event loop, made on the first call and kept for the next chunks; ``aclose()`` leaves it
+    open, :func:`close_shared_clients` closes the loop's clients (see :mod:`._shared`).
 
     ``endpoint`` (an operator-configured server) or ``base_url`` (the client's own URL,
     where the operator allows it) are the job's, used only by ``openai_compatible``. Environment:

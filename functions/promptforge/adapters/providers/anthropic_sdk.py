@@ -2,6 +2,9 @@
 
 Imported only by :func:`open_provider`'s ``anthropic`` branch (the SDK takes about 2.5 s
 to import). ``max_retries=0``: one attempt per call, retries are the worker's policy.
+
+The SDK runs on its aiohttp transport (``DefaultAioHttpClient``), for the reason
+:mod:`.openai_sdk` gives; the client is the running loop's shared one (:mod:`._shared`).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from typing import Any
 
 import anthropic
 
-from . import _http, _messages
+from . import _http, _messages, _sdk_transport, _shared
 from .base import ChatRequest, ChatResult, ProviderError
 
 NAME = "anthropic"
@@ -95,22 +98,33 @@ class AnthropicProvider:
     """``POST {base_url}/v1/messages`` with the SDK's ``AsyncAnthropic``."""
 
     def __init__(self, *, api_key: str, base_url: str | None = None, timeout_s: float = 120.0) -> None:
-        self._client = anthropic.AsyncAnthropic(
-            api_key=api_key,
-            base_url=base_url,
+        self._api_key = api_key
+        self._base_url = base_url
+        self._timeout_s = timeout_s
+        self._key = (NAME, base_url, _shared.fingerprint(api_key), timeout_s)
+
+    def _new_client(self) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(
+            api_key=self._api_key,
+            base_url=self._base_url,
             max_retries=0,
-            timeout=anthropic.Timeout(timeout_s, connect=10.0),
+            timeout=anthropic.Timeout(self._timeout_s, connect=10.0),
+            http_client=anthropic.DefaultAioHttpClient(limits=_sdk_transport.LIMITS),
         )
+
+    def _client(self) -> _shared.Lease[anthropic.AsyncAnthropic]:
+        return _shared.Lease(self._key, self._new_client, anthropic.AsyncAnthropic.close)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         """One message; raises :class:`ProviderError` with a stable code."""
         body = request_body(request)
         try:
-            raw = await self._client.messages.with_raw_response.create(**body)
+            with self._client() as client:
+                raw = await client.messages.with_raw_response.create(**body)
         except anthropic.APITimeoutError as exc:
-            raise _http.timeout_error(exc) from None
+            raise _sdk_transport.transport_error(exc, sdk_timeout=True) from None
         except anthropic.APIConnectionError as exc:
-            raise _http.connection_error(exc) from None
+            raise _sdk_transport.transport_error(exc, sdk_timeout=False) from None
         except anthropic.APIStatusError as exc:
             raise _status_error(exc) from None
         limits = _http.rate_limits_from_headers(raw.headers)
@@ -135,8 +149,7 @@ class AnthropicProvider:
         )
 
     async def aclose(self) -> None:
-        """Close the SDK's connection pool."""
-        await self._client.close()
+        """Nothing to release: the client is shared (``close_shared_clients`` closes it)."""
 
 
 def _status_error(exc: anthropic.APIStatusError) -> ProviderError:

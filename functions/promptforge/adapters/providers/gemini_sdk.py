@@ -1,8 +1,13 @@
 """Gemini through the ``google-genai`` SDK: the Gemini API with a key, or Vertex AI.
 
 Imported only by :func:`open_provider`'s ``gemini`` branch (the SDK takes about 1.25 s
-to import). The SDK retries nothing unless given ``retry_options``, which we never give:
-one attempt per call, retries are the worker's policy.
+to import). The SDK is given retry options of one attempt: one attempt per call, retries
+are the worker's policy.
+
+With aiohttp installed (it is pinned, and named by the ``aiohttp`` extra) the SDK's async
+calls go through aiohttp, with one session per client and event loop and no connection
+limit. The client is the running loop's shared one for this configuration
+(:mod:`._shared`), so a process keeps one pool per configuration, not one per chunk.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from typing import Any
 import httpx2
 from google import genai
 from google.genai import errors, types
+from google.genai.client import AsyncClient
 
-from . import _http, _messages
+from . import _http, _messages, _shared
 from .base import ChatRequest, ChatResult, ProviderError
 
 # google-genai sends async requests through aiohttp when aiohttp is installed, else
@@ -115,23 +121,34 @@ class GeminiProvider:
         base_url: str | None = None,
         timeout_s: float = 120.0,
     ) -> None:
-        options = types.HttpOptions(timeout=int(timeout_s * 1000), base_url=base_url)
-        if vertex_project:
+        self._api_key = api_key
+        self._vertex = (vertex_project, vertex_location) if vertex_project else None
+        # One attempt: without retry options the SDK retries a refused or dropped connection
+        # itself after a 1-10 s sleep; with them, tenacity stops after ``attempts``.
+        retry = types.HttpRetryOptions(attempts=1)
+        self._options = types.HttpOptions(timeout=int(timeout_s * 1000), base_url=base_url, retry_options=retry)
+        self._key = (NAME, base_url, _shared.fingerprint(api_key), timeout_s, self._vertex)
+
+    def _new_client(self) -> AsyncClient:
+        if self._vertex:
             # Vertex AI: the function's service account (ADC), no key.
-            client = genai.Client(vertexai=True, project=vertex_project, location=vertex_location, http_options=options)
-        else:
-            client = genai.Client(api_key=api_key, http_options=options)
-        self._client = client.aio
+            project, location = self._vertex
+            return genai.Client(vertexai=True, project=project, location=location, http_options=self._options).aio
+        return genai.Client(api_key=self._api_key, http_options=self._options).aio
+
+    def _client(self) -> _shared.Lease[AsyncClient]:
+        return _shared.Lease(self._key, self._new_client, AsyncClient.aclose)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         """One generation; raises :class:`ProviderError` with a stable code."""
         contents, config = request_config(request)
         try:
-            response = await self._client.models.generate_content(
-                model=request.model,
-                contents=contents,  # type: ignore[arg-type]
-                config=types.GenerateContentConfig(**config),
-            )
+            with self._client() as client:
+                response = await client.models.generate_content(
+                    model=request.model,
+                    contents=contents,  # type: ignore[arg-type]
+                    config=types.GenerateContentConfig(**config),
+                )
         except _TIMEOUTS as exc:
             raise _http.timeout_error(exc) from None
         except _CONNECTION_ERRORS as exc:
@@ -170,8 +187,7 @@ class GeminiProvider:
         )
 
     async def aclose(self) -> None:
-        """Close the SDK's async connection pool."""
-        await self._client.aclose()
+        """Nothing to release: the client is shared (``close_shared_clients`` closes it)."""
 
 
 def _enum(value: Any) -> str:

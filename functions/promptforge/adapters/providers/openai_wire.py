@@ -22,7 +22,7 @@ import aiohttp.abc
 from aiohttp.abc import ResolveResult
 
 from ...domain.netguard import address_problem, parse_address
-from . import _http
+from . import _http, _shared
 from .base import ChatRequest, ChatResult, ProviderError
 
 
@@ -71,41 +71,37 @@ class OpenAIWireProvider:
     ``api_key`` None sends no credential (a URL the client chose). ``guarded`` checks
     every address the host resolves to before connecting. Redirects are never followed:
     a credential goes only to the URL it was configured for.
+
+    The object is light: its aiohttp session is the running loop's shared one for this
+    URL, credential, timeout and guard (:mod:`._shared`).
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str | None,
-        timeout_s: float = 120.0,
-        max_connections: int = 256,
-        guarded: bool = False,
-    ) -> None:
+    def __init__(self, base_url: str, api_key: str | None, timeout_s: float = 120.0, guarded: bool = False) -> None:
         self._url = base_url.rstrip("/") + "/chat/completions"
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=10.0)
-        self._limit = max_connections
+        self._api_key = api_key
+        self._timeout_s = timeout_s
         self._guarded = guarded
-        self._session: aiohttp.ClientSession | None = None
+        self._key = ("openai_wire", self._url, _shared.fingerprint(api_key), timeout_s, guarded)
 
-    def _open(self) -> aiohttp.ClientSession:
-        # Made on first use, inside the running event loop that will use it.
-        if self._session is None:
-            resolver = _GuardedResolver() if self._guarded else None
-            self._session = aiohttp.ClientSession(
-                headers=self._headers,
-                timeout=self._timeout,
-                connector=aiohttp.TCPConnector(limit=self._limit, resolver=resolver),
-            )
-        return self._session
+    def _new_client(self) -> aiohttp.ClientSession:
+        resolver = _GuardedResolver() if self._guarded else None
+        return aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {self._api_key}"} if self._api_key else {},
+            timeout=aiohttp.ClientTimeout(total=self._timeout_s, connect=10.0),
+            connector=aiohttp.TCPConnector(limit=_shared.POOL_LIMIT, keepalive_timeout=_shared.KEEPALIVE_S, resolver=resolver),
+        )
+
+    def _client(self) -> _shared.Lease[aiohttp.ClientSession]:
+        return _shared.Lease(self._key, self._new_client, aiohttp.ClientSession.close)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         """One chat completion; raises :class:`ProviderError` with a stable code."""
         body: dict[str, Any] = {**request.params, "model": request.model, "messages": request.messages}
         try:
-            async with self._open().post(self._url, json=body, allow_redirects=False) as response:
-                raw = await response.read()
-                status, headers = response.status, response.headers
+            with self._client() as session:
+                async with session.post(self._url, json=body, allow_redirects=False) as response:
+                    raw = await response.read()
+                    status, headers = response.status, response.headers
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise _http.timeout_error(exc) from None
         except aiohttp.ClientError as exc:
@@ -137,6 +133,4 @@ class OpenAIWireProvider:
         )
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
-        if self._session is not None:
-            await self._session.close()
+        """Nothing to release: the session is shared (``close_shared_clients`` closes it)."""
