@@ -8,8 +8,8 @@ Writes next to the JSON file:
   share of requests answered 429;
 * ``timeline-<scenario label>.png``: the provider's view second by second, one line per
   tool, from the fake server's per-second counters (``/_timeline``): requests admitted by
-  the limits (and, when the token limit binds, tokens charged), 429s answered, and other
-  failures (5xx, connections reset); the x axis is the tool's clock;
+  the limits and answers sent (and, when the token limit binds, tokens charged), 429s
+  answered, and other failures (5xx, connections reset); the x axis is the tool's clock;
 * with ``--grid`` results, ``grid.png``: the ratio, the 429 share and the share of prompts
   that failed against latency (at the base limit) and against the limit (at the base
   latency), one line per tool.
@@ -104,14 +104,18 @@ def plot_timeline(scenario: dict[str, Any], path: Path) -> None:
         xs, admitted = _series(run, "admitted")
         if not xs:
             continue
-        axes[0].plot(xs, admitted, label=tool, linewidth=1)
+        (line,) = axes[0].plot(xs, admitted, label=f"{tool}: admitted", linewidth=1)
+        # Answers go out a latency later: the tail after the last admission is the job's, not the limit's.
+        axes[0].plot(
+            xs, _series(run, "status_200")[1], label=f"{tool}: answered 200", linewidth=1, linestyle=":", color=line.get_color()
+        )
         axes[1].plot(xs, _series(run, "status_429")[1], label=tool, linewidth=1)
         rows = (run["extra"].get("timeline") or {}).get("seconds") or []
         axes[2].plot(xs, [_failures(row) for row in rows], label=tool, linewidth=1)
         if tokens_bind:
             axes[3].plot(xs, _series(run, "charged_tokens")[1], label=tool, linewidth=1)
     axes[0].axhline(s["rpm"] / 60.0, color="grey", linestyle="--", linewidth=1, label="the limit")
-    axes[0].set_ylabel("requests admitted / s")
+    axes[0].set_ylabel("requests / s")
     axes[0].legend(fontsize=8)
     axes[1].set_ylabel("429s / s")
     axes[2].set_ylabel("5xx + resets / s")
