@@ -34,9 +34,12 @@ down:
 key:
 	@set -a && . .run/dev/stack.env && cd functions && ../$(PY) -m promptforge.admin keys create
 
-# The throughput benchmark (docs/benchmarks.md): PromptForge against oaib and the OpenAI
-# cookbook's processor on one rate-limited fake LLM. Pass options in BENCH_ARGS, e.g.
-#   make bench BENCH_ARGS="--prompts 1000 --rpm 3000 --cookbook-script /tmp/peers/api_request_parallel_processor.py"
+# The throughput benchmark (docs/benchmarks.md): PromptForge against oaib, a hand-written
+# aiolimiter script and the OpenAI cookbook's processor on one rate-limited fake LLM. By
+# default the whole suite of scenarios at 10,000 prompts (about 25 minutes); pass other
+# options in BENCH_ARGS, e.g.
+#   make bench BENCH_ARGS="--suite --prompts 2000 --cookbook-script /tmp/peers/api_request_parallel_processor.py"
+BENCH_ARGS ?= --suite
 .PHONY: bench
 bench: bootstrap
 	$(PY) -m infra.bench.throughput $(BENCH_ARGS)

@@ -12,12 +12,16 @@ front) therefore need at least ``max(N / (rpm / 60), sum(c_i) / (tpm / 60))`` se
 A tool's throughput ratio is its rate of answered prompts over the limit's rate:
 ``(ok / N) * ideal / wall``, which is ``ideal / wall`` when every prompt was answered.
 1.0 is the limit; prompts that failed do not count, so giving up fast does not look fast.
+
+The 429 share after the first second leaves out the start-up, where a tool that does not
+know the limit yet may be excused a burst; it comes from the provider's per-second
+timeline (:func:`after_first_second`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -36,6 +40,21 @@ def throughput_ratio(ideal_s: float, wall_s: float | None, answered: float = 1.0
     if wall_s is None or wall_s <= 0:
         return None
     return answered * ideal_s / wall_s
+
+
+def after_first_second(seconds: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
+    """(requests that arrived, of them answered 429) from second 1 of a provider timeline on.
+
+    ``seconds`` are the rows of the fake server's ``/_timeline``, second 0 being the one
+    of the first request. A 429 is answered as the request arrives, so both counts fall in
+    the same second.
+    """
+    arrived = limited = 0
+    for row in seconds:
+        if row["t"] >= 1:
+            arrived += int(row.get("arrived", 0))
+            limited += int(row.get("status_429", 0))
+    return arrived, limited
 
 
 def share(part: int | None, whole: int | None) -> float | None:
@@ -96,6 +115,9 @@ class RunResult:
     failed: int | None = None  # prompts that ended as an error row (or were dropped)
     ids: IdCheck | None = None
     note: str = ""
+    scenario: str = ""  # the scenario's kind: configured, learned, tokens, faults
+    requests_after_1s: int | None = None  # from second 1 of the provider's timeline on
+    rate_limited_after_1s: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -107,15 +129,33 @@ class RunResult:
     def share_429(self) -> float | None:
         return share(self.rate_limited, self.requests)
 
+    @property
+    def share_429_after_1s(self) -> float | None:
+        return share(self.rate_limited_after_1s, self.requests_after_1s)
+
+    @property
+    def lost(self) -> int | None:
+        """Prompts with no line at all in the tool's output: neither an answer nor an error."""
+        return self.ids.missing if self.ids else None
+
+    @property
+    def duplicated(self) -> int | None:
+        """Extra lines for prompts that already had one."""
+        return self.ids.duplicated if self.ids else None
+
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["ratio"] = self.ratio
         data["share_429"] = self.share_429
+        data["share_429_after_1s"] = self.share_429_after_1s
+        data["lost"] = self.lost
+        data["duplicated"] = self.duplicated
         data["correct"] = self.ids.correct if self.ids else None
         return data
 
 
 COLUMNS: tuple[tuple[str, str], ...] = (
+    ("scenario", "<"),
     ("tool", "<"),
     ("prompts", ">"),
     ("rpm", ">"),
@@ -126,8 +166,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("requests", ">"),
     ("429s", ">"),
     ("429 %", ">"),
+    ("429 % after 1s", ">"),
     ("ok", ">"),
     ("failed", ">"),
+    ("lost", ">"),
+    ("dup", ">"),
     ("correct", "<"),
 )
 
@@ -136,9 +179,13 @@ def _fmt(value: float | int | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
 def table_row(r: RunResult) -> list[str]:
-    share_429 = r.share_429
     return [
+        r.scenario or "-",
         r.tool,
         f"{r.prompts:,}",
         f"{r.rpm:,}",
@@ -149,9 +196,12 @@ def table_row(r: RunResult) -> list[str]:
         _fmt(r.ratio, ".3f") + ("*" if r.failed else ""),
         _fmt(r.requests, ","),
         _fmt(r.rate_limited, ","),
-        "-" if share_429 is None else f"{100 * share_429:.2f}",
+        _percent(r.share_429),
+        _percent(r.share_429_after_1s),
         _fmt(r.ok, ","),
         _fmt(r.failed, ","),
+        _fmt(r.lost, ","),
+        _fmt(r.duplicated, ","),
         r.ids.describe() if r.ids else "-",
     ]
 

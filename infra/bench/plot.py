@@ -4,13 +4,17 @@
 
 Writes next to the JSON file:
 
-* ``throughput.png``: per tool, the throughput ratio (1.0 = the limit) and the share of
-  requests answered 429, for the headline scenario;
-* ``timeline.png``: per tool, the rate of answered requests (over 2-second windows) and
-  the 429s so far against time, sampled from the fake server's counters;
+* ``summary.png``: per scenario and tool, the throughput ratio (1.0 = the limit) and the
+  share of requests answered 429;
+* ``timeline-<scenario label>.png``: the provider's view second by second, one line per
+  tool, from the fake server's per-second counters (``/_timeline``): requests admitted by
+  the limits and answers sent (and, when the token limit binds, tokens charged), 429s
+  answered, and other failures (5xx, connections reset); the x axis is the tool's clock;
 * with ``--grid`` results, ``grid.png``: the ratio, the 429 share and the share of prompts
   that failed against latency (at the base limit) and against the limit (at the base
   latency), one line per tool.
+
+Without matplotlib it says so and writes nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-TOOL_ORDER = ("promptforge", "oaib", "cookbook")
+TOOL_ORDER = ("promptforge", "oaib", "aiolimiter", "cookbook")
 
 
 def _tools(runs: list[dict[str, Any]]) -> list[str]:
@@ -29,77 +33,97 @@ def _tools(runs: list[dict[str, Any]]) -> list[str]:
     return [t for t in TOOL_ORDER if t in seen] + sorted(seen - set(TOOL_ORDER))
 
 
-def plot_headline(runs: list[dict[str, Any]], title: str, path: Path) -> None:
+def _scenario_title(s: dict[str, Any]) -> str:
+    limits = f"{s['rpm']:,} requests/min, {s['tpm']:,} tokens/min"
+    extra = "" if s["configured"] else ", limits NOT configured"
+    faults = ", faults " + ", ".join(f"{k} {100 * v:g}%" for k, v in s["faults"]) if s["faults"] else ""
+    return f"{s['kind']}: {s['prompts']:,} prompts, {limits}, {s['latency_ms']:g} ms{extra}{faults}"
+
+
+def plot_summary(scenarios: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tools = _tools(runs)
-    by_tool = {r["tool"]: r for r in runs}
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ratios = [by_tool[t]["ratio"] or 0.0 for t in tools]
-    shares = [100 * (by_tool[t]["share_429"] or 0.0) for t in tools]
-    # A tool that lost prompts is drawn hatched, with the count under its ratio.
-    lost = [(by_tool[t]["failed"] or 0) + (0 if by_tool[t]["correct"] in (True, None) else 1) for t in tools]
-    bars = ax1.bar(tools, ratios, color="tab:blue", hatch=None)
-    for bar, n in zip(bars, lost, strict=True):
-        if n:
-            bar.set_hatch("//")
-            bar.set_alpha(0.6)
+    points = [(sc["label"], run) for sc in scenarios for run in sc["runs"]]
+    tools = _tools([run for _, run in points])
+    labels = [sc["label"] for sc in scenarios if sc["runs"]]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(8.0, 1.6 * len(labels) * len(tools) / 2), 8), sharex=True)
+    width = 0.8 / max(1, len(tools))
+    for j, tool in enumerate(tools):
+        xs, ratios, shares = [], [], []
+        for i, label in enumerate(labels):
+            run = next((r for lab, r in points if lab == label and r["tool"] == tool), None)
+            if run is None:
+                continue
+            xs.append(i + (j - (len(tools) - 1) / 2) * width)
+            ratios.append(run["ratio"] or 0.0)
+            shares.append(100 * (run["share_429"] or 0.0))
+        bars = ax1.bar(xs, ratios, width, label=tool)
+        ax1.bar_label(bars, fmt="%.3f", fontsize=7)
+        bars = ax2.bar(xs, shares, width, label=tool)
+        ax2.bar_label(bars, fmt="%.1f", fontsize=7)
     ax1.axhline(1.0, color="grey", linestyle="--", linewidth=1)
-    ax1.axhline(0.9, color="tab:green", linestyle=":", linewidth=1, label="90% of the limit")
-    labels = [
-        f"{r:.3f}" + (f"\n{by_tool[t]['failed']:,} failed" if by_tool[t]["failed"] else "")
-        for t, r in zip(tools, ratios, strict=True)
-    ]
-    ax1.bar_label(bars, labels=labels)
     ax1.set_ylabel("answered prompts per second / limit")
-    ax1.set_ylim(0, max(1.1, *ratios) * 1.15)
-    ax1.legend(loc="lower right")
-    bars = ax2.bar(tools, shares, color="tab:red")
-    ax2.bar_label(bars, fmt="%.2f")
+    ax1.legend(fontsize=8)
     ax2.set_ylabel("requests answered 429 (%)")
-    fig.suptitle(title)
+    ax2.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _rate(samples: list[list[float]], column: int, window_s: float = 2.0) -> tuple[list[float], list[float]]:
-    """(times, per-second rate of ``column`` over the trailing ``window_s``)."""
-    xs, ys = [], []
-    j = 0
-    for i, sample in enumerate(samples):
-        while samples[j][0] < sample[0] - window_s:
-            j += 1
-        if i > j:
-            xs.append(sample[0])
-            ys.append((sample[column] - samples[j][column]) / (sample[0] - samples[j][0]))
-    return xs, ys
+def _series(run: dict[str, Any], key: str) -> tuple[list[float], list[float]]:
+    """(seconds on the tool's clock, ``key`` per second) from a run's provider timeline."""
+    timeline = run["extra"].get("timeline") or {}
+    offset = float(timeline.get("offset_s") or 0.0)
+    rows = timeline.get("seconds") or []
+    return [row["t"] + offset for row in rows], [float(row.get(key, 0)) for row in rows]
 
 
-def plot_timeline(runs: list[dict[str, Any]], rpm: int, title: str, path: Path) -> None:
+def _failures(row: dict[str, Any]) -> float:
+    """Answers that were 5xx, and connections reset (status 0), in one second's row."""
+    codes = {int(k.removeprefix("status_")): n for k, n in row.items() if k.startswith("status_")}
+    return float(sum(n for code, n in codes.items() if code == 0 or code >= 500))
+
+
+def plot_timeline(scenario: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    s, runs = scenario["scenario"], scenario["runs"]
+    tokens_bind = s["kind"] == "tokens"
+    panels = 4 if tokens_bind else 3
+    fig, axes = plt.subplots(panels, 1, figsize=(10, 2.6 * panels), sharex=True)
     by_tool = {r["tool"]: r for r in runs}
     for tool in _tools(runs):
-        samples = by_tool[tool]["extra"].get("timeline") or []
-        if len(samples) < 2:
+        run = by_tool[tool]
+        xs, admitted = _series(run, "admitted")
+        if not xs:
             continue
-        ax1.plot(*_rate(samples, 1), label=tool)
-        ax2.plot([s[0] for s in samples], [s[2] for s in samples], label=tool)
-    ax1.axhline(rpm / 60.0, color="grey", linestyle="--", linewidth=1, label="the limit")
-    ax1.set_ylabel("answered requests / s (2 s window)")
-    ax1.legend()
-    ax2.set_ylabel("429s so far")
-    ax2.set_xlabel("seconds since the tool's clock started (PromptForge: the PUT)")
-    ax2.legend()
-    fig.suptitle(title)
+        (line,) = axes[0].plot(xs, admitted, label=f"{tool}: admitted", linewidth=1)
+        # Answers go out a latency later: the tail after the last admission is the job's, not the limit's.
+        axes[0].plot(
+            xs, _series(run, "status_200")[1], label=f"{tool}: answered 200", linewidth=1, linestyle=":", color=line.get_color()
+        )
+        axes[1].plot(xs, _series(run, "status_429")[1], label=tool, linewidth=1)
+        rows = (run["extra"].get("timeline") or {}).get("seconds") or []
+        axes[2].plot(xs, [_failures(row) for row in rows], label=tool, linewidth=1)
+        if tokens_bind:
+            axes[3].plot(xs, _series(run, "charged_tokens")[1], label=tool, linewidth=1)
+    axes[0].axhline(s["rpm"] / 60.0, color="grey", linestyle="--", linewidth=1, label="the limit")
+    axes[0].set_ylabel("requests / s")
+    axes[0].legend(fontsize=8)
+    axes[1].set_ylabel("429s / s")
+    axes[2].set_ylabel("5xx + resets / s")
+    if tokens_bind:
+        axes[3].axhline(s["tpm"] / 60.0, color="grey", linestyle="--", linewidth=1, label="the limit")
+        axes[3].set_ylabel("tokens charged / s")
+    axes[-1].set_xlabel("seconds on the tool's clock (PromptForge: since the PUT)")
+    fig.suptitle(_scenario_title(s), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -144,16 +168,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path)
     args = parser.parse_args(argv)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("matplotlib is not installed: no plots", file=sys.stderr)
+        return 0
     data = json.loads(args.results.read_text())
     out_dir = args.results.parent
     written = []
-    head = data["headline"]
-    if head["runs"]:
-        s = head["scenario"]
-        title = f"{s['prompts']:,} prompts, {s['rpm']:,} requests/min, {s['latency_ms']:g} ms latency"
-        plot_headline(head["runs"], title, out_dir / "throughput.png")
-        plot_timeline(head["runs"], s["rpm"], title, out_dir / "timeline.png")
-        written += [out_dir / "throughput.png", out_dir / "timeline.png"]
+    scenarios = [sc for sc in data.get("scenarios") or [] if sc["runs"]]
+    if scenarios:
+        plot_summary(scenarios, out_dir / "summary.png")
+        written.append(out_dir / "summary.png")
+        for sc in scenarios:
+            path = out_dir / f"timeline-{sc['label']}.png"
+            plot_timeline(sc, path)
+            written.append(path)
     grid = data.get("grid")
     if grid and grid["runs"]:
         title = f"{grid['prompts']:,} prompts per point"

@@ -1,29 +1,49 @@
 """Throughput benchmark: PromptForge end to end against peer tools, on one rate-limited fake LLM.
 
-    .venv/bin/python -m infra.bench.throughput [--prompts 10000] [--rpm 6000] [--tpm N]
-        [--latency-ms 300] [--grid] [--cookbook-script PATH] [--out bench-out/]
+    .venv/bin/python -m infra.bench.throughput --suite [--prompts 10000] [--base-port 8600] [--out bench-out/]
+    .venv/bin/python -m infra.bench.throughput --scenario learned --scenario faults ...
+    .venv/bin/python -m infra.bench.throughput [--prompts 10000] [--rpm 6000] [--latency-ms 300] [--grid]
 
-One run starts its own local stack (profile ``dev`` on base port 8600, run directory
-``.run/bench``), configures the stack's fake LLM server with the limit (requests and
-tokens per minute, enforced as a continuously refilling bucket holding ``--burst-s``
-seconds of it) and the latency, then runs the same prompts through each tool in turn,
-resetting the server's counters and buckets between tools:
+One run starts its own local stack (profile ``dev`` on ``--base-port``, run directory
+``.run/bench``), and configures the stack's fake LLM server as a provider would behave:
+limits in requests and tokens per minute enforced by buckets holding ``--burst-s`` (1)
+seconds of them, tokens charged up front as prompt + ``max_tokens`` and never refunded,
+OpenAI's per-minute ``x-ratelimit-*`` headers, lognormal latency (``--latency-ms`` is
+the median, the 99th percentile is 4x it). It then runs the same prompts through each
+tool in turn, resetting the server's counters and buckets and re-seeding its latency and
+fault draws between tools, each scenario on a model name of its own (separate buckets,
+separate budgets in PromptForge).
+
+The scenarios (``--suite`` runs all four; sizes scale with ``--prompts``, N):
+
+* ``configured``: N prompts at ``--rpm`` (6,000), limits given to PromptForge in
+  ``PROMPTFORGE_RATE_LIMITS``, at each of ``--latencies`` (100, 300, 1000 ms); the peers
+  run at ``--latency-ms`` (300);
+* ``learned``: the same at ``--latency-ms`` with NO configured limits: PromptForge learns
+  them from the answers' headers (PromptForge only: the peers need the limit given);
+* ``tokens``: 0.3 N prompts of 200-4,000 characters with ``max_tokens`` 256 at 400k tokens
+  a minute, so the token limit binds (PromptForge and the hand-written script);
+* ``faults``: 0.3 N prompts with 3% of answers HTTP 500 and 1% connections reset.
+
+The tools:
 
 * ``promptforge``: the public API as any client uses it (init, PUT the JSONL file to the
   signed URL, poll the status every 0.5 s, download the results). Time: from the PUT to
-  the poll that sees ``COMPLETED``. The workers get the limit through
-  ``PROMPTFORGE_RATE_LIMITS`` and pace at ``PROMPTFORGE_RATE_TARGET`` (0.97) of it.
-* ``oaib``: the PyPI batch runner, ``Batch(rpm=limit, tpm=limit)``.
+  the poll that sees ``COMPLETED``.
+* ``oaib``: the PyPI batch runner, ``Batch(rpm=limit, tpm=limit)`` (its ``safety`` left at 0.1).
+* ``aiolimiter``: a hand-written asyncio + aiohttp + aiolimiter script
+  (:mod:`infra.bench.peer_aiolimiter`), given the limits.
 * ``cookbook``: the OpenAI cookbook's ``api_request_parallel_processor.py``, unchanged,
   from ``--cookbook-script`` (or ``$COOKBOOK_SCRIPT``), through a local TLS front (it
   only accepts https URLs) with a local tiktoken encoding, at 100% of the limit.
 
 For each: wall time, throughput as a ratio of the ideal (see :mod:`infra.bench.metrics`),
-the requests the server received and the share answered 429 (from its ``/_stats``),
-prompts answered and failed, and whether every prompt_id came back exactly once. Peers
-run as subprocesses in ``.venv-bench`` (created here from ``requirements-bench.txt``), so
-none of their packages touch the service's environment. Prints the table and writes
-``results.json``, ``results.md`` and the plots (``throughput.png``, ``grid.png``) to ``--out``.
+the requests the server received and the share answered 429 (overall and from the
+second second of the provider's timeline on), prompts answered, failed, lost (no line at
+all) and duplicated. Peers run as subprocesses in ``.venv-bench`` (created here from
+``requirements-bench.txt``), so none of their packages touch the service's environment.
+Prints the table and writes ``results.json``, ``results.md`` and the plots (a summary and
+one per-second provider timeline per scenario) to ``--out``.
 
 ``--grid`` instead runs a smaller job (``--grid-prompts``) at each latency of
 ``--grid-latencies`` (at ``--rpm``) and each limit of ``--grid-rpms`` (at ``--latency-ms``).
@@ -38,11 +58,11 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -52,7 +72,7 @@ from typing import Any
 
 import requests
 
-from infra.bench.metrics import RunResult, check_ids, format_table, ideal_seconds
+from infra.bench.metrics import RunResult, after_first_second, check_ids, format_table, ideal_seconds
 from infra.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,9 +82,18 @@ REQUIREMENTS = HERE / "requirements-bench.txt"
 TIKTOKEN_PLUGIN = HERE / "tiktoken_plugin"
 ENCODING_NAME = "promptforge_bench_bytes"  # infra/bench/tiktoken_plugin/tiktoken_ext/promptforge_bench.py
 HOST = "127.0.0.1"
-MAX_TOKENS = 16  # every prompt asks for at most this many output tokens, in every tool
+MAX_TOKENS = 16  # what a prompt asks for at most, in every tool, except in the tokens scenario
 POLL_S = 0.5
-TOOLS = ("promptforge", "oaib", "cookbook")
+TOOLS = ("promptforge", "oaib", "aiolimiter", "cookbook")
+SCENARIOS = ("configured", "learned", "tokens", "faults")
+# The tokens scenario: long prompts and a large max_tokens against a token limit that binds.
+TOKENS_TPM = 400_000
+TOKENS_MAX_TOKENS = 256
+TOKENS_PROMPT_CHARS = (200, 4000)
+# The faults scenario: a share of HTTP 500s and of connections reset before any answer.
+FAULTS = (("server_error", 0.03), ("reset", 0.01))
+# The tokens and faults scenarios run this share of --prompts (3,000 of 10,000).
+SMALL_SHARE = 0.3
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 # The cookbook's token estimate (a byte-level encoding) is about 4x the real count; it gets
 # a token limit far above anything the run needs, so only the request limit binds.
@@ -104,28 +133,50 @@ def bench_python(venv: Path = BENCH_VENV, requirements: Path = REQUIREMENTS) -> 
 
 @dataclass(frozen=True)
 class Scenario:
-    """One point: how many prompts, the limit and the latency the fake server applies."""
+    """One point: the prompts, the limit, the latency and the faults the fake server applies."""
 
     prompts: int
     rpm: int
     tpm: int
     latency_ms: float
+    kind: str = "headline"  # configured, learned, tokens, faults; headline or grid for single points
+    configured: bool = True  # PromptForge is given the limits (PROMPTFORGE_RATE_LIMITS)
+    faults: tuple[tuple[str, float], ...] = ()
+    prompt_chars: tuple[int, int] | None = None  # prompt lengths drawn in this range; None: one sentence
+    max_tokens: int = MAX_TOKENS
+    tools: tuple[str, ...] = TOOLS
     name: str | None = None  # a model name of its own (the warm-up)
 
     @property
     def model(self) -> str:
         # The fake server keeps one pair of buckets per model, and PromptForge looks its
-        # limits up by "provider/model": one model name per limit keeps scenarios apart.
-        return self.name or f"bench-r{self.rpm}-t{self.tpm}"
+        # limits up (and keeps what it learns) by "provider/model": one model name per
+        # point keeps scenarios and tools' leftovers apart.
+        return self.name or f"bench-{self.kind}-r{self.rpm}-t{self.tpm}-l{self.latency_ms:g}"
 
     @property
     def label(self) -> str:
-        return self.name or f"n{self.prompts}-r{self.rpm}-t{self.tpm}-l{self.latency_ms:g}"
+        return self.name or f"{self.kind}-n{self.prompts}-r{self.rpm}-t{self.tpm}-l{self.latency_ms:g}"
 
 
-def prompt_texts(count: int) -> list[tuple[str, str]]:
-    """Deterministic (prompt_id, text) pairs: the same prompts for every tool."""
-    return [(f"p{i:06d}", f"Prompt {i}: in one sentence, why do batch jobs need rate limiting?") for i in range(count)]
+FILLER = "Batch jobs share one provider limit, so each request waits for its turn before it is sent. "
+
+
+def prompt_texts(count: int, chars: tuple[int, int] | None = None, seed: int = 0) -> list[tuple[str, str]]:
+    """Deterministic (prompt_id, text) pairs: the same prompts for every tool.
+
+    With ``chars``, each text's length is drawn uniformly from that range (seeded).
+    """
+    if chars is None:
+        return [(f"p{i:06d}", f"Prompt {i}: in one sentence, why do batch jobs need rate limiting?") for i in range(count)]
+    rng = random.Random(seed)
+    prompts = []
+    for i in range(count):
+        head = f"Prompt {i}: summarise these notes in one line. "
+        length = max(len(head), rng.randint(*chars))
+        body = FILLER * (length // len(FILLER) + 1)
+        prompts.append((f"p{i:06d}", (head + body)[:length]))
+    return prompts
 
 
 @dataclass(frozen=True)
@@ -140,15 +191,20 @@ def write_files(scenario: Scenario, work: Path) -> Files:
     from infra.fake_llm.replies import prompt_tokens
 
     work.mkdir(parents=True, exist_ok=True)
-    prompts = prompt_texts(scenario.prompts)
+    prompts = prompt_texts(scenario.prompts, scenario.prompt_chars)
     pf, rq = work / "prompts.jsonl", work / "requests.jsonl"
     tokens = 0
     with pf.open("w") as f_pf, rq.open("w") as f_rq:
         for prompt_id, text in prompts:
             messages = [{"role": "user", "content": text}]
-            tokens += prompt_tokens(messages) + MAX_TOKENS
+            tokens += prompt_tokens(messages) + scenario.max_tokens
             f_pf.write(json.dumps({"prompt_id": prompt_id, "prompt": text}) + "\n")
-            body = {"model": scenario.model, "messages": messages, "max_tokens": MAX_TOKENS, "metadata": {"prompt_id": prompt_id}}
+            body = {
+                "model": scenario.model,
+                "messages": messages,
+                "max_tokens": scenario.max_tokens,
+                "metadata": {"prompt_id": prompt_id},
+            }
             f_rq.write(json.dumps(body) + "\n")
     return Files(pf, rq, [p for p, _ in prompts], tokens)
 
@@ -173,47 +229,11 @@ class FakeServer:
         r.raise_for_status()
         return dict(r.json())
 
-
-class Timeline:
-    """Samples the fake server's counters every ``every_s`` while a tool runs, in a thread.
-
-    Each sample is ``[epoch seconds, 200s, 429s, in flight]`` (:meth:`relative_to` turns
-    the times into seconds since the tool's clock started): the plot's answered rate over
-    time, and where the 429s fell (start-up, steady state, the tail).
-    """
-
-    def __init__(self, fake: FakeServer, every_s: float = 0.5) -> None:
-        self.fake = fake
-        self.every_s = every_s
-        self.samples: list[list[float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def relative_to(self, epoch: float) -> list[list[float]]:
-        return [[round(t - epoch, 2), *rest] for t, *rest in self.samples]
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(requests.RequestException, ValueError):
-                stats = self.fake.stats()
-                by_status = stats.get("by_status") or {}
-                self.samples.append(
-                    [
-                        time.time(),
-                        int(by_status.get("200", 0)),
-                        int(by_status.get("429", 0)),
-                        int(stats.get("in_flight", 0)),
-                    ]
-                )
-            self._stop.wait(self.every_s)
-
-    def __enter__(self) -> Timeline:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+    def timeline(self) -> dict[str, Any]:
+        """The provider's traffic per second since the last reset (``GET /_timeline``)."""
+        r = requests.get(f"{self.base}/_timeline", timeout=10)
+        r.raise_for_status()
+        return dict(r.json())
 
 
 # --- the tools ------------------------------------------------------------------------
@@ -233,6 +253,7 @@ class Context:
 
 def _new_result(tool: str, scenario: Scenario, files: Files) -> RunResult:
     return RunResult(
+        scenario=scenario.kind,
         tool=tool,
         prompts=scenario.prompts,
         rpm=scenario.rpm,
@@ -253,7 +274,7 @@ def _parse_time(text: str | None) -> datetime | None:
 def run_promptforge(ctx: Context, scenario: Scenario, files: Files, work: Path) -> RunResult:
     result = _new_result("promptforge", scenario, files)
     base, headers = ctx.stack.base_url, {"X-API-Key": ctx.api_key}
-    body = {"provider": "fake", "model": scenario.model, "params": {"max_tokens": MAX_TOKENS}}
+    body = {"provider": "fake", "model": scenario.model, "params": {"max_tokens": scenario.max_tokens}}
     init = requests.post(f"{base}/v1/jobs/init", json=body, headers=headers, timeout=30)
     init.raise_for_status()
     job = init.json()
@@ -364,9 +385,36 @@ def run_oaib(ctx: Context, scenario: Scenario, files: Files, work: Path) -> RunR
         return result
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
     result.ok = sum(1 for r in rows if r["ok"])
-    # oaib drops a request that still fails after the SDK's retries: it is simply missing.
+    # oaib drops a request that still fails after the SDK's retries: it is simply missing
+    # (failed, and lost as well: nothing in its output says it ever existed).
     result.failed = scenario.prompts - result.ok
     result.ids = check_ids(files.ids, [r["prompt_id"] for r in rows])
+    return result
+
+
+def run_aiolimiter(ctx: Context, scenario: Scenario, files: Files, work: Path) -> RunResult:
+    result = _new_result("aiolimiter", scenario, files)
+    out, errors = work / "aiolimiter-results.jsonl", work / "aiolimiter-errors.jsonl"
+    summary, log_file = work / "aiolimiter-summary.json", work / "aiolimiter.log"
+    for path in (out, errors, summary):
+        path.unlink(missing_ok=True)
+    url = f"http://{HOST}:{ctx.stack.ports['fake-llm']}/v1/chat/completions"
+    cmd = [str(ctx.bench_py), "-m", "infra.bench.peer_aiolimiter", "--requests", str(files.requests), "--url", url]
+    cmd += ["--out", str(out), "--errors", str(errors), "--summary", str(summary), "--rpm", str(scenario.rpm)]
+    cmd += ["--tpm", str(scenario.tpm)]
+    code, process_s = _run_peer(cmd, dict(os.environ), log_file, _timeout_s(result.ideal_s))
+    if not _peer_timing(result, code, process_s, summary, log_file):
+        return result
+    answered = [json.loads(line)["prompt_id"] for line in out.read_text().splitlines() if line.strip()]
+    failed = [json.loads(line) for line in errors.read_text().splitlines() if line.strip()]
+    result.ok, result.failed = len(answered), len(failed)
+    result.ids = check_ids(files.ids, answered + [row["prompt_id"] for row in failed])
+    kinds: dict[str, int] = {}
+    for row in failed:
+        kind = row["error"].split(":", 1)[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    if kinds:
+        result.extra["errors"] = kinds
     return result
 
 
@@ -422,6 +470,7 @@ def run_cookbook(ctx: Context, scenario: Scenario, files: Files, work: Path) -> 
 RUNNERS: dict[str, Callable[[Context, Scenario, Files, Path], RunResult]] = {
     "promptforge": run_promptforge,
     "oaib": run_oaib,
+    "aiolimiter": run_aiolimiter,
     "cookbook": run_cookbook,
 }
 
@@ -438,6 +487,11 @@ def warm_up(ctx: Context, work: Path) -> None:
     log(f"warm-up job done in {result.wall_s:.1f}s")
 
 
+def tools_of(scenario: Scenario, wanted: list[str]) -> list[str]:
+    """The scenario's tools that this run asked for, in the scenario's order."""
+    return [t for t in scenario.tools if t in wanted]
+
+
 def run_scenario(ctx: Context, scenario: Scenario, tools: list[str]) -> list[RunResult]:
     work = ctx.out / "work" / scenario.label
     files = write_files(scenario, work)
@@ -447,33 +501,50 @@ def run_scenario(ctx: Context, scenario: Scenario, tools: list[str]) -> list[Run
         burst_s=ctx.args.burst_s,
         latency_ms=scenario.latency_ms,
         latency_dist=ctx.args.latency_dist,
-        faults={},
+        faults=dict(scenario.faults),
     )
     ideal = ideal_seconds(scenario.prompts, scenario.rpm, scenario.tpm, files.tokens)
+    faults = f", faults {dict(scenario.faults)}" if scenario.faults else ""
     log(
         f"scenario {scenario.label}: {scenario.prompts:,} prompts, {scenario.rpm:,} rpm, {scenario.tpm:,} tpm, "
-        f"{scenario.latency_ms:g} ms ({config['latency_dist']}), burst {config['burst_s']:g}s; ideal {ideal:.1f}s"
+        f"{scenario.latency_ms:g} ms ({config['latency_dist']}), burst {config['burst_s']:g}s, "
+        f"limits {'configured' if scenario.configured else 'NOT configured'}{faults}; ideal {ideal:.1f}s"
     )
     results = []
     for tool in tools:
-        ctx.fake.reset()  # zero the counters, refill the buckets
+        # Every tool meets the same provider: full buckets, zero counters, and the same
+        # sequence of latencies and faults (re-seeded).
+        ctx.fake.configure(seed=ctx.args.seed)
+        ctx.fake.reset()
         time.sleep(1.0)
         load = os.getloadavg()[0]
         log(f"  {tool} ...")
-        with Timeline(ctx.fake) as timeline:
-            result = RUNNERS[tool](ctx, scenario, files, work)
-        stats = ctx.fake.stats()
-        clock_start = float(result.extra.pop("started_epoch", timeline.samples[0][0] if timeline.samples else 0.0))
-        result.extra["timeline"] = timeline.relative_to(clock_start)
+        result = RUNNERS[tool](ctx, scenario, files, work)
+        result.extra["label"] = scenario.label
+        stats, timeline = ctx.fake.stats(), ctx.fake.timeline()
         result.requests = int(stats["requests_total"])
         result.rate_limited = int(stats["rate_limited"])
+        result.requests_after_1s, result.rate_limited_after_1s = after_first_second(timeline["seconds"])
+        clock_start = result.extra.pop("started_epoch", None)
+        first = timeline["first_epoch"]
+        result.extra["timeline"] = {
+            # Where the provider's second 0 falls on the tool's clock.
+            "offset_s": round(first - clock_start, 3) if first is not None and clock_start is not None else 0.0,
+            "seconds": timeline["seconds"],
+        }
         result.extra.update(
-            load_1m_before=round(load, 2), by_status=stats.get("by_status"), max_in_flight=stats.get("max_in_flight")
+            load_1m_before=round(load, 2),
+            by_status=stats.get("by_status"),
+            by_fault=stats.get("by_fault"),
+            max_in_flight=stats.get("max_in_flight"),
         )
         ratio = "-" if result.ratio is None else f"{result.ratio:.3f}"
         wall = "-" if result.wall_s is None else f"{result.wall_s:.1f}s"
+        after = result.share_429_after_1s
         log(
             f"  {tool}: {wall}, ratio {ratio}, {result.requests:,} requests, {result.rate_limited:,} x 429"
+            + ("" if after is None else f" ({100 * after:.2f}% after 1s)")
+            + f", {result.failed} failed, {result.lost} lost, {result.duplicated} dup"
             + (f"; {result.note}" if result.note else "")
         )
         results.append(result)
@@ -514,11 +585,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--prompts", type=int, default=10_000, help="prompts in the headline job")
+    parser.add_argument(
+        "--suite", action="store_true", help="run every scenario: " + ", ".join(SCENARIOS) + " (the issue 12 table)"
+    )
+    parser.add_argument("--scenario", action="append", choices=SCENARIOS, default=[], help="run this scenario (repeatable)")
+    parser.add_argument(
+        "--prompts", type=int, default=10_000, help="prompts in the headline job and the configured and learned scenarios"
+    )
     parser.add_argument("--rpm", type=int, default=6000, help="the limit: requests per minute")
-    parser.add_argument("--tpm", type=int, default=2_000_000, help="the limit: tokens per minute")
-    parser.add_argument("--latency-ms", type=float, default=300.0, help="mean latency of the fake server")
-    parser.add_argument("--latency-dist", choices=("uniform", "lognormal", "exponential"), default="uniform")
+    parser.add_argument("--tpm", type=int, default=2_000_000, help="the limit: tokens per minute (the tokens scenario: 400,000)")
+    parser.add_argument(
+        "--latency-ms", type=float, default=300.0, help="the fake server's latency (lognormal: the median); the peers' point"
+    )
+    parser.add_argument("--latency-dist", choices=("uniform", "lognormal", "exponential"), default="lognormal")
+    parser.add_argument("--latencies", default="100,300,1000", help="ms: the configured scenario's points")
+    parser.add_argument("--seed", type=int, default=0, help="the fake server's latency and fault draws")
     parser.add_argument(
         "--burst-s",
         type=float,
@@ -542,6 +623,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--stack-env", action="append", default=[], metavar="KEY=VALUE", help="extra environment for the stack (experiments)"
     )
     args = parser.parse_args(argv)
+    if args.suite:
+        args.scenario = list(SCENARIOS)
+    if args.scenario and args.grid:
+        parser.error("--grid and --suite/--scenario are separate runs")
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     unknown = set(args.tools) - set(TOOLS)
     if unknown:
@@ -557,13 +642,60 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def suite(args: argparse.Namespace, kinds: list[str]) -> list[Scenario]:
+    """The issue 12 scenarios asked for, in the order of :data:`SCENARIOS`.
+
+    The peers run where a user of them would be in the same place: given the limits. They
+    run at one latency (``--latency-ms``) only, so the whole suite at 10,000 prompts stays
+    within about 25 minutes.
+    """
+    n, small = args.prompts, max(1, round(args.prompts * SMALL_SHARE))
+    points: list[Scenario] = []
+    if "configured" in kinds:
+        for latency in _csv_numbers(args.latencies):
+            tools = TOOLS if latency == args.latency_ms else ("promptforge",)
+            points.append(Scenario(n, args.rpm, args.tpm, latency, kind="configured", tools=tools))
+    if "learned" in kinds:
+        points.append(Scenario(n, args.rpm, args.tpm, args.latency_ms, kind="learned", configured=False, tools=("promptforge",)))
+    if "tokens" in kinds:
+        points.append(
+            Scenario(
+                small,
+                args.rpm,
+                TOKENS_TPM,
+                args.latency_ms,
+                kind="tokens",
+                prompt_chars=TOKENS_PROMPT_CHARS,
+                max_tokens=TOKENS_MAX_TOKENS,
+                tools=("promptforge", "aiolimiter"),
+            )
+        )
+    if "faults" in kinds:
+        points.append(
+            Scenario(
+                small,
+                args.rpm,
+                args.tpm,
+                args.latency_ms,
+                kind="faults",
+                faults=FAULTS,
+                tools=("promptforge", "oaib", "aiolimiter"),
+            )
+        )
+    return points
+
+
 def scenarios_of(args: argparse.Namespace) -> list[Scenario]:
+    if args.scenario:
+        return suite(args, args.scenario)
     if not args.grid:
         return [Scenario(args.prompts, args.rpm, args.tpm, args.latency_ms)]
-    points = [Scenario(args.grid_prompts, args.rpm, args.tpm, latency) for latency in _csv_numbers(args.grid_latencies)]
+    points = [
+        Scenario(args.grid_prompts, args.rpm, args.tpm, latency, kind="grid") for latency in _csv_numbers(args.grid_latencies)
+    ]
     for rpm in _csv_numbers(args.grid_rpms):
         # The same token limit per request as the base point (so tokens never bind first).
-        point = Scenario(args.grid_prompts, int(rpm), max(1, int(args.tpm * rpm / args.rpm)), args.latency_ms)
+        point = Scenario(args.grid_prompts, int(rpm), max(1, int(args.tpm * rpm / args.rpm)), args.latency_ms, kind="grid")
         if all((p.rpm, p.latency_ms) != (point.rpm, point.latency_ms) for p in points):
             points.append(point)
     return points
@@ -571,11 +703,13 @@ def scenarios_of(args: argparse.Namespace) -> list[Scenario]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    began = time.monotonic()
     scenarios = scenarios_of(args)
     args.out.mkdir(parents=True, exist_ok=True)
     bench_py = bench_python()  # the peers, the TLS front and matplotlib live there
 
-    limits = {f"fake/{s.model}": {"rpm": s.rpm, "tpm": s.tpm} for s in scenarios}
+    # The learned scenario's model is left out: PromptForge finds its limits from the answers.
+    limits = {f"fake/{s.model}": {"rpm": s.rpm, "tpm": s.tpm} for s in scenarios if s.configured}
     extra_env = {"PROMPTFORGE_RATE_LIMITS": json.dumps(limits)}
     extra_env.update(dict(kv.split("=", 1) for kv in args.stack_env))
     stack = Stack("dev", base_port=args.base_port, run_dir=ROOT / ".run" / "bench", extra_env=extra_env)
@@ -604,10 +738,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
             _wait_port(ctx.tls_port, tls)
             ctx.cert_file = cert_dir / "cert.pem"
-        if "promptforge" in args.tools:
+        if any("promptforge" in tools_of(s, args.tools) for s in scenarios):
             warm_up(ctx, args.out / "work")
         for scenario in scenarios:
-            results += run_scenario(ctx, scenario, args.tools)
+            results += run_scenario(ctx, scenario, tools_of(scenario, args.tools))
     finally:
         if tls is not None:
             with _process_group_guard(tls):
@@ -617,11 +751,13 @@ def main(argv: list[str] | None = None) -> int:
         for p in problems:
             log(f"LEFT OVER: {p}")
 
-    report(args, scenarios, results, bench_py)
+    report(args, scenarios, results, bench_py, time.monotonic() - began)
     return 0
 
 
-def report(args: argparse.Namespace, scenarios: list[Scenario], results: list[RunResult], bench_py: Path) -> None:
+def report(
+    args: argparse.Namespace, scenarios: list[Scenario], results: list[RunResult], bench_py: Path, elapsed_s: float
+) -> None:
     table = format_table(results)
     print()
     print(table)
@@ -635,21 +771,22 @@ def report(args: argparse.Namespace, scenarios: list[Scenario], results: list[Ru
         "command": " ".join([".venv/bin/python -m infra.bench.throughput", *sys.argv[1:]]),
         "burst_s": args.burst_s,
         "latency_dist": args.latency_dist,
-        "max_tokens": MAX_TOKENS,
+        "seed": args.seed,
         "cpus": os.cpu_count(),
+        "elapsed_s": round(elapsed_s, 1),
     }
-    runs = [r.as_dict() for r in results]
-    data: dict[str, Any] = {"meta": meta, "headline": {"scenario": None, "runs": []}, "grid": None}
+    data: dict[str, Any] = {"meta": meta, "scenarios": [], "grid": None}
+    for scenario in scenarios:
+        runs = [r.as_dict() for r in results if r.scenario == scenario.kind and r.extra.get("label") == scenario.label]
+        data["scenarios"].append({"label": scenario.label, "scenario": asdict(scenario), "runs": runs})
     if args.grid:
         data["grid"] = {
             "prompts": args.grid_prompts,
             "base_rpm": args.rpm,
             "base_latency_ms": args.latency_ms,
-            "scenarios": [asdict(s) for s in scenarios],
-            "runs": runs,
+            "runs": [r.as_dict() for r in results],
         }
-    else:
-        data["headline"] = {"scenario": asdict(scenarios[0]), "runs": runs}
+    print(f"\nthe whole run took {elapsed_s / 60:.1f} minutes (stack start-up, warm-up and every tool)")
     path = args.out / "results.json"
     path.write_text(json.dumps(data, indent=2) + "\n")
     (args.out / "results.md").write_text(f"`{meta['command']}` ({meta['when']})\n\n{format_table(results, markdown=True)}\n")

@@ -11,7 +11,9 @@ describe (``x-ratelimit-reset-*`` is the time until the budget is full again):
 * it refills at ``limit / 60`` per second, continuously;
 * a request needs 1 from the requests bucket and its token estimate from the tokens
   bucket; it is refused (429) when either has less, and then takes nothing (unless
-  ``charge_rejected``: OpenAI says refused requests count against the limit too).
+  ``charge_rejected``: OpenAI says refused requests count against the limit too);
+* what a request takes is never given back, whatever its answer uses: providers charge
+  prompt tokens plus ``max_tokens`` up front and refund nothing within the window.
 
 There is one pair of buckets per model, as providers limit per model. Pure: the clock is
 passed in, so tests can drive time exactly.
@@ -55,6 +57,18 @@ class Bucket:
     def until_full(self) -> float:
         return (self.capacity - self.level) / self.rate if self.rate > 0 else 0.0
 
+    def remaining(self) -> int:
+        return max(0, math.floor(self.level + _EPSILON))
+
+    def minute_remaining(self) -> int:
+        """The level of a window holding a whole minute of the limit, charged alike.
+
+        Both start full, lose the same amounts and refill at the same rate, so they differ
+        by exactly the minute's part this bucket cannot hold; they are full together.
+        """
+        per_minute = self.rate * 60
+        return min(round(per_minute), max(0, math.floor(self.level + max(0.0, per_minute - self.capacity) + _EPSILON)))
+
 
 @dataclass(frozen=True)
 class LimitView:
@@ -62,6 +76,14 @@ class LimitView:
 
     ``limit_*`` is the per-minute limit, ``remaining_*`` what the bucket holds now, and
     ``reset_*_s`` the seconds until it is full again.
+
+    ``minute_remaining_*`` is what OpenAI's headers report: the remaining of a window a
+    whole minute of the limit deep, charged with the same requests. With buckets of less
+    than a minute (``burst_s < 60``) it is the bucket's level plus the part of the minute
+    the bucket cannot hold, so a client that reads "5,900 of 6,000 left" may still be
+    refused if it sends more than the second's share: what a provider that quantizes its
+    per-minute limit shows its clients. Both fill up at the same moment, so ``reset_*_s``
+    serves both.
     """
 
     limit_requests: int | None = None
@@ -70,6 +92,8 @@ class LimitView:
     limit_tokens: int | None = None
     remaining_tokens: int | None = None
     reset_tokens_s: float | None = None
+    minute_remaining_requests: int | None = None
+    minute_remaining_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -135,11 +159,13 @@ class RateLimiter:
     def _view(requests: Bucket | None, tokens: Bucket | None) -> LimitView:
         return LimitView(
             limit_requests=round(requests.rate * 60) if requests else None,
-            remaining_requests=max(0, math.floor(requests.level)) if requests else None,
+            remaining_requests=requests.remaining() if requests else None,
             reset_requests_s=requests.until_full() if requests else None,
             limit_tokens=round(tokens.rate * 60) if tokens else None,
-            remaining_tokens=max(0, math.floor(tokens.level)) if tokens else None,
+            remaining_tokens=tokens.remaining() if tokens else None,
             reset_tokens_s=tokens.until_full() if tokens else None,
+            minute_remaining_requests=requests.minute_remaining() if requests else None,
+            minute_remaining_tokens=tokens.minute_remaining() if tokens else None,
         )
 
 

@@ -387,11 +387,12 @@ class OpenAIDialect:
         headers = retry_after_headers(retry_after_s)
         if view.limit_requests is not None:
             headers["x-ratelimit-limit-requests"] = str(view.limit_requests)
-            headers["x-ratelimit-remaining-requests"] = str(view.remaining_requests)
+            # OpenAI reports its limits per minute, whatever shorter period it enforces them over.
+            headers["x-ratelimit-remaining-requests"] = str(view.minute_remaining_requests)
             headers["x-ratelimit-reset-requests"] = go_duration(view.reset_requests_s or 0.0)
         if view.limit_tokens is not None:
             headers["x-ratelimit-limit-tokens"] = str(view.limit_tokens)
-            headers["x-ratelimit-remaining-tokens"] = str(view.remaining_tokens)
+            headers["x-ratelimit-remaining-tokens"] = str(view.minute_remaining_tokens)
             headers["x-ratelimit-reset-tokens"] = go_duration(view.reset_tokens_s or 0.0)
         return headers
 

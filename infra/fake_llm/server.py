@@ -4,7 +4,7 @@ with rate limits, latency and faults, for tests, dev stacks and benchmarks.
 Run from the repository root::
 
     python -m infra.fake_llm.server --host 127.0.0.1 --port 8405 [--latency-ms 300]
-        [--jitter-ms 0] [--latency-dist uniform|lognormal|exponential] [--latency-sigma 0.5]
+        [--jitter-ms 0] [--latency-dist uniform|lognormal|exponential] [--latency-sigma 0.596]
         [--seed N] [--rpm N] [--tpm N] [--burst-s 60] [--charge-rejected]
         [--default-max-tokens 16] [--context-window N] [--fault KIND=RATE ...] [--hang-ms 60000]
         [--access-log] [--log-level info] [--graceful-timeout-s 5]
@@ -34,7 +34,9 @@ format; each stage may answer early or let the request go on:
 6. ``simulate_latency``: sleep a delay drawn from the latency distribution (a
    ``timeout`` fault instead holds the request ``hang_ms``, then answers 504);
 7. ``apply_fault``: ``server_error`` (500), ``disconnect`` (the connection is closed
-   mid-answer), ``malformed`` (a 200 whose JSON body is cut short) or ``content_filter``
+   mid-answer), ``reset`` (the connection is reset, TCP RST, before any byte of the
+   answer: the client's ``ECONNRESET``; the request was still charged and processed, so
+   a retry is a second request), ``malformed`` (a 200 whose JSON body is cut short) or ``content_filter``
    (a 200 the safety system stopped: OpenAI ``finish_reason`` ``content_filter``,
    Anthropic ``stop_reason`` ``refusal``, Gemini ``finishReason`` ``SAFETY``);
    ``context_length`` is answered at once at step 5, like the real check.
@@ -48,7 +50,13 @@ need no key and are not counted):
   (``chat_completions``, ``messages``, ``generate_content``), ``by_fault``,
   ``rate_limited`` (429s from the limits) and ``rate_limited_by`` (``requests``/``tokens``),
   ``usage`` (prompt and completion tokens served, and ``charged_tokens``: token estimates
-  the limits took), ``in_flight`` and ``max_in_flight``.
+  the limits took), ``in_flight`` and ``max_in_flight``. A reset connection has no HTTP
+  status: it is counted under status ``0``.
+* ``GET /_timeline``: the same traffic second by second, from the first request after
+  start or the last reset (``first_epoch`` is that moment in Unix time): per second
+  ``arrived`` (requests that came in), ``admitted`` and ``charged_tokens`` (what the
+  limits let through and took), ``status_<code>`` (answers sent that second, by status)
+  and ``in_flight_max``. This is the provider's view a benchmark plots per tool.
 * ``POST /_reset``: zero the counters and refill every rate-limit bucket.
 * ``GET|POST /_config``: read or change any :class:`FakeLLMConfig` field at run time.
 
@@ -65,11 +73,14 @@ import math
 import random
 import secrets
 import signal
+import socket
+import struct
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from statistics import NormalDist
 from types import FrameType
 from typing import Any
 
@@ -111,8 +122,21 @@ _RECORD_KEY = "fake_llm.record"
 # test can assert on it without a .get().
 ENDPOINTS: tuple[str, ...] = ("chat_completions", "messages", "generate_content")
 
-FAULT_KINDS: tuple[str, ...] = ("server_error", "timeout", "disconnect", "malformed", "content_filter", "context_length")
+# New kinds go at the end: the order maps a seed's draws to kinds, and must not shift.
+FAULT_KINDS: tuple[str, ...] = (
+    "server_error",
+    "timeout",
+    "disconnect",
+    "malformed",
+    "content_filter",
+    "context_length",
+    "reset",
+)
 LATENCY_DISTS: tuple[str, ...] = ("uniform", "lognormal", "exponential")
+# The lognormal's default shape puts its 99th percentile at 4x its median (300 ms -> 1.2 s),
+# the spread of a hosted model's answer times for short completions.
+P99_OVER_MEDIAN = 4.0
+LOGNORMAL_SIGMA = math.log(P99_OVER_MEDIAN) / NormalDist().inv_cdf(0.99)
 # When a context_length fault is injected without a configured window, it reports this one.
 _FAULT_WINDOW = 8192
 
@@ -126,11 +150,13 @@ _FAULT_WINDOW = 8192
 class FakeLLMConfig:
     """Behaviour that tests may change at run time through ``POST /_config``.
 
-    Latency: ``latency_ms`` is the mean delay before a successful answer. With
+    Latency: ``latency_ms`` is the typical delay before a successful answer. With
     ``latency_dist`` ``uniform`` it is ``latency_ms`` plus a uniform jitter in
     ``[-jitter_ms, +jitter_ms]`` (fixed when ``jitter_ms`` is 0); ``lognormal`` draws a
-    lognormal with that mean and shape ``latency_sigma``; ``exponential`` an exponential
-    with that mean. Never below zero. Drawn from ``random.Random(seed)``.
+    lognormal with that *median* and shape ``latency_sigma`` (the default puts the 99th
+    percentile at 4x the median: 300 ms -> 1.2 s, as hosted models answer; the mean is
+    ``median * exp(sigma**2 / 2)``, 1.19x); ``exponential`` an exponential with that mean.
+    Never below zero. Drawn from ``random.Random(seed)``.
 
     Limits: ``rpm`` and ``tpm`` (None: no limit), see :mod:`infra.fake_llm.limits` for
     ``burst_s`` and ``charge_rejected``; ``default_max_tokens`` is the output a request
@@ -146,7 +172,7 @@ class FakeLLMConfig:
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
     latency_dist: str = "uniform"
-    latency_sigma: float = 0.5
+    latency_sigma: float = LOGNORMAL_SIGMA
     seed: int | None = 0
     rpm: int | None = None
     tpm: int | None = None
@@ -240,7 +266,8 @@ class Stats:
     """Counters over API requests (control endpoints excluded).
 
     A request is counted once, when it finishes, so a snapshot never shows a request in
-    ``by_status`` whose model or endpoint is not counted yet.
+    ``by_status`` whose model or endpoint is not counted yet. ``seconds`` keeps the same
+    traffic per second since the first request (on ``clock``), for ``/_timeline``.
     """
 
     requests_total: int = 0
@@ -254,15 +281,36 @@ class Stats:
     charged_tokens: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
+    clock: Callable[[], float] = time.monotonic
+    first_at: float | None = None
+    first_epoch: float | None = None
+    seconds: defaultdict[int, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+
+    def second(self) -> Counter[str]:
+        """The counters of the current second (the first request starts second 0)."""
+        now = self.clock()
+        if self.first_at is None:
+            self.first_at, self.first_epoch = now, time.time()
+        return self.seconds[max(0, math.floor(now - self.first_at))]
 
     def begin(self) -> None:
         """Note a request that has started."""
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        second = self.second()
+        second["arrived"] += 1
+        second["in_flight_max"] = max(second["in_flight_max"], self.in_flight)
+
+    def admit(self, tokens: int) -> None:
+        """Note a request the limits let through, and the tokens they took for it."""
+        second = self.second()
+        second["admitted"] += 1
+        second["charged_tokens"] += tokens
 
     def finish(self, record: RequestRecord, status: int) -> None:
-        """Count a request that has finished with HTTP ``status``."""
+        """Count a request that has finished with HTTP ``status`` (0: its connection was reset)."""
         self.in_flight -= 1
+        self.second()[f"status_{status}"] += 1
         self.requests_total += 1
         self.by_status[status] += 1
         if record.model is not None:
@@ -287,6 +335,14 @@ class Stats:
         self.completion_tokens = 0
         self.charged_tokens = 0
         self.max_in_flight = self.in_flight
+        self.first_at = self.first_epoch = None
+        self.seconds.clear()
+
+    def timeline(self) -> dict[str, Any]:
+        """The JSON object ``GET /_timeline`` returns: one entry per second, none skipped."""
+        last = max(self.seconds, default=-1)
+        rows = [{"t": t, **dict(sorted(self.seconds.get(t, Counter()).items()))} for t in range(last + 1)]
+        return {"first_epoch": self.first_epoch, "seconds": rows}
 
     def snapshot(self) -> dict[str, Any]:
         """The JSON object ``GET /_stats`` returns (status codes as string keys, as JSON needs)."""
@@ -351,7 +407,7 @@ class AccountingMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            self.stats.finish(record, status)
+            self.stats.finish(record, 0 if record.fault == "reset" else status)
 
 
 def _record(request: Request) -> RequestRecord:
@@ -372,11 +428,35 @@ class DroppedConnection(Response):
         await send({"type": "http.response.body", "body": b'{"id": "', "more_body": True})
 
 
+class ResetConnection(Response):
+    """Resets the connection (TCP RST) before any byte of an answer: what a client sees
+    when a provider's front end drops it, ``ECONNRESET`` or "server disconnected"."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # uvicorn's receive is a method of the request's cycle, which holds the transport.
+        transport = getattr(getattr(receive, "__self__", None), "transport", None)
+        if transport is None:
+            # In process (Starlette's TestClient) there is no socket: fail as a client's would.
+            raise ConnectionResetError("the fake LLM server reset the connection")
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Linger 0 makes the close an RST rather than an orderly FIN.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+        # abort() reports the lost connection on the next loop turn; yield to it, so the
+        # server knows the cycle is over and does not try to answer a 500 on it.
+        await anyio.sleep(0)
+
+
 class _DroppedConnectionLog(logging.Filter):
-    """Keeps uvicorn's note about an unfinished answer out of the log: it is on purpose."""
+    """Keeps uvicorn's notes about unfinished answers out of the log: they are on purpose."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "without completing response" not in record.getMessage()
+        message = record.getMessage()
+        return "without completing response" not in message and "without starting response" not in message
 
 
 # --------------------------------------------------------------------------------------
@@ -417,7 +497,7 @@ class FakeLLM:
     def __init__(self, config: FakeLLMConfig | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config or FakeLLMConfig()
         self.clock = clock
-        self.stats = Stats()
+        self.stats = Stats(clock=clock)
         self.rng = random.Random(self.config.seed)
         self.fault_rng = random.Random(self.config.seed)
         self.limiter = self._new_limiter()
@@ -466,8 +546,8 @@ class FakeLLM:
         if c.latency_dist == "exponential":
             latency = self.rng.expovariate(1.0 / mean) if mean > 0 else 0.0
         elif c.latency_dist == "lognormal":
-            # mu chosen so that the distribution's mean is latency_ms.
-            latency = self.rng.lognormvariate(math.log(mean) - c.latency_sigma**2 / 2, c.latency_sigma) if mean > 0 else 0.0
+            # A lognormal's median is exp(mu): latency_ms is the median.
+            latency = self.rng.lognormvariate(math.log(mean), c.latency_sigma) if mean > 0 else 0.0
         else:
             latency = mean + (self.rng.uniform(-c.jitter_ms, c.jitter_ms) if c.jitter_ms > 0 else 0.0)
         return max(0.0, latency) / 1000.0
@@ -540,7 +620,9 @@ class FakeLLM:
         decision = self.limiter.take(prompt.model, cost, self.clock())
         call.headers = call.dialect.rate_headers(decision.view, decision.retry_after_s)
         if decision.allowed:
+            # Taken for good: a provider does not give back the max_tokens an answer left unused.
             call.record.charged_tokens = cost
+            self.stats.admit(cost)
             return None
         call.record.rate_limited_by = decision.refused_by
         if decision.refused_by == "requests":
@@ -578,6 +660,8 @@ class FakeLLM:
             return call.dialect.error("server_error", self._info(call), call.headers)
         if call.fault == "disconnect":
             return DroppedConnection()
+        if call.fault == "reset":
+            return ResetConnection()
         if call.fault == "content_filter":
             return call.dialect.content_filtered(call.parsed, call.prompt_tokens, call.headers)
         if call.fault == "malformed":
@@ -620,6 +704,10 @@ class FakeLLM:
     async def get_stats(self, request: Request) -> Response:
         """``GET /_stats``: counters since start or the last ``/_reset``."""
         return JSONResponse(self.stats.snapshot())
+
+    async def get_timeline(self, request: Request) -> Response:
+        """``GET /_timeline``: the counters per second since start or the last ``/_reset``."""
+        return JSONResponse(self.stats.timeline())
 
     async def reset_endpoint(self, request: Request) -> Response:
         """``POST /_reset``: zero the counters and refill the buckets (the config and the RNGs are left alone)."""
@@ -666,6 +754,7 @@ def create_app(config: FakeLLMConfig | None = None, clock: Callable[[], float] =
         Route("/v1/models/{model}:generateContent", gemini, methods=["POST"]),
         Route("/healthz", fake.healthz, methods=["GET"]),
         Route("/_stats", fake.get_stats, methods=["GET"]),
+        Route("/_timeline", fake.get_timeline, methods=["GET"]),
         Route("/_reset", fake.reset_endpoint, methods=["POST"]),
         Route("/_config", fake.config_endpoint, methods=["GET", "POST"]),
     ]
@@ -708,12 +797,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8405, help="TCP port (default: %(default)s)")
-    parser.add_argument("--latency-ms", type=_non_negative, default=0.0, help="mean simulated latency per answer (default: 0)")
+    parser.add_argument(
+        "--latency-ms", type=_non_negative, default=0.0, help="simulated latency per answer: mean, lognormal median (default: 0)"
+    )
     parser.add_argument("--jitter-ms", type=_non_negative, default=0.0, help="uniform jitter of +/- this many ms (default: 0)")
     parser.add_argument(
         "--latency-dist", choices=LATENCY_DISTS, default="uniform", help="latency distribution (default: %(default)s)"
     )
-    parser.add_argument("--latency-sigma", type=_non_negative, default=0.5, help="shape of the lognormal (default: %(default)s)")
+    parser.add_argument(
+        "--latency-sigma",
+        type=_non_negative,
+        default=LOGNORMAL_SIGMA,
+        help="shape of the lognormal (default: %(default).3f, p99 = 4x the median)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the latency and fault RNGs (default: %(default)s)")
     parser.add_argument("--rpm", type=int, default=None, help="requests per minute per model (default: no limit)")
     parser.add_argument("--tpm", type=int, default=None, help="tokens per minute per model (default: no limit)")

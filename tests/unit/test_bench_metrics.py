@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from infra.bench.metrics import RunResult, check_ids, format_table, ideal_seconds, share, throughput_ratio
+from infra.bench.metrics import (
+    RunResult,
+    after_first_second,
+    check_ids,
+    format_table,
+    ideal_seconds,
+    share,
+    throughput_ratio,
+)
 
 
 def test_ideal_is_bound_by_requests_when_tokens_do_not_bind() -> None:
@@ -59,4 +67,30 @@ def test_result_ratio_and_table() -> None:
     text = format_table([r])
     assert "cookbook" in text and "75.00" in text and "1.000*" in text
     md = format_table([r], markdown=True)
-    assert md.splitlines()[1].startswith("|:---|---:")
+    assert md.splitlines()[1].startswith("|:---|:---|---:")
+
+
+def test_429_share_after_the_first_second_leaves_out_second_zero() -> None:
+    seconds = [
+        {"t": 0, "arrived": 500, "status_429": 400},
+        {"t": 1, "arrived": 100, "status_429": 2},
+        {"t": 2},
+        {"t": 3, "arrived": 98, "status_200": 98},
+    ]
+    assert after_first_second(seconds) == (198, 2)
+    r = RunResult("promptforge", prompts=600, rpm=6000, tpm=None, latency_ms=300, ideal_s=6.0, wall_s=7.0, scenario="learned")
+    r.requests, r.rate_limited = 698, 402
+    r.requests_after_1s, r.rate_limited_after_1s = after_first_second(seconds)
+    assert r.share_429_after_1s == pytest.approx(2 / 198)
+    row = format_table([r]).splitlines()[2].split()
+    assert row[:2] == ["learned", "promptforge"]
+    assert "57.59" in row and "1.01" in row
+
+
+def test_lost_and_duplicated_come_from_the_id_check() -> None:
+    r = RunResult("aiolimiter", prompts=3, rpm=6000, tpm=None, latency_ms=300, ideal_s=1.0, wall_s=1.0, scenario="faults")
+    assert (r.lost, r.duplicated) == (None, None)
+    r.ids = check_ids(["a", "b", "c"], ["a", "a", "b"])
+    assert (r.lost, r.duplicated) == (1, 1)
+    data = r.as_dict()
+    assert (data["lost"], data["duplicated"], data["correct"]) == (1, 1, False)

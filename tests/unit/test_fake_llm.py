@@ -815,6 +815,135 @@ def test_window_is_exact_at_200_requests_per_second() -> None:
     assert statuses.count(429) == 1000 - 599
 
 
+def test_openai_headers_report_the_minute_while_a_one_second_bucket_enforces() -> None:
+    """6,000/min enforced as 100/s: the headers speak per minute, as OpenAI's do, so
+    "5,900 left" goes with a refusal; the reset is the time until the bucket is full."""
+    clock = Clock()
+    cost = prompt_tokens(MESSAGES) + 10
+    with _limited(clock, rpm=6000, tpm=60 * 100 * cost, burst_s=1) as c:
+        first = _chat(c, max_tokens=10)
+        assert first.headers["x-ratelimit-limit-requests"] == "6000"
+        assert first.headers["x-ratelimit-remaining-requests"] == "5999"
+        assert first.headers["x-ratelimit-reset-requests"] == "10ms"
+        assert first.headers["x-ratelimit-remaining-tokens"] == str(60 * 100 * cost - cost)
+        for _ in range(99):
+            last = _chat(c, max_tokens=10)
+        assert last.status_code == 200
+        assert last.headers["x-ratelimit-remaining-requests"] == "5900"
+        assert last.headers["x-ratelimit-reset-requests"] == "1s"
+        assert last.headers["x-ratelimit-remaining-tokens"] == str(60 * 100 * cost - 100 * cost)
+        refused = _chat(c, max_tokens=10)
+        assert refused.status_code == 429
+        assert refused.headers["x-ratelimit-remaining-requests"] == "5900"
+        assert refused.headers["retry-after-ms"] == "10"
+        clock.now += 0.5  # half the second's 100 back
+        half = _chat(c, max_tokens=10)
+        assert half.status_code == 200
+        assert half.headers["x-ratelimit-remaining-requests"] == "5949"
+        assert half.headers["x-ratelimit-reset-requests"] == "510ms"
+        clock.now += 3600
+        assert _chat(c, max_tokens=10).headers["x-ratelimit-remaining-requests"] == "5999"
+
+
+def test_a_minute_deep_bucket_reports_its_own_level() -> None:
+    clock = Clock()
+    with _limited(clock, rpm=600) as c:  # burst_s 60: the window is the bucket
+        for left in ("599", "598"):
+            assert _chat(c).headers["x-ratelimit-remaining-requests"] == left
+        assert _chat(c).headers["x-ratelimit-reset-requests"] == "300ms"
+
+
+def test_tokens_are_charged_up_front_and_never_given_back() -> None:
+    """prompt + max_tokens leaves the bucket when the request is admitted, however few
+    tokens the answer then uses."""
+    clock = Clock()
+    prompt = prompt_tokens(MESSAGES)
+    with _limited(clock, tpm=6600, burst_s=1) as c:  # a bucket of 110 tokens, 110/s
+        first = _chat(c, max_tokens=40)
+        assert first.status_code == 200
+        used = first.json()["usage"]["completion_tokens"]
+        assert used < 40  # the reply is short: nothing of the unused part comes back
+        second = _chat(c, max_tokens=40)
+        assert second.status_code == 200
+        assert second.headers["x-ratelimit-remaining-tokens"] == str(6600 - 2 * (prompt + 40))
+        third = _chat(c, max_tokens=40)
+        assert third.status_code == 429
+        assert third.json()["error"]["type"] == "tokens"
+        # (prompt + 40) - (110 - 2 * (prompt + 40)) tokens short, at 110 per second.
+        short = 3 * (prompt + 40) - 110
+        assert third.headers["retry-after-ms"] == str(math.ceil(short * 1000 / 110))
+        stats = c.get("/_stats").json()
+    assert stats["usage"]["charged_tokens"] == 2 * (prompt + 40)
+    assert stats["usage"]["completion_tokens"] == 2 * used
+
+
+def test_timeline_counts_each_second_of_traffic_and_reset_clears_it() -> None:
+    clock = Clock()
+    cost = prompt_tokens(MESSAGES) + 5
+    with _limited(clock, rpm=120, burst_s=1) as c:  # a bucket of 2, 2 per second
+        assert c.get("/_timeline").json() == {"first_epoch": None, "seconds": []}
+        assert [_chat(c, max_tokens=5).status_code for _ in range(3)] == [200, 200, 429]
+        clock.now += 2.5
+        assert _chat(c, max_tokens=5).status_code == 200
+        timeline = c.get("/_timeline").json()
+        assert abs(timeline["first_epoch"] - time.time()) < 60
+        assert timeline["seconds"] == [
+            {
+                "t": 0,
+                "admitted": 2,
+                "arrived": 3,
+                "charged_tokens": 2 * cost,
+                "in_flight_max": 1,
+                "status_200": 2,
+                "status_429": 1,
+            },
+            {"t": 1},
+            {"t": 2, "admitted": 1, "arrived": 1, "charged_tokens": cost, "in_flight_max": 1, "status_200": 1},
+        ]
+        c.post("/_reset")
+        assert c.get("/_timeline").json() == {"first_epoch": None, "seconds": []}
+
+
+def test_reset_fault_in_process_fails_the_call_like_a_reset_socket() -> None:
+    app = create_app(FakeLLMConfig(faults={"reset": 1.0}))
+    with TestClient(app, headers={"Authorization": f"Bearer {KEY}"}) as c:
+        with pytest.raises(ConnectionResetError):
+            _chat(c)
+        stats = c.get("/_stats").json()
+    assert stats["by_fault"] == {"reset": 1}
+    assert stats["by_status"] == {"0": 1}
+
+
+def test_live_reset_fault_resets_the_connection_before_any_answer(tmp_path: Path) -> None:
+    """Half the requests answered 500, half reset: a reset shows the client no status
+    line at all, the statistics count it under 0, and the log stays quiet about it."""
+    server = LiveServer(tmp_path, "--fault", "reset=0.5", "--fault", "server_error=0.5", "--seed", "5")
+    try:
+
+        async def one(i: int) -> str:
+            try:
+                status, _ = await _raw_post(server.port, CHAT, {"model": "m", "messages": [{"role": "user", "content": f"q{i}"}]})
+            except (ConnectionResetError, IndexError):  # reset while reading, or nothing at all read
+                return "reset"
+            return str(status)
+
+        async def run() -> list[str]:
+            return list(await asyncio.gather(*(one(i) for i in range(40))))
+
+        outcomes = asyncio.run(asyncio.wait_for(run(), timeout=60))
+        with httpx.Client(base_url=server.base_url, timeout=10.0) as c:
+            stats = c.get("/_stats").json()
+            assert c.get("/healthz").status_code == 200  # the server lives on
+    finally:
+        server.stop()
+    counts = Counter(outcomes)
+    assert set(counts) == {"reset", "500"}
+    assert stats["by_fault"] == {"reset": counts["reset"], "server_error": counts["500"]}
+    assert stats["by_status"] == {"0": counts["reset"], "500": counts["500"]}
+    logs = server.logs()
+    assert "Traceback" not in logs and "ASGI callable" not in logs, logs
+
+
 def test_anthropic_route_reports_anthropic_ratelimit_headers() -> None:
     clock = Clock()
     with _limited(clock, rpm=2, tpm=1000) as c:
@@ -1017,16 +1146,26 @@ def test_faults_follow_their_rates_deterministically_for_a_seed() -> None:
     assert run() == (statuses, by_fault)  # the same seed, the same faults in the same order
 
 
-@pytest.mark.parametrize("dist", ["exponential", "lognormal"])
-def test_latency_distributions_have_the_configured_mean_and_are_seeded(dist: str) -> None:
-    fake = FakeLLM(FakeLLMConfig(latency_ms=300, latency_dist=dist, seed=3))
+def test_exponential_latency_has_the_configured_mean_and_is_seeded() -> None:
+    fake = FakeLLM(FakeLLMConfig(latency_ms=300, latency_dist="exponential", seed=3))
     delays = [fake.delay_seconds() for _ in range(20_000)]
     assert abs(statistics.fmean(delays) - 0.3) < 0.015
     assert min(delays) >= 0 and len(set(delays)) > 19_000
-    if dist == "exponential":
-        assert statistics.median(delays) == pytest.approx(0.3 * math.log(2), rel=0.05)
+    assert statistics.median(delays) == pytest.approx(0.3 * math.log(2), rel=0.05)
     fake.configure({"seed": 3})
     assert [fake.delay_seconds() for _ in range(100)] == delays[:100]
+
+
+def test_lognormal_latency_has_the_configured_median_and_a_p99_of_four_times_it() -> None:
+    """The provider-like default: median 300 ms, 99th percentile about 1.2 s."""
+    fake = FakeLLM(FakeLLMConfig(latency_ms=300, latency_dist="lognormal", seed=3))
+    drawn = [fake.delay_seconds() for _ in range(40_000)]
+    delays = sorted(drawn)
+    assert statistics.median(delays) == pytest.approx(0.3, rel=0.03)
+    assert delays[int(0.99 * len(delays))] == pytest.approx(1.2, rel=0.08)
+    assert statistics.fmean(delays) == pytest.approx(0.3 * math.exp(fake.config.latency_sigma**2 / 2), rel=0.03)
+    fake.configure({"seed": 3})
+    assert [fake.delay_seconds() for _ in range(100)] == drawn[:100]
 
 
 def test_context_window_is_enforced_before_the_limits() -> None:
