@@ -13,10 +13,12 @@ prompt_id checked to come back exactly once).
 
 Measured around the job: wall time (PUT to the poll that sees COMPLETED), CPU seconds of
 every function's processes (``/proc/PID/stat``), their peak RSS (``VmHWM``, since the stack
-started), the operations the meters counted, and the bytes left in the buckets. Then the
-platform cost per 1M prompts: the counted operations priced with ``platform_prices.json``,
-plus function compute, where process_chunk's is modelled for production at ``--rpm`` and each
-``--latency-ms`` by :func:`chunk_compute` (docs/scale.md states the model).
+started), the operations the meters counted, and the bytes left in the buckets. Then, in
+the same stack, a paced job per latency of ``--latency-ms``, the fake LLM at ``--rpm`` and
+that latency: heartbeats and time-driven checkpoints grow with a worker's time, which only a
+job at the limit shows. The platform cost per 1M prompts at each latency: the paced job's
+counted operations priced with ``platform_prices.json``, plus function compute, where
+process_chunk's is modelled for production by :func:`chunk_compute` (docs/scale.md).
 
 Prints one table per N and writes ``results.json`` and ``results.md`` to ``--out``. This is a
 measurement, not a test: nothing here asserts a time.
@@ -39,7 +41,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from infra.bench.throughput import Context, FakeServer, Scenario, log, run_promptforge, warm_up, write_files
+from infra.bench.throughput import Context, FakeServer, Scenario, _csv_numbers, log, run_promptforge, warm_up, write_files
 from infra.stack import FUNCTIONS, HOST, Stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -331,6 +333,7 @@ def run_one(args: argparse.Namespace, prompts: int) -> Run:
 class Cost:
     latency_ms: float
     basis: str  # which job's counts: the paced one at this latency, or the instant one
+    per_thousand: str  # that job's operations per 1,000 prompts
     compute: ChunkCompute
     lines: dict[str, float]  # $ per 1M prompts, by line
 
@@ -390,7 +393,9 @@ def costs(run: Run, args: argparse.Namespace, prices: dict[str, float], sizes: d
         per_s = chunk.vcpu * prices["run_vcpu_second"] + chunk.memory_gib * prices["run_gib_second"]
         lines["process_chunk compute"] = model.instance_s * per_s
         basis = f"paced {job.prompts:,}" if job is not run else f"instant {job.prompts:,}"
-        out.append(Cost(latency, basis, model, lines))
+        per_k = [ops[key] * 1000 / job.prompts for _, key in OP_COLUMNS]
+        per_thousand = "{:.0f}/{:.0f}/{:.0f}, {:.1f}/{:.1f}, {:.1f}".format(*per_k)
+        out.append(Cost(latency, basis, per_thousand, model, lines))
     return out
 
 
@@ -451,6 +456,7 @@ def render(run: Run, cost: list[Cost], args: argparse.Namespace, markdown: bool 
         crow.append(["process_chunk chunks / instances"] + [f"{c.compute.chunks} / {c.compute.instances}" for c in cost])
         crow.append(["process_chunk vCPU busy"] + [f"{c.compute.cpu_busy:.1%}" for c in cost])
         crow.append(["counts and CPU of the job"] + [c.basis for c in cost])
+        crow.append(["its fs R/W/D, gcs A/B, tasks per 1k prompts"] + [c.per_thousand for c in cost])
         cheaders = [f"$ per 1M prompts at {args.rpm:,} rpm"] + [f"{c.latency_ms:g} ms" for c in cost]
         out += ["", _table(cheaders, crow, markdown)]
     return "\n".join(out)
@@ -460,11 +466,7 @@ def render(run: Run, cost: list[Cost], args: argparse.Namespace, markdown: bool 
 
 
 def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
-
-
-def _floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
+    return [int(x) for x in _csv_numbers(text)]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -475,7 +477,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--prompts", type=_ints, default=[20_000, 100_000], help="job sizes, comma-separated")
     parser.add_argument("--rpm", type=float, default=10_000, help="the provider's limit the cost model runs the job at")
-    parser.add_argument("--latency-ms", type=_floats, default=[300.0, 3000.0], help="provider latencies the cost model prices")
+    parser.add_argument("--latency-ms", type=_csv_numbers, default=[300.0, 3000.0], help="latencies the cost model prices")
     parser.add_argument(
         "--paced-prompts",
         type=int,

@@ -8,17 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from promptforge.adapters.metering import (
-    CHUNK_TOTAL_QUERIES,
-    CLASS_A,
-    CLASS_B,
-    DELETES,
-    READS,
-    STORAGE_FREE,
-    WRITES,
-    Meter,
-    MeteredDeps,
-)
+from promptforge.adapters import metering as m
 from promptforge.domain.job import Job, JobStatus
 from promptforge.domain.records import Chunk
 from promptforge.wiring import LiveDeps
@@ -28,8 +18,8 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def test_a_jobs_documents_and_objects_are_billed_as_the_platform_bills_them(live: LiveDeps, tmp_path: Path) -> None:  # noqa: F811
-    meter = Meter(tmp_path, "test")
-    deps = MeteredDeps(live.settings, meter)
+    meter = m.Meter(tmp_path, "test")
+    deps = m.MeteredDeps(live.settings, meter)
     store, blobs = deps.store, deps.blobs
     j = Job(str(uuid.uuid4()), "c-meter", JobStatus.PROCESSING, "fake", "m", T0, T0 + timedelta(hours=1), chunk_count=3)
 
@@ -49,7 +39,7 @@ def test_a_jobs_documents_and_objects_are_billed_as_the_platform_bills_them(live
     store.heartbeat_worker("meter-budget", "w1", T0 + timedelta(minutes=1))
     assert store.live_workers("meter-budget", T0) == 1
     store.drop_worker("meter-budget", "w1")
-    firestore = {READS: 1 + 3 + 1 + 2 + CHUNK_TOTAL_QUERIES + 1, WRITES: 1 + 3 + 2 + 1, DELETES: 1}
+    firestore = {m.READS: 1 + 3 + 1 + 2 + m.CHUNK_TOTAL_QUERIES + 1, m.WRITES: 1 + 3 + 2 + 1, m.DELETES: 1}
     assert {k: v for k, v in meter.snapshot().items() if k.startswith("firestore.")} == firestore
 
     bucket = live.settings.results_bucket
@@ -66,7 +56,7 @@ def test_a_jobs_documents_and_objects_are_billed_as_the_platform_bills_them(live
     for name in ("0", "1", "s"):
         blobs.delete(bucket, part + name)
     assert not blobs.exists(bucket, part + "s")
-    storage = {CLASS_A: 3, CLASS_B: 1 + 1 + 1, STORAGE_FREE: 1 + 3}
+    storage = {m.CLASS_A: 3, m.CLASS_B: 1 + 1 + 1, m.STORAGE_FREE: 1 + 3}
     assert {k: v for k, v in meter.snapshot().items() if k.startswith("storage.")} == storage
 
     meter.flush()

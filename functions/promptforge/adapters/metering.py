@@ -96,6 +96,7 @@ class Meter:
         self.function = function
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # the flusher thread and the exit hook share the file
         self._written: dict[str, int] | None = None
         self._thread: threading.Thread | None = None
 
@@ -113,15 +114,16 @@ class Meter:
         return self.directory / f"{self.function}-{os.getpid()}.json"
 
     def flush(self) -> None:
-        counts = self.snapshot()
-        if counts == self._written:
-            return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.path
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({"function": self.function, "pid": os.getpid(), "counts": counts}, sort_keys=True))
-        os.replace(tmp, path)  # a reader sees the old totals or the new ones, never half a file
-        self._written = counts
+        with self._flush_lock:
+            counts = self.snapshot()
+            if counts == self._written:
+                return
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.path
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(json.dumps({"function": self.function, "pid": os.getpid(), "counts": counts}, sort_keys=True))
+            os.replace(tmp, path)  # a reader sees the old totals or the new ones, never half a file
+            self._written = counts
 
     def start(self, every_s: float = FLUSH_SECONDS) -> None:
         """Flush every ``every_s`` from a daemon thread, and once more at exit."""
