@@ -43,3 +43,10 @@ BENCH_ARGS ?= --suite
 .PHONY: bench
 bench: bootstrap
 	$(PY) -m infra.bench.throughput $(BENCH_ARGS)
+
+# The scale and cost benchmark (docs/scale.md): N prompts through a fresh local stack with
+# an instant provider; CPU and peak RSS per function, counted operations, $ per 1M prompts.
+#   make bench-scale BENCH_ARGS="--prompts 20000 --base-port 8700"
+.PHONY: bench-scale
+bench-scale: bootstrap
+	$(PY) -m infra.bench.scale $(BENCH_ARGS)

@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 
 from google.api_core.exceptions import ServiceUnavailable
 
+from promptforge.adapters.metering import Intercepted
 from promptforge.adapters.providers import ChatRequest, ChatResult, ProviderError
 from promptforge.domain import paths
 from promptforge.domain.job import Job
@@ -91,23 +92,16 @@ class Injector:
         self.dead = False
 
 
-class Faulty:
+class Faulty(Intercepted):
     """An adapter whose every method call counts as one I/O call of ``kind``."""
 
     def __init__(self, inner: Any, inj: Injector, kind: str) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._inj = inj
         self._kind = kind
 
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self._inner, name)
-        if not callable(target):
-            return target
-
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            return self._inj.call(self._kind, lambda: target(*args, **kwargs))
-
-        return wrapped
+    def _around(self, name: str, call: Callable[[], Any], args: tuple[Any, ...]) -> Any:
+        return self._inj.call(self._kind, call)
 
 
 class FaultyBlobs(Faulty):

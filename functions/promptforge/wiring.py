@@ -4,6 +4,7 @@ for the life of the function instance."""
 from __future__ import annotations
 
 import functools
+import os
 from datetime import datetime
 
 from . import config
@@ -56,5 +57,10 @@ class LiveDeps:
 
 @functools.cache
 def live() -> LiveDeps:
-    """The process-wide deps, from the environment."""
+    """The process-wide deps, from the environment; with ``PROMPTFORGE_METER_DIR`` set
+    (the scale benchmark), every store, blob and task call is counted (docs/scale.md)."""
+    if os.environ.get("PROMPTFORGE_METER_DIR"):
+        from .adapters.metering import MeteredDeps
+
+        return MeteredDeps(config.load())
     return LiveDeps(config.load())
