@@ -124,6 +124,12 @@ def plan_job(deps: Deps, job_id: str) -> str:
             return f"continues at step {state.step}"
 
 
+def new_salt() -> str:
+    """The key of a job's id digests: unknown to the client, so it cannot pick ids that
+    crowd one bucket (and one dedupe step)."""
+    return secrets.token_hex(16)
+
+
 def _claim(deps: Deps, job_id: str) -> tuple[Job, PlanState] | str:
     """Count this delivery as an attempt at the current step (creating the state for a
     job that starts planning); a string says why there is nothing to do."""
@@ -136,7 +142,7 @@ def _claim(deps: Deps, job_id: str) -> tuple[Job, PlanState] | str:
         state = tx.get_plan(job_id)
         if job.status is JobStatus.QUEUED:
             if state is None:
-                state = PlanState(job_id, secrets.token_hex(16), expire_at)
+                state = PlanState(job_id, new_salt(), expire_at)
         elif job.status is JobStatus.PROCESSING:
             if state is None or state.phase is PlanPhase.DONE:
                 return "ignored: job is planned"
@@ -441,23 +447,28 @@ def _start(deps: Deps, job: Job, st: PlanState) -> _Next:
 
 
 def _enqueue(deps: Deps, job: Job, st: PlanState) -> _Next:
+    """Start the chunks of the next slice that has any; the slices passed over are done."""
     index = st.cursor
-    piece = st.slices[index]
-    for chunk in range(piece.first_chunk, piece.first_chunk + piece.chunks):
+    for chunk in range(st.slices[index].first_chunk, st.slices[index].first_chunk + st.slices[index].chunks):
         deps.tasks.enqueue_chunk(job.job_id, chunk)
-    # The slice's working objects are read by no later step (the results bucket's age
+    stop = index + 1
+    while stop < len(st.slices) and not st.slices[stop].chunks:
+        stop += 1
+    # These slices' working objects are read by no later step (the results bucket's age
     # rule removes any a crash leaves behind).
-    held = {"ids": piece.ids, "chunks": piece.chunks, "errors": piece.bad}
-    names = [_object(job, piece.tag, kind) for kind, n in held.items() if n]
-    if piece.dups:
-        names.append(_object(job, piece.errors_tag, "errors"))
-    last = index + 1 == len(st.slices)
+    names: list[str] = []
+    for piece in st.slices[index:stop]:
+        held = {"ids": piece.ids, "chunks": piece.chunks, "errors": piece.bad}
+        names += [_object(job, piece.tag, kind) for kind, n in held.items() if n]
+        if piece.dups:
+            names.append(_object(job, piece.errors_tag, "errors"))
+    last = stop == len(st.slices)
     if last:
         names += [_object(job, tag, "dups") for tag in st.dedupe_tags if tag]
     _forget(deps, names)
     if last:
         return _Next(st.replace(phase=PlanPhase.DONE, cursor=0))
-    return _Next(st.replace(cursor=index + 1))
+    return _Next(st.replace(cursor=stop))
 
 
 def _forget(deps: Deps, names: list[str]) -> None:
