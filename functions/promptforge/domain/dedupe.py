@@ -1,8 +1,8 @@
 """Finding repeated prompt_ids in bounded memory, whatever the size of the file.
 
 Planning reads the file a slice at a time. Each slice writes one record per line that
-names a prompt_id (a keyed 16-byte digest of the id, the line number, whether the line is
-a valid prompt), grouped into ``BUCKETS`` buckets by the digest's first byte, behind a
+names a prompt_id (a keyed 16-byte digest of the id, the line number and byte range,
+whether the line is a valid prompt), grouped into ``BUCKETS`` buckets by the digest's first byte, behind a
 header of the records per bucket. Once every slice is written, dedupe steps each take a
 run of buckets holding at most a set number of records and read those buckets of every
 slice, in file order: an id lives in one bucket, so a step sees every line naming the ids
@@ -20,12 +20,35 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 BUCKETS = 256
-RECORD = struct.Struct(">16sQB")  # digest, line, 1 when the line is a valid prompt
+# digest, line, its first byte, its length with the line end, 1 when it is a valid prompt
+RECORD = struct.Struct(">16sQQIB")
 HEADER = struct.Struct(f">{BUCKETS}I")  # records per bucket
-PAIR = struct.Struct(">QQ")  # a duplicate: its line, the line that claimed the id
+# A duplicate: its line, the line that claimed the id, and where the duplicate lies (so
+# its prompt_id is read again from the file without splitting the lines around it).
+PAIR = struct.Struct(">QQQI")
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Duplicate:
+    line: int
+    first: int  # the line that claimed the id
+    start: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class IdRecord:
+    digest: bytes
+    line: int
+    start: int
+    length: int
+    valid: bool
+
+
 _READ = RECORD.size * 2048
 
 
@@ -41,9 +64,9 @@ class SliceIds:
         self._buckets = [bytearray() for _ in range(BUCKETS)]
         self.counts = [0] * BUCKETS
 
-    def add(self, prompt_id: str, line: int, valid: bool) -> None:
+    def add(self, prompt_id: str, line: int, start: int, end: int, valid: bool) -> None:
         d = digest(self._salt, prompt_id)
-        self._buckets[d[0]] += RECORD.pack(d, line, 1 if valid else 0)
+        self._buckets[d[0]] += RECORD.pack(d, line, start, end - start, 1 if valid else 0)
         self.counts[d[0]] += 1
 
     def __len__(self) -> int:
@@ -65,7 +88,7 @@ def read_header(data: bytes) -> list[int]:
     return list(HEADER.unpack(data))
 
 
-def iter_records(stream: BinaryIO, expected: int) -> Iterator[tuple[bytes, int, bool]]:
+def iter_records(stream: BinaryIO, expected: int) -> Iterator[IdRecord]:
     """The ``expected`` records in ``stream``; a short or ragged stream raises ValueError."""
     seen = 0
     rest = b""
@@ -75,9 +98,9 @@ def iter_records(stream: BinaryIO, expected: int) -> Iterator[tuple[bytes, int, 
             break
         data = rest + block
         whole = len(data) - len(data) % RECORD.size
-        for d, line, valid in RECORD.iter_unpack(data[:whole]):
+        for d, line, start, length, valid in RECORD.iter_unpack(data[:whole]):
             seen += 1
-            yield d, line, valid == 1
+            yield IdRecord(d, line, start, length, valid == 1)
         rest = data[whole:]
     if rest or seen != expected:
         raise ValueError(f"an ids section holds {seen} records and {len(rest)} stray bytes, expected {expected}")
@@ -106,16 +129,18 @@ class FirstSeen:
     def __init__(self) -> None:
         self._first: dict[bytes, int] = {}
 
-    def duplicate_of(self, d: bytes, line: int, valid: bool) -> int | None:
-        """The line that claimed this id if ``line`` is a duplicate, else None."""
-        first = self._first.setdefault(d, line)
-        return first if first != line and valid else None
+    def duplicate(self, record: IdRecord) -> Duplicate | None:
+        """The record as a duplicate if an earlier line claimed its id and it is valid."""
+        first = self._first.setdefault(record.digest, record.line)
+        if first == record.line or not record.valid:
+            return None
+        return Duplicate(record.line, first, record.start, record.length)
 
 
-def pack_pairs(per_slice: list[list[tuple[int, int]]]) -> bytes:
+def pack_pairs(per_slice: list[list[Duplicate]]) -> bytes:
     """A dedupe step's duplicates: a header of counts per slice, then the pairs by slice."""
     head = struct.pack(f">{len(per_slice)}I", *(len(p) for p in per_slice))
-    return head + b"".join(PAIR.pack(line, first) for pairs in per_slice for line, first in pairs)
+    return head + b"".join(PAIR.pack(d.line, d.first, d.start, d.length) for dups in per_slice for d in dups)
 
 
 def pairs_header_size(slices: int) -> int:
@@ -135,7 +160,7 @@ def read_pairs_header(data: bytes, slices: int) -> list[int]:
     return list(struct.unpack(f">{slices}I", data))
 
 
-def unpack_pairs(data: bytes) -> list[tuple[int, int]]:
+def unpack_pairs(data: bytes) -> list[Duplicate]:
     if len(data) % PAIR.size:
         raise ValueError("a duplicates section is ragged")
-    return [(line, first) for line, first in PAIR.iter_unpack(data)]
+    return [Duplicate(*fields) for fields in PAIR.iter_unpack(data)]

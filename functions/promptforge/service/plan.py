@@ -39,6 +39,7 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import BinaryIO
 
 from .. import logs
 from ..domain import paths
@@ -47,6 +48,7 @@ from ..domain.dedupe import (
     BUCKETS,
     HEADER,
     RECORD,
+    Duplicate,
     FirstSeen,
     SliceIds,
     bucket_span,
@@ -60,7 +62,7 @@ from ..domain.dedupe import (
     unpack_pairs,
 )
 from ..domain.job import Job, JobError, JobStatus
-from ..domain.jsonl import LineError, PromptLine, dump_line, iter_raw_lines, parse_line
+from ..domain.jsonl import LineError, PromptLine, RawLine, dump_line, iter_raw_lines, parse_line
 from ..domain.plan_state import PlanPhase, PlanSlice, PlanState
 from ..domain.records import Chunk
 from .assemble import publish
@@ -70,6 +72,8 @@ from .ports import Tx
 
 # Error rows of a slice are spooled to a local file past this size.
 _SPOOL_BYTES = 4 * 1024 * 1024
+# Bytes between duplicate lines are read and dropped this much at a time.
+_SKIP_BLOCK = 1024 * 1024
 # Rows planning writes are JSON dumps, far below this; a longer one is corrupt.
 _MAX_ROW_BYTES = 1024 * 1024
 
@@ -232,7 +236,7 @@ def _scan(deps: Deps, job: Job, st: PlanState) -> _Next | str:
                     # Every line that names a prompt_id claims it, valid or not (the
                     # dedupe steps decide which lines repeat an id).
                     if parsed.prompt_id is not None:
-                        ids.add(parsed.prompt_id, raw.number, isinstance(parsed, PromptLine))
+                        ids.add(parsed.prompt_id, raw.number, raw.start, raw.end, isinstance(parsed, PromptLine))
                     if isinstance(parsed, LineError):
                         row = dump_line(parsed.to_row())
                         bad += 1
@@ -295,10 +299,10 @@ def _dedupe(deps: Deps, job: Job, st: PlanState) -> _Next:
     bucket = deps.settings.results_bucket
     first, stop = st.bounds[st.cursor], st.bounds[st.cursor + 1]
     seen = FirstSeen()
-    found: list[list[tuple[int, int]]] = []
+    found: list[list[Duplicate]] = []
     for piece in st.slices:
-        pairs: list[tuple[int, int]] = []
-        found.append(pairs)
+        dups: list[Duplicate] = []
+        found.append(dups)
         if not piece.ids:
             continue
         name = _object(job, piece.tag, "ids")
@@ -310,10 +314,10 @@ def _dedupe(deps: Deps, job: Job, st: PlanState) -> _Next:
         if end == start:
             continue
         with deps.blobs.open_read(bucket, name, start, end) as f:
-            for d, line, valid in iter_records(f, (end - start) // RECORD.size):
-                claimed = seen.duplicate_of(d, line, valid)
-                if claimed is not None:
-                    pairs.append((line, claimed))
+            for record in iter_records(f, (end - start) // RECORD.size):
+                dup = seen.duplicate(record)
+                if dup is not None:
+                    dups.append(dup)
     tag = ""
     if any(found):
         tag = _tag(st)
@@ -331,10 +335,10 @@ def _merge(deps: Deps, job: Job, st: PlanState) -> _Next:
     s = deps.settings
     index = st.cursor
     piece = st.slices[index]
-    pairs = sorted(_slice_duplicates(deps, job, st, index))
+    dups = sorted(_slice_duplicates(deps, job, st, index))
     errors_tag, errors_bytes = piece.tag, piece.bad_bytes
     read = 0
-    if pairs:
+    if dups:
         # Bad lines and duplicates, in line order, as one pass over the file writes them.
         errors_tag = _tag(st)
         read = piece.end - piece.start
@@ -342,7 +346,7 @@ def _merge(deps: Deps, job: Job, st: PlanState) -> _Next:
         with ExitStack() as stack:
             merged = heapq.merge(
                 stack.enter_context(closing(_bad_rows(deps, job, piece))),
-                stack.enter_context(closing(_duplicate_rows(deps, job, piece, pairs))),
+                stack.enter_context(closing(_duplicate_rows(deps, job, piece, dups))),
                 key=lambda row: row[0],
             )
             out = stack.enter_context(deps.blobs.open_write(s.results_bucket, _object(job, errors_tag, "errors")))
@@ -350,18 +354,18 @@ def _merge(deps: Deps, job: Job, st: PlanState) -> _Next:
                 out.write(row)
                 rows += 1
                 errors_bytes += len(row)
-        if rows != piece.bad + len(pairs):
-            raise PlanningBroken(f"slice {piece.tag}: {rows} error rows for {piece.bad} bad lines and {len(pairs)} duplicates")
+        if rows != piece.bad + len(dups):
+            raise PlanningBroken(f"slice {piece.tag}: {rows} error rows for {piece.bad} bad lines and {len(dups)} duplicates")
     if piece.chunks:
-        deps.store.save_chunks(_chunks(deps, job, piece, [line for line, _ in pairs]))
-    done = piece.replace(dups=len(pairs), errors_tag=errors_tag if piece.bad or pairs else "", errors_bytes=errors_bytes)
+        deps.store.save_chunks(_chunks(deps, job, piece, [d.line for d in dups]))
+    done = piece.replace(dups=len(dups), errors_tag=errors_tag if piece.bad or dups else "", errors_bytes=errors_bytes)
     slices = (*st.slices[:index], done, *st.slices[index + 1 :])
     if index + 1 < len(slices):
         return _Next(st.replace(slices=slices, cursor=index + 1), read)
     return _Next(st.replace(slices=slices, phase=PlanPhase.START, cursor=0), read)
 
 
-def _slice_duplicates(deps: Deps, job: Job, st: PlanState, index: int) -> Iterator[tuple[int, int]]:
+def _slice_duplicates(deps: Deps, job: Job, st: PlanState, index: int) -> Iterator[Duplicate]:
     bucket = deps.settings.results_bucket
     n = len(st.slices)
     for tag in st.dedupe_tags:
@@ -387,26 +391,34 @@ def _bad_rows(deps: Deps, job: Job, piece: PlanSlice) -> Generator[tuple[int, by
             yield int(json.loads(raw.data)["line"]), raw.data + b"\n"
 
 
-def _duplicate_rows(deps: Deps, job: Job, piece: PlanSlice, pairs: list[tuple[int, int]]) -> Generator[tuple[int, bytes]]:
-    """The error rows of a slice's duplicate lines, read again from the file for their ids."""
+def _duplicate_rows(deps: Deps, job: Job, piece: PlanSlice, dups: list[Duplicate]) -> Generator[tuple[int, bytes]]:
+    """The error rows of a slice's duplicate lines (in line order), their prompt_ids read
+    again from the file: the bytes between them are skipped, never split into lines."""
     s = deps.settings
-    pending = iter(pairs)
-    line, first = next(pending)
     upload = paths.upload_object(job.client_id, job.job_id)
     with deps.blobs.open_read(s.upload_bucket, upload, piece.start, piece.end) as src:
-        for raw in iter_raw_lines(src, s.max_line_bytes, piece.start, piece.first_line):
-            if raw.number < line:
-                continue
-            parsed = parse_line(raw, s.max_line_bytes)
-            if raw.number > line or not isinstance(parsed, PromptLine):
-                raise PlanningBroken(f"slice {piece.tag}: line {line} is not the valid line the scan found")
-            detail = f"duplicate prompt_id (first on line {first})"
-            yield line, dump_line(LineError(line, detail, parsed.prompt_id, True).to_row())
-            nxt = next(pending, None)
-            if nxt is None:
-                return
-            line, first = nxt
-    raise PlanningBroken(f"slice {piece.tag}: line {line} lies past the slice")
+        pos = piece.start
+        for dup in dups:
+            if not piece.start <= pos <= dup.start or dup.start + dup.length > piece.end:
+                raise PlanningBroken(f"slice {piece.tag}: line {dup.line} does not lie where the scan found it")
+            _skip(src, dup.start - pos)
+            data = src.read(dup.length)
+            pos = dup.start + len(data)
+            text = data[:-1] if data.endswith(b"\n") else data
+            text = text[:-1] if text.endswith(b"\r") else text
+            parsed = parse_line(RawLine(dup.line, dup.start, pos, text), s.max_line_bytes)
+            if len(data) != dup.length or not isinstance(parsed, PromptLine):
+                raise PlanningBroken(f"slice {piece.tag}: line {dup.line} is not the valid line the scan found")
+            detail = f"duplicate prompt_id (first on line {dup.first})"
+            yield dup.line, dump_line(LineError(dup.line, detail, parsed.prompt_id, True).to_row())
+
+
+def _skip(src: BinaryIO, n: int) -> None:
+    while n > 0:
+        got = len(src.read(min(n, _SKIP_BLOCK)))
+        if not got:
+            raise PlanningBroken("the file ended early")
+        n -= got
 
 
 def _chunks(deps: Deps, job: Job, piece: PlanSlice, dup_lines: list[int]) -> list[Chunk]:
