@@ -289,6 +289,38 @@ def test_a_failure_that_passes_does_not_fail_the_job(deps: StaticDeps) -> None:
     assert state is not None and state.phase is PlanPhase.DONE and failures == state.step > 5
 
 
+def test_a_commit_whose_success_was_hidden_goes_on(deps: StaticDeps) -> None:
+    class RetriedCommits:
+        """Each transaction after a delivery's first commits, then runs again and reports
+        what the rerun returns, as a commit retried after an unknown outcome does."""
+
+        def __init__(self, inner: Any) -> None:
+            self._inner, self.calls = inner, 0
+
+        def run_transaction(self, fn: Any) -> Any:
+            self.calls += 1
+            if self.calls > 1:
+                self._inner.run_transaction(fn)
+            return self._inner.run_transaction(fn)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+    data = (CORPUS / "duplicate_ids.jsonl").read_bytes()
+    expected = one_pass(data, deps.settings)
+    d = StaticDeps(dataclasses.replace(deps.settings, **TINY), deps.store, deps.blobs, RecordingTasks())
+    _, job_id = submit(d, data)
+    tasks = d.tasks
+    assert isinstance(tasks, RecordingTasks)
+    while tasks.plans:
+        retried = StaticDeps(d.settings, RetriedCommits(d.store), d.blobs, d.tasks)  # type: ignore[arg-type]
+        plan_job(retried, tasks.plans.pop(0))
+    chunks = [(c.index, c.start, c.end, c.first_line, c.record_count, c.skip_lines) for c in d.store.list_chunks(job_id)]
+    assert chunks == expected["chunks"] and sorted(i for _, i in tasks.chunks) == [c[0] for c in chunks]
+    state = d.store.get_plan(job_id)
+    assert state is not None and state.phase is PlanPhase.DONE
+
+
 def test_too_many_prompts_is_found_in_the_slice_that_crosses_the_limit(deps: StaticDeps) -> None:
     data = b"".join(dump_line({"prompt_id": f"p{i}", "prompt": "q"}) for i in range(40))
     got, d, job = planned(deps, data, max_prompts_per_job=5, **TINY)

@@ -66,6 +66,7 @@ class PlanState:
     phase: PlanPhase = PlanPhase.SCAN
     cursor: int = 0  # the slice or bucket run the phase works on next
     attempts: int = 0  # deliveries that started the current step
+    committed_by: str = ""  # the delivery that moved the state to this step
     offset: int = 0  # where the next scan step starts reading
     next_line: int = 1
     next_chunk: int = 0

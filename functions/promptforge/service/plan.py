@@ -103,6 +103,7 @@ def plan_job(deps: Deps, job_id: str) -> str:
             logs.error("planning failed", job_id=job_id, step=state.step, phase=state.phase.value)
         return "failed: planning"
     read = 0
+    delivery = uuid.uuid4().hex
     while True:
         result = _STEPS[state.phase](deps, job, state)
         if isinstance(result, str):
@@ -110,13 +111,8 @@ def plan_job(deps: Deps, job_id: str) -> str:
         read += result.read
         after = result.state
         go_on = after.phase is not PlanPhase.DONE and time.monotonic() < deadline and read < s.plan_slice_bytes
-        committed = _commit(deps, state, after, go_on)
+        committed = _commit(deps, state, after, go_on, delivery)
         if committed is None:
-            # Another delivery moved the state on (or this one did, and a retried commit
-            # hid it): make sure the next step has its task, then leave it to that task.
-            stored = deps.store.get_plan(job_id)
-            if stored is not None and stored.phase is not PlanPhase.DONE:
-                deps.tasks.enqueue_plan(job_id, f"p{stored.step}")
             return "ignored: another delivery took the step"
         job, state = committed
         if state.phase is PlanPhase.DONE:
@@ -159,15 +155,17 @@ def _claim(deps: Deps, job_id: str) -> tuple[Job, PlanState] | str:
     return deps.store.run_transaction(claim)
 
 
-def _commit(deps: Deps, before: PlanState, after: PlanState, claim_next: bool) -> tuple[Job, PlanState] | None:
+def _commit(deps: Deps, before: PlanState, after: PlanState, claim_next: bool, delivery: str) -> tuple[Job, PlanState] | None:
     """Store ``after`` as the next step's state if the state is still at ``before``'s
     step; the START step also moves the job to PROCESSING, in the same transaction.
-    ``claim_next`` counts this delivery as the next step's first attempt. None when the
-    state had moved on."""
+    ``claim_next`` counts this delivery as the next step's first attempt. None when
+    another delivery moved the state on."""
     job_id = before.job_id
     now = deps.now()
     expire_at = now + timedelta(days=deps.settings.results_retention_days)
-    stored_state = after.replace(step=before.step + 1, attempts=1 if claim_next else 0, expire_at=expire_at)
+    stored_state = after.replace(
+        step=before.step + 1, attempts=1 if claim_next else 0, expire_at=expire_at, committed_by=delivery
+    )
 
     def commit(tx: Tx) -> tuple[Job, PlanState] | None:
         job = tx.get_job(job_id)
@@ -188,7 +186,15 @@ def _commit(deps: Deps, before: PlanState, after: PlanState, claim_next: bool) -
         return job, stored_state
 
     committed = deps.store.run_transaction(commit)
-    if committed is not None and before.phase is PlanPhase.START and committed[0].status is JobStatus.PROCESSING:
+    if committed is None:
+        # A commit retried after an unknown outcome finds the state moved on, maybe by
+        # itself: the delivery that wrote the stored state is named in it.
+        stored = deps.store.get_plan(job_id)
+        job = deps.store.get_job(job_id)
+        if stored is None or job is None or stored.step != before.step + 1 or stored.committed_by != delivery:
+            return None
+        committed = job, stored
+    if before.phase is PlanPhase.START and committed[0].status is JobStatus.PROCESSING:
         logs.info("job planned", job_id=job_id, prompts=after.records, invalid=after.invalid, chunks=after.next_chunk)
     return committed
 
