@@ -10,7 +10,6 @@ enqueue) meets every fault at every one of its calls.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections import Counter
 from typing import Any
 
@@ -21,7 +20,7 @@ from promptforge.service import plan as plan_module
 from promptforge.service.deps import StaticDeps
 from tests.conftest import make_settings
 from tests.fakes import MemoryBlobs, MemoryStore, RecordingTasks
-from tests.faults import KINDS, MODES, Fault, JobRun, check, prompts
+from tests.faults import KINDS, MODES, Fault, check, each_fault, run_job, sampled_faults
 from tests.service.test_crash_points import crash_settings
 
 PROMPTS = 10
@@ -48,27 +47,21 @@ def run(deps: StaticDeps, fault: Fault | None, monkeypatch: pytest.MonkeyPatch) 
     # The same salt in every run: the ids then fall into the same buckets, so every run
     # makes the same dedupe steps, and the N-th call is the same call.
     monkeypatch.setattr(plan_module, "new_salt", lambda: "5a" * 16)
-    data, ids = prompts(PROMPTS)
-    job = JobRun(deps, fault, monkeypatch)
-    job.submit(data)
-    outcome = job.run()
-    if fault is not None:
-        assert job.inj.fired, f"{fault}: the fault never fired"
-    return outcome, ids, job
+    return run_job(deps, fault, monkeypatch, PROMPTS)
 
 
 def clean_counts(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """Calls of each kind a clean run of the whole job makes."""
-    outcome, ids, job = run(memory_deps(), None, monkeypatch)
+    outcome, ids = run(memory_deps(), None, monkeypatch)
     check(outcome, ids, "no fault")
     return outcome.counts
 
 
 def test_a_clean_run_plans_in_many_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     deps = memory_deps()
-    outcome, ids, job = run(deps, None, monkeypatch)
+    outcome, ids = run(deps, None, monkeypatch)
     check(outcome, ids, "no fault")
-    state = deps.store.get_plan(job.job_id)
+    state = deps.store.get_plan(outcome.job.job_id)
     assert state is not None and state.phase is PlanPhase.DONE
     assert len(state.slices) >= 4 and len(state.bounds) >= 4 and state.step > 15
     assert sum(s.dups for s in state.slices) == 1 and outcome.job.invalid_count == 2
@@ -77,26 +70,12 @@ def test_a_clean_run_plans_in_many_steps(monkeypatch: pytest.MonkeyPatch) -> Non
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_crash_point_of_sliced_planning_in_memory(kind: str, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    total = clean_counts(monkeypatch)[kind]
-    assert total > 0
-    for n in range(1, total + 1):
-        fault = Fault(kind, n, mode)
-        outcome, ids, _ = run(memory_deps(), fault, monkeypatch)
-        check(outcome, ids, str(fault))
+    each_fault(kind, mode, clean_counts(monkeypatch)[kind], lambda fault: run(memory_deps(), fault, monkeypatch))
 
 
 def test_plan_crash_points_on_the_emulators(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """A sample of the same crash points on the Firestore and Cloud Storage emulators."""
     from tests.conftest import emulator_deps
 
-    total = clean_counts(monkeypatch)
-    per_kind = int(os.environ.get("PROMPTFORGE_CRASH_SAMPLE", "3"))
-    faults = []
-    for k, kind in enumerate(KINDS):
-        step = max(1, total[kind] // per_kind)
-        for i, n in enumerate(range(1 + k, total[kind] + 1, step)):
-            faults.append(Fault(kind, n, MODES[(i + k) % len(MODES)]))
-    for fault in faults:
-        deps = emulator_deps(request, plan_crash_settings())
-        outcome, ids, _ = run(deps, fault, monkeypatch)
-        check(outcome, ids, f"emulators {fault}")
+    settings = plan_crash_settings()
+    sampled_faults(clean_counts(monkeypatch), lambda fault: run(emulator_deps(request, settings), fault, monkeypatch))

@@ -117,6 +117,14 @@ def planned(deps: StaticDeps, data: bytes, **settings: Any) -> tuple[dict[str, A
     return out, d, job
 
 
+def tiny_job(deps: StaticDeps, data: bytes) -> tuple[StaticDeps, str, RecordingTasks]:
+    """A job of ``data`` submitted to be planned with the TINY settings."""
+    d = StaticDeps(dataclasses.replace(deps.settings, **TINY), deps.store, deps.blobs, RecordingTasks())
+    _, job_id = submit(d, data)
+    assert isinstance(d.tasks, RecordingTasks)
+    return d, job_id, d.tasks
+
+
 def corpus_cases() -> list[tuple[str, dict[str, Any]]]:
     cases = []
     for name, case in EXPECTED.items():
@@ -194,10 +202,7 @@ def test_a_sliced_plan_runs_to_completion_with_exact_counts(deps: StaticDeps) ->
 def test_every_step_delivered_twice_changes_nothing(deps: StaticDeps) -> None:
     data = (CORPUS / "duplicate_ids.jsonl").read_bytes()
     expected = one_pass(data, deps.settings)
-    d = StaticDeps(dataclasses.replace(deps.settings, **TINY), deps.store, deps.blobs, RecordingTasks())
-    _, job_id = submit(d, data)
-    tasks = d.tasks
-    assert isinstance(tasks, RecordingTasks)
+    d, job_id, tasks = tiny_job(deps, data)
     outcomes = []
     while tasks.plans:
         job = tasks.plans.pop(0)
@@ -254,10 +259,7 @@ def test_a_step_that_keeps_failing_fails_the_job_with_a_reason(deps: StaticDeps)
 
 def test_a_failure_that_passes_does_not_fail_the_job(deps: StaticDeps) -> None:
     data = b"".join(dump_line({"prompt_id": f"p{i}", "prompt": "q"}) for i in range(6))
-    d = StaticDeps(dataclasses.replace(deps.settings, **TINY), deps.store, deps.blobs, RecordingTasks())
-    _, job_id = submit(d, data)
-    tasks = d.tasks
-    assert isinstance(tasks, RecordingTasks)
+    d, job_id, tasks = tiny_job(deps, data)
 
     class LostCommit:
         """The second transaction of a delivery (the step's commit) fails."""
@@ -308,10 +310,7 @@ def test_a_commit_whose_success_was_hidden_goes_on(deps: StaticDeps) -> None:
 
     data = (CORPUS / "duplicate_ids.jsonl").read_bytes()
     expected = one_pass(data, deps.settings)
-    d = StaticDeps(dataclasses.replace(deps.settings, **TINY), deps.store, deps.blobs, RecordingTasks())
-    _, job_id = submit(d, data)
-    tasks = d.tasks
-    assert isinstance(tasks, RecordingTasks)
+    d, job_id, tasks = tiny_job(deps, data)
     while tasks.plans:
         retried = StaticDeps(d.settings, RetriedCommits(d.store), d.blobs, d.tasks)  # type: ignore[arg-type]
         plan_job(retried, tasks.plans.pop(0))
@@ -331,10 +330,7 @@ def test_too_many_prompts_is_found_in_the_slice_that_crosses_the_limit(deps: Sta
 
 def test_a_job_cancelled_while_planning_is_left_alone(deps: StaticDeps) -> None:
     data = b"".join(dump_line({"prompt_id": f"p{i}", "prompt": "q"}) for i in range(10))
-    d = StaticDeps(dataclasses.replace(deps.settings, **TINY), deps.store, deps.blobs, RecordingTasks())
-    _, job_id = submit(d, data)
-    tasks = d.tasks
-    assert isinstance(tasks, RecordingTasks)
+    d, job_id, tasks = tiny_job(deps, data)
     for _ in range(3):
         plan_job(d, tasks.plans.pop(0))
     job = d.store.get_job(job_id)
