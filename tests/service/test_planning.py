@@ -19,6 +19,7 @@ from promptforge.domain.job import Job, JobStatus
 from promptforge.domain.jsonl import LineError, PromptLine, dump_line, iter_raw_lines, parse_line
 from promptforge.domain.plan_state import PlanPhase
 from promptforge.service import lifecycle
+from promptforge.service import plan as plan_module
 from promptforge.service.deps import StaticDeps
 from promptforge.service.plan import plan_job
 from tests.fakes import RecordingTasks
@@ -326,6 +327,14 @@ def test_too_many_prompts_is_found_in_the_slice_that_crosses_the_limit(deps: Sta
     assert got == {"status": "FAILED", "code": "too_many_prompts"}
     state = d.store.get_plan(job.job_id)
     assert state is not None and state.offset < len(data) // 2  # it stopped reading there
+
+
+def test_a_file_cut_into_too_many_slices_fails_the_job(deps: StaticDeps, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plan_module, "MAX_SLICES", 3)
+    data = b"".join(dump_line({"prompt_id": f"p{i}", "prompt": "q"}) for i in range(30))  # chunks of 4: 8 slices
+    got, _, job = planned(deps, data, **TINY)
+    assert got == {"status": "FAILED", "code": "planning_failed"}
+    assert job.error is not None and "PROMPTFORGE_PLAN_SLICE_" in job.error.message
 
 
 def test_a_job_cancelled_while_planning_is_left_alone(deps: StaticDeps) -> None:

@@ -78,6 +78,9 @@ _SKIP_BLOCK = 1024 * 1024
 _MAX_ROW_BYTES = 1024 * 1024
 
 
+MAX_SLICES = 1500
+
+
 class PlanningBroken(Exception):
     """Planning's own objects do not add up; the step fails and is retried (and the job
     fails once it has been tried too often)."""
@@ -213,6 +216,12 @@ def _object(job: Job, tag: str, kind: str) -> str:
 
 def _scan(deps: Deps, job: Job, st: PlanState) -> _Next | str:
     s = deps.settings
+    if len(st.slices) >= MAX_SLICES:
+        # The state lists every slice: past this many it nears Firestore's 1 MiB document.
+        # The defaults cut the largest file allowed into about 200.
+        message = f"the file needs more than {MAX_SLICES} planning slices; raise PROMPTFORGE_PLAN_SLICE_*"
+        fail_job(deps, job.job_id, JobError("planning_failed", message))
+        return "failed: too many slices"
     tag = _tag(st)
     cutter = ChunkCutter(s.chunk_max_lines, s.chunk_max_bytes, st.next_chunk)
     ids = SliceIds(bytes.fromhex(st.salt))
