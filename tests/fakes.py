@@ -13,6 +13,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from promptforge.adapters.firestore_store import AlreadyExists
 from promptforge.domain.job import Job, JobStatus
+from promptforge.domain.plan_state import PlanState
 from promptforge.domain.records import ApiKey, Chunk, ClientState, Totals
 from promptforge.domain.usage import ClientUsage
 from promptforge.service.ports import COMPOSE_MAX_SOURCES, BudgetBeat, ObjectInfo
@@ -46,6 +47,13 @@ class _MemTx:
         self._read()
         return self._s.list_chunks(job_id)
 
+    def get_plan(self, job_id: str) -> PlanState | None:
+        self._read()
+        return self._s.plans.get(job_id)
+
+    def put_plan(self, state: PlanState) -> None:
+        self._writes.append(lambda: self._s.plans.__setitem__(state.job_id, state))
+
     def put_job(self, job: Job) -> None:
         self._writes.append(lambda: self._s.jobs.__setitem__(job.job_id, job))
 
@@ -69,6 +77,7 @@ class MemoryStore:
         self.workers: dict[tuple[str, str], BudgetBeat] = {}
         self.usage: dict[str, tuple[ClientUsage, int]] = {}  # client -> (record, version)
         self.request_minutes: dict[tuple[str, datetime], int] = {}
+        self.plans: dict[str, PlanState] = {}
         self._lock = threading.RLock()
 
     def run_transaction(self, fn: Callable[[Any], T]) -> T:
@@ -107,6 +116,9 @@ class MemoryStore:
         with self._lock:
             for c in chunks:
                 self.chunks[(c.job_id, c.index)] = c
+
+    def get_plan(self, job_id: str) -> PlanState | None:
+        return self.plans.get(job_id)
 
     def list_chunks(self, job_id: str) -> list[Chunk]:
         return sorted((c for (j, _), c in self.chunks.items() if j == job_id), key=lambda c: c.index)

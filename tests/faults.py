@@ -14,6 +14,7 @@ the watchdog until the job ends, and reports what a client would see.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -311,6 +312,40 @@ class JobRun:
             repairs=sum(c.repairs for c in self.inner.store.list_chunks(self.job_id)),
             deliveries=deliveries,
         )
+
+
+def run_job(deps: StaticDeps, fault: Fault | None, monkeypatch: Any, n_prompts: int) -> tuple[Outcome, list[str]]:
+    """The job of ``prompts(n_prompts)`` from its upload to its end, under ``fault``,
+    which must fire."""
+    data, ids = prompts(n_prompts)
+    job = JobRun(deps, fault, monkeypatch)
+    job.submit(data)
+    outcome = job.run()
+    if fault is not None:
+        assert job.inj.fired, f"{fault}: the fault never fired"
+    return outcome, ids
+
+
+def each_fault(kind: str, mode: str, total: int, run: Callable[[Fault], tuple[Outcome, list[str]]]) -> None:
+    """Run the job once for each of the ``total`` calls of ``kind``, that call failing in
+    ``mode``, and check every outcome."""
+    assert total > 0
+    for n in range(1, total + 1):
+        fault = Fault(kind, n, mode)
+        outcome, ids = run(fault)
+        check(outcome, ids, str(fault))
+
+
+def sampled_faults(total: Counter[str], run: Callable[[Fault], tuple[Outcome, list[str]]]) -> None:
+    """About PROMPTFORGE_CRASH_SAMPLE (3) faults of each kind spread over its calls, the
+    modes taken in turn, for the slower runs on the emulators; every outcome checked."""
+    per_kind = int(os.environ.get("PROMPTFORGE_CRASH_SAMPLE", "3"))
+    for k, kind in enumerate(KINDS):
+        step = max(1, total[kind] // per_kind)
+        for i, n in enumerate(range(1 + k, total[kind] + 1, step)):
+            fault = Fault(kind, n, MODES[(i + k) % len(MODES)])
+            outcome, ids = run(fault)
+            check(outcome, ids, f"emulators {fault}")
 
 
 def check(outcome: Outcome, ids: list[str], where: str) -> None:

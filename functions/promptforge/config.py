@@ -85,11 +85,28 @@ class Settings:
     fake_llm_url: str = "http://127.0.0.1:8405/v1"
     upload_url_ttl_seconds: int = 3600
     download_url_ttl_seconds: int = 3600
-    max_upload_bytes: int = 512 * 1024 * 1024
+    # 10 million prompts of ~850 bytes on average; planning and the workers read the file
+    # in bounded pieces, so its size costs time, not memory.
+    max_upload_bytes: int = 8 * 1024**3
     max_line_bytes: int = 256 * 1024
-    max_prompts_per_job: int = 1_000_000
+    max_prompts_per_job: int = 10_000_000
     chunk_max_lines: int = 500
     chunk_max_bytes: int = 8 * 1024 * 1024
+    # Planning runs in steps of bounded work (service/plan.py). A scan step reads at most
+    # this many bytes, records (non-blank lines) or chunks of the file, then finishes the
+    # chunk it is in; its memory is a few dozen bytes per record it read.
+    plan_slice_bytes: int = 64 * 1024 * 1024
+    plan_slice_records: int = 250_000
+    plan_slice_chunks: int = 500
+    # A dedupe step holds one entry (~150 bytes) per distinct prompt_id of the records it
+    # reads, at most about this many.
+    plan_dedupe_records: int = 500_000
+    # An invocation runs steps until this many seconds passed (or it scanned a slice's
+    # worth of bytes), then hands the rest to a new planning task; 0 runs one step each.
+    plan_invocation_seconds: float = 60.0
+    # Deliveries that may start one step before the job fails with planning_failed (the
+    # plan queue retries 10 times; the watchdog re-drives a QUEUED job after that).
+    plan_max_attempts: int = 5
     worker_concurrency: int = 128
     # A chunk's lease, renewed by its checkpoints (at least every third of it); a dead
     # worker's chunk is free for the task's retry after this long.
@@ -195,11 +212,17 @@ def load() -> Settings:
         fake_llm_url=os.environ.get("PROMPTFORGE_FAKE_LLM_URL", "http://127.0.0.1:8405/v1"),
         upload_url_ttl_seconds=_int("PROMPTFORGE_UPLOAD_URL_TTL_SECONDS", 3600),
         download_url_ttl_seconds=_int("PROMPTFORGE_DOWNLOAD_URL_TTL_SECONDS", 3600),
-        max_upload_bytes=_int("PROMPTFORGE_MAX_UPLOAD_BYTES", 512 * 1024 * 1024),
+        max_upload_bytes=_int("PROMPTFORGE_MAX_UPLOAD_BYTES", 8 * 1024**3),
         max_line_bytes=_int("PROMPTFORGE_MAX_LINE_BYTES", 256 * 1024),
-        max_prompts_per_job=_int("PROMPTFORGE_MAX_PROMPTS_PER_JOB", 1_000_000),
+        max_prompts_per_job=_int("PROMPTFORGE_MAX_PROMPTS_PER_JOB", 10_000_000),
         chunk_max_lines=_int("PROMPTFORGE_CHUNK_MAX_LINES", 500),
         chunk_max_bytes=_int("PROMPTFORGE_CHUNK_MAX_BYTES", 8 * 1024 * 1024),
+        plan_slice_bytes=_int("PROMPTFORGE_PLAN_SLICE_BYTES", 64 * 1024 * 1024),
+        plan_slice_records=_int("PROMPTFORGE_PLAN_SLICE_RECORDS", 250_000),
+        plan_slice_chunks=_int("PROMPTFORGE_PLAN_SLICE_CHUNKS", 500),
+        plan_dedupe_records=_int("PROMPTFORGE_PLAN_DEDUPE_RECORDS", 500_000),
+        plan_invocation_seconds=float(os.environ.get("PROMPTFORGE_PLAN_INVOCATION_SECONDS") or 60.0),
+        plan_max_attempts=_int("PROMPTFORGE_PLAN_MAX_ATTEMPTS", 5),
         worker_concurrency=_int("PROMPTFORGE_WORKER_CONCURRENCY", 128),
         chunk_lease_seconds=_int("PROMPTFORGE_CHUNK_LEASE_SECONDS", 60),
         chunk_time_budget_seconds=_int("PROMPTFORGE_CHUNK_TIME_BUDGET_SECONDS", 1500),

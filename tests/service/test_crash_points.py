@@ -12,7 +12,6 @@ just after it), the job runs again from its upload event with that one fault.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections import Counter
 from typing import Any
 
@@ -22,7 +21,7 @@ from promptforge.domain.job import JobStatus
 from promptforge.service.deps import StaticDeps
 from tests.conftest import make_settings
 from tests.fakes import MemoryBlobs, MemoryStore, RecordingTasks
-from tests.faults import KINDS, MODES, Fault, JobRun, check, prompts
+from tests.faults import KINDS, MODES, Fault, check, each_fault, run_job, sampled_faults
 
 PROMPTS = 72
 
@@ -45,13 +44,7 @@ def memory_deps() -> StaticDeps:
 
 
 def run(deps: StaticDeps, fault: Fault | None, monkeypatch: pytest.MonkeyPatch) -> Any:
-    data, ids = prompts(PROMPTS)
-    job = JobRun(deps, fault, monkeypatch)
-    job.submit(data)
-    outcome = job.run()
-    if fault is not None:
-        assert job.inj.fired, f"{fault}: the fault never fired"
-    return outcome, ids
+    return run_job(deps, fault, monkeypatch, PROMPTS)
 
 
 def clean_counts(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
@@ -74,26 +67,11 @@ def test_a_clean_run_assembles_parts_from_more_than_32_segments(monkeypatch: pyt
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_crash_point_in_memory(kind: str, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    total = clean_counts(monkeypatch)[kind]
-    assert total > 0
-    for n in range(1, total + 1):
-        fault = Fault(kind, n, mode)
-        outcome, ids = run(memory_deps(), fault, monkeypatch)
-        check(outcome, ids, str(fault))
+    each_fault(kind, mode, clean_counts(monkeypatch)[kind], lambda fault: run(memory_deps(), fault, monkeypatch))
 
 
 def test_crash_points_on_the_emulators(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """A sample of the same crash points on the Firestore and Cloud Storage emulators."""
     from tests.conftest import emulator_deps
 
-    total = clean_counts(monkeypatch)
-    per_kind = int(os.environ.get("PROMPTFORGE_CRASH_SAMPLE", "3"))
-    faults = []
-    for k, kind in enumerate(KINDS):
-        step = max(1, total[kind] // per_kind)
-        for i, n in enumerate(range(1 + k, total[kind] + 1, step)):
-            faults.append(Fault(kind, n, MODES[(i + k) % len(MODES)]))
-    for fault in faults:
-        deps = emulator_deps(request, crash_settings())
-        outcome, ids = run(deps, fault, monkeypatch)
-        check(outcome, ids, f"emulators {fault}")
+    sampled_faults(clean_counts(monkeypatch), lambda fault: run(emulator_deps(request, crash_settings()), fault, monkeypatch))

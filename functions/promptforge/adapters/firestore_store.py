@@ -8,6 +8,7 @@ clients/{client_id}              ClientState: the active job and the PENDING que
 api_keys/{sha256 of the key}     ApiKey
 usage/{client_id}                ClientUsage: jobs awaiting upload, event stream leases
 usage/{client_id}/request_minutes/{YYYYMMDDTHHMM}   requests handed out in that minute
+plans/{job_id}                   PlanState: where the job's planning stands
 ```
 Counts that many workers produce live on chunk documents and are summed with an
 aggregation query, so no worker contends on the job document while it runs.
@@ -28,6 +29,7 @@ from google.cloud import firestore
 from proto.datetime_helpers import DatetimeWithNanoseconds
 
 from ..domain.job import Job, JobError, JobStatus
+from ..domain.plan_state import PlanPhase, PlanSlice, PlanState
 from ..domain.records import ROW_ERROR_CODES, ApiKey, Chunk, ChunkStatus, ClientState, Totals, Waiting
 from ..domain.usage import REQUEST_WINDOW, AwaitingUpload, ClientUsage
 from ..service.ports import BudgetBeat
@@ -115,6 +117,24 @@ def usage_from_doc(client_id: str, doc: dict[str, Any] | None, version: str) -> 
     return ClientUsage(client_id, awaiting, dict(doc.get("streams") or {}), dict(doc.get("callbacks") or {}), version)
 
 
+def plan_to_doc(state: PlanState) -> dict[str, Any]:
+    doc = dataclasses.asdict(state)
+    doc["phase"] = state.phase.value
+    doc["slices"] = [dataclasses.asdict(s) for s in state.slices]
+    for name in ("bucket_totals", "bounds", "dedupe_tags"):
+        doc[name] = list(doc[name])
+    return doc
+
+
+def plan_from_doc(doc: dict[str, Any]) -> PlanState:
+    data = dict(doc)
+    data["phase"] = PlanPhase(data["phase"])
+    data["slices"] = tuple(PlanSlice(**s) for s in data.get("slices") or ())
+    for name in ("bucket_totals", "bounds", "dedupe_tags"):
+        data[name] = tuple(data.get(name) or ())
+    return PlanState(**data)
+
+
 def _chunk_id(index: int) -> str:
     return f"{index:05d}"
 
@@ -142,6 +162,13 @@ class _Tx:
     def list_chunks(self, job_id: str) -> list[Chunk]:
         query = self._db.collection("jobs").document(job_id).collection("chunks").order_by("index")
         return [chunk_from_doc(s.to_dict()) for s in query.stream(transaction=self._txn)]
+
+    def get_plan(self, job_id: str) -> PlanState | None:
+        doc = self._get(self._db.collection("plans").document(job_id))
+        return plan_from_doc(doc) if doc else None
+
+    def put_plan(self, state: PlanState) -> None:
+        self._txn.set(self._db.collection("plans").document(state.job_id), plan_to_doc(state))
 
     def put_job(self, job: Job) -> None:
         self._txn.set(self._db.collection("jobs").document(job.job_id), job_to_doc(job))
@@ -206,6 +233,10 @@ class FirestoreJobStore:
         if after is not None:
             query = query.start_after({"created_at": after[0], "job_id": after[1]})
         return [job_from_doc(s.to_dict()) for s in query.limit(limit).stream()]
+
+    def get_plan(self, job_id: str) -> PlanState | None:
+        snap = self._db.collection("plans").document(job_id).get()
+        return plan_from_doc(snap.to_dict()) if snap.exists else None
 
     def _chunks(self, job_id: str) -> Any:
         return self._db.collection("jobs").document(job_id).collection("chunks")

@@ -24,10 +24,15 @@ class ChunkSpec:
 
 @dataclass
 class ChunkCutter:
-    """Feeds on lines in file order and closes a chunk when it reaches a limit."""
+    """Feeds on lines in file order and closes a chunk when it reaches a limit.
+
+    Planning cuts the file a slice at a time, each slice ending where a chunk closes, so a
+    cutter starts at ``first_index`` (the chunks of earlier slices) with nothing open.
+    """
 
     max_records: int
     max_bytes: int
+    first_index: int = 0
     _chunks: list[ChunkSpec] = field(default_factory=list)
     _start: int | None = None
     _end: int = 0
@@ -59,7 +64,8 @@ class ChunkCutter:
 
     def _close(self) -> ChunkSpec:
         assert self._start is not None
-        spec = ChunkSpec(len(self._chunks), self._start, self._end, self._first_line, self._records, tuple(self._skips))
+        index = self.first_index + len(self._chunks)
+        spec = ChunkSpec(index, self._start, self._end, self._first_line, self._records, tuple(self._skips))
         self._chunks.append(spec)
         self._start, self._records, self._skips = None, 0, []
         return spec

@@ -33,6 +33,11 @@ def plan_errors_object(client_id: str, job_id: str) -> str:
     return f"staging/{client_id}/{job_id}/errors_plan.jsonl"
 
 
+def plan_object(client_id: str, job_id: str, name: str) -> str:
+    """A working object of planning (results bucket, not shown to the client)."""
+    return f"staging/{client_id}/{job_id}/plan/{name}"
+
+
 def chunk_errors_object(client_id: str, job_id: str, chunk_index: int) -> str:
     """Failed prompts of one chunk (results bucket, not shown to the client)."""
     return f"staging/{client_id}/{job_id}/errors_chunk_{chunk_index + 1:05d}.jsonl"

@@ -50,6 +50,9 @@ locals {
     workers = { field = "until", indexed = true }
     # A client's requests of one minute (usage/{client}/request_minutes), worthless after it.
     request_minutes = { field = "expire_at", indexed = false }
+    # Where a job's planning stands (plans/{job_id}): kept for the results' retention from
+    # its last step, so a late planning task still finds the job planned.
+    plans = { field = "expire_at", indexed = false }
   }
 }
 
