@@ -198,7 +198,7 @@ def test_the_watchdog_accepts_an_upload_whose_event_was_lost(deps: StaticDeps) -
     assert deps.store.get_job(new.job.job_id).status is JobStatus.COMPLETED  # type: ignore[union-attr]
 
 
-def test_chunk_rows_damaged_after_the_chunk_was_done_are_rebuilt_before_the_job_completes(deps: StaticDeps, fake_llm: str) -> None:
+def test_chunk_rows_damaged_after_the_chunk_was_done_are_rebuilt_before_completion(deps: StaticDeps, fake_llm: str) -> None:
     client_id, job_id = planned(deps, 8)
     process_chunk(deps, job_id, 0)
     staged = paths.chunk_results_object(client_id, job_id, 0)

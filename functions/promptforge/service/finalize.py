@@ -153,7 +153,8 @@ def publish_parts(deps: Deps, job: Job, staged: list[tuple[Chunk, list[str]]]) -
         name = paths.part_filename(part)
         target = paths.result_object(client, job_id, name)
         objects = [n for c in members for n in sources[c.index]]
-        publish(deps.blobs, bucket, objects, target, sum(c.results_bytes for c in members), paths.scratch_prefix(client, job_id, part_index=part))
+        scratch = paths.scratch_prefix(client, job_id, part_index=part)
+        publish(deps.blobs, bucket, objects, target, sum(c.results_bytes for c in members), scratch)
         return name
 
     return tuple(concurrently(one, sorted(parts)))
