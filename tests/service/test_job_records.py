@@ -86,6 +86,26 @@ def test_partial_results_are_grouped_the_same_way(deps: StaticDeps, monkeypatch:
     assert [r["prompt_id"] for r in rows(deps, client_id, job_id, files[0])] == ["p0000", "p0002"]
     assert [r["prompt_id"] for r in rows(deps, client_id, job_id, files[1])] == ["p0006"]
     assert results.partial_files(deps, cancelled) == files  # the same objects again
+    # No worker is left to add rows: the listing is kept, and read back without listing chunks.
+    kept = deps.store.get_job(job_id)
+    assert kept is not None and kept.result_files == files
+    inner = deps.store
+    deps.store = NoListing(inner)  # type: ignore[assignment]
+    assert results.listed_partial_files(deps, kept) == files
+    deps.store = inner
+
+
+def test_partial_results_are_not_kept_while_a_worker_may_still_add_rows(deps: StaticDeps) -> None:
+    _, job_id = planned(deps, 8)
+    process_chunk(deps, job_id, 0)
+    chunk = deps.store.unfinished_chunks(job_id, 10)[0]
+    lease = deps.now() + timedelta(seconds=30)
+    deps.store.run_transaction(lambda tx: tx.put_chunk(chunk.replace(status=ChunkStatus.RUNNING, lease_until=lease)))
+    job = deps.store.get_job(job_id)
+    assert job is not None
+    cancelled = lifecycle.cancel_job(deps, job)
+    assert results.listed_partial_files(deps, cancelled) == ("results_part_001.jsonl", "errors.jsonl")
+    assert deps.store.get_job(job_id).result_files == ()  # type: ignore[union-attr]
 
 
 def test_the_watchdog_redrives_only_chunks_whose_worker_stopped_answering(deps: StaticDeps) -> None:

@@ -313,7 +313,7 @@ def job_results(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any]
     job = _own_job(request, deps, client_id)
     partial = request.args.get("partial", "").lower() in ("1", "true", "yes")
     if partial and job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
-        names = results.partial_files(deps, job)
+        names = results.listed_partial_files(deps, job)
     elif job.status is JobStatus.COMPLETED:
         names = job.result_files
     else:

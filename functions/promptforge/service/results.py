@@ -12,6 +12,7 @@ from ..domain.records import Chunk, ChunkStatus
 from .assemble import publish
 from .deps import Deps
 from .finalize import concurrently, publish_parts
+from .ports import Tx
 
 # Download URLs signed at once. Each signature can be a signBlob call to IAM (~50 ms), and
 # a job lists up to paths.MAX_PARTS + 1 files: 1,000 files take ~1.6 s on 32 threads.
@@ -53,8 +54,26 @@ def partial_files(deps: Deps, job: Job) -> tuple[str, ...]:
         staged.append((chunk, [n for n in chunk.segments if paths.is_results_segment(n)]))
         error_sources += [n for n in chunk.segments if not paths.is_results_segment(n)]
         error_bytes += chunk.errors_bytes
-    files = publish_parts(deps, job, staged)
+    files = (*publish_parts(deps, job, staged), paths.ERRORS_FILENAME)
     errors_object = paths.result_object(client, job_id, paths.ERRORS_FILENAME)
     publish(deps.blobs, bucket, error_sources, errors_object, error_bytes, paths.scratch_prefix(client, job_id))
-    logs.info("partial results assembled", job_id=job.job_id, parts=len(files))
-    return (*files, paths.ERRORS_FILENAME)
+    logs.info("partial results assembled", job_id=job.job_id, parts=len(files) - 1)
+    if not any(c.status is ChunkStatus.RUNNING for c, _ in staged):
+        # No worker can add rows any more: keep the listing, so the next call is a read.
+        _keep(deps, job_id, files)
+    return files
+
+
+def _keep(deps: Deps, job_id: str, files: tuple[str, ...]) -> None:
+    def keep(tx: Tx) -> None:
+        current = tx.get_job(job_id)
+        if current is not None and current.status in (JobStatus.FAILED, JobStatus.CANCELLED) and not current.result_files:
+            tx.put_job(current.replace(result_files=files))
+
+    deps.store.run_transaction(keep)
+
+
+def listed_partial_files(deps: Deps, job: Job) -> tuple[str, ...]:
+    """The files of a FAILED or CANCELLED job: kept from an earlier call once its workers
+    were all gone, else assembled now."""
+    return job.result_files or partial_files(deps, job)
