@@ -163,6 +163,7 @@ class _ChunkRun:
         self.started = time.monotonic()
         self.last_checkpoint = time.monotonic()
         self.last_heartbeat = time.monotonic()
+        self.chunks_left: int | None = None  # the job's chunks not DONE, as last counted
 
     # --- the synchronous frame -------------------------------------------------------
 
@@ -313,7 +314,10 @@ class _ChunkRun:
         # can run at once for this job.
         expected = 1
         if job is not None and job.chunk_count is not None:
-            expected = max(1, min(job.chunk_count - store.chunks_done(job.job_id).done, self.s.max_concurrent_chunks))
+            if self.chunks_left is None or self.chunks_left <= self.s.max_concurrent_chunks:
+                # The count (a few reads) changes the share only near the job's end.
+                self.chunks_left = job.chunk_count - store.chunks_done(job.job_id).done
+            expected = max(1, min(self.chunks_left, self.s.max_concurrent_chunks))
         self.pacer.set_share(max(store.live_workers(self.budget, now), expected))
         if job is None or job.status.terminal:
             self.halt = f"job {job.status.value if job else 'deleted'}"
