@@ -11,10 +11,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, TypeVar
 
-from promptforge.adapters.firestore_store import AlreadyExists
+from promptforge.adapters.firestore_store import DONE_SHARDS, AlreadyExists
 from promptforge.domain.job import Job, JobStatus
 from promptforge.domain.plan_state import PlanState
-from promptforge.domain.records import ApiKey, Chunk, ClientState, Totals
+from promptforge.domain.records import ApiKey, Chunk, ChunkStatus, ClientState, DoneCount, Totals
 from promptforge.domain.usage import ClientUsage
 from promptforge.service.ports import COMPOSE_MAX_SOURCES, BudgetBeat, ObjectInfo
 
@@ -63,6 +63,9 @@ class _MemTx:
     def put_chunk(self, chunk: Chunk) -> None:
         self._writes.append(lambda: self._s.chunks.__setitem__((chunk.job_id, chunk.index), chunk))
 
+    def count_done(self, job_id: str, index: int, delta: int, at: datetime) -> None:
+        self._writes.append(lambda: self._s.add_done(job_id, index % DONE_SHARDS, delta, at))
+
     def commit(self) -> None:
         for write in self._writes:
             write()
@@ -78,6 +81,8 @@ class MemoryStore:
         self.usage: dict[str, tuple[ClientUsage, int]] = {}  # client -> (record, version)
         self.request_minutes: dict[tuple[str, datetime], int] = {}
         self.plans: dict[str, PlanState] = {}
+        # (job, shard) -> [done, last change, expire_at], as the counter documents
+        self.done_counts: dict[tuple[str, int], list[Any]] = {}
         self._lock = threading.RLock()
 
     def run_transaction(self, fn: Callable[[Any], T]) -> T:
@@ -136,6 +141,42 @@ class MemoryStore:
             sum(c.output_tokens for c in cs),
             {k: v for k, v in errors.items() if v},
         )
+
+    def add_done(self, job_id: str, shard: int, delta: int, at: datetime) -> None:
+        counter = self.done_counts.setdefault((job_id, shard), [0, None, None])
+        counter[0] += delta
+        counter[1] = at
+
+    def chunks_done(self, job_id: str) -> DoneCount:
+        with self._lock:
+            shards = [c for (j, _), c in self.done_counts.items() if j == job_id]
+        times = [c[1] for c in shards if c[1] is not None]
+        return DoneCount(sum(c[0] for c in shards), max(times) if times else None)
+
+    def lease_ended_chunks(self, job_id: str, before: datetime, limit: int) -> list[Chunk]:
+        ended = [c for c in self.list_chunks(job_id) if c.lease_until is not None and c.lease_until < before]
+        return sorted(sorted(ended, key=lambda c: c.lease_until or before)[:limit], key=lambda c: c.index)
+
+    def unfinished_chunks(self, job_id: str, limit: int) -> list[Chunk]:
+        return [c for c in self.list_chunks(job_id) if c.status is not ChunkStatus.DONE][:limit]
+
+    def latest_lease(self, job_id: str) -> datetime | None:
+        leases = [c.lease_until for c in self.list_chunks(job_id) if c.lease_until is not None]
+        return max(leases) if leases else None
+
+    def jobs_to_stamp(self, limit: int) -> list[Job]:
+        return [j for j in self.jobs.values() if j.records_unstamped][:limit]
+
+    def stamp_expiry(self, job_id: str, expire_at: datetime, limit: int) -> int:
+        with self._lock:
+            chunks = [c for c in self.list_chunks(job_id) if c.expire_at is None][:limit]
+            for c in chunks:
+                self.chunks[(job_id, c.index)] = c.replace(expire_at=expire_at)
+            if len(chunks) < limit:
+                for (j, _), counter in self.done_counts.items():
+                    if j == job_id:
+                        counter[2] = expire_at
+            return len(chunks)
 
     def heartbeat_worker(self, budget: str, worker_id: str, beat: BudgetBeat) -> None:
         self.workers[(budget, worker_id)] = beat

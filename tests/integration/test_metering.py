@@ -11,6 +11,7 @@ from typing import Any
 from promptforge.adapters import metering as m
 from promptforge.domain.job import Job, JobStatus
 from promptforge.domain.records import Chunk
+from promptforge.service.ports import BudgetBeat
 from promptforge.wiring import LiveDeps
 from tests.integration.test_adapters import live  # noqa: F401 (the fixture: LiveDeps on the stack's emulators)
 
@@ -32,12 +33,12 @@ def test_a_jobs_documents_and_objects_are_billed_as_the_platform_bills_them(live
     def finish_first_chunk(tx: Any) -> None:
         current, first = tx.get_job(j.job_id), tx.get_chunk(j.job_id, 0)
         tx.put_chunk(first.replace(completed=10))
-        tx.put_job(current.replace(chunks_done=1))
+        tx.put_job(current.replace(prompt_count=1))
 
     store.run_transaction(finish_first_chunk)
     assert store.chunk_totals(j.job_id).completed == 10
-    store.heartbeat_worker("meter-budget", "w1", T0 + timedelta(minutes=1))
-    assert store.live_workers("meter-budget", T0) == 1
+    store.heartbeat_worker("meter-budget", "w1", BudgetBeat(T0 + timedelta(minutes=1)))
+    assert len(store.budget_workers("meter-budget", T0)) == 1
     store.drop_worker("meter-budget", "w1")
     firestore = {m.READS: 1 + 3 + 1 + 2 + m.CHUNK_TOTAL_QUERIES + 1, m.WRITES: 1 + 3 + 2 + 1, m.DELETES: 1}
     assert {k: v for k, v in meter.snapshot().items() if k.startswith("firestore.")} == firestore

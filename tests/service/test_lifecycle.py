@@ -126,6 +126,8 @@ def test_an_object_already_under_the_part_name_is_not_trusted(deps: StaticDeps, 
     row = {"prompt_id": "p0000", "result": "kept", "model": "m", "tokens_used": 3, "input_tokens": 1, "output_tokens": 2}
     deps.blobs.write(deps.settings.results_bucket, paths.chunk_errors_object(client_id, job_id, 0), b"")
     deps.blobs.write(deps.settings.results_bucket, part, (json.dumps(row) + "\n").encode())
+    staged = paths.chunk_results_object(client_id, job_id, 0)
+    deps.blobs.write(deps.settings.results_bucket, staged, (json.dumps(row) + "\n").encode())
     calls = llm_stats(fake_llm)["requests_total"]
     assert process_chunk(deps, job_id, 0) == "done"
     assert llm_stats(fake_llm)["requests_total"] - calls == 4  # nothing was checkpointed

@@ -64,7 +64,7 @@ def test_every_chunk_delivered_twice_and_once_concurrently_gives_the_same_output
     assert job is not None and job.status is JobStatus.COMPLETED
     assert llm_stats(fake_llm)["requests_total"] - calls == 12
     assert ids(deps, client_id, job_id) == Counter({f"p{i:04d}": 1 for i in range(12)})
-    assert job.chunks_done == job.chunk_count == 3
+    assert deps.store.chunks_done(job_id).done == job.chunk_count == 3
 
 
 def test_a_delivery_that_dies_after_checkpointing_is_resumed_without_calling_the_model_again(
@@ -141,6 +141,7 @@ def test_a_worker_running_when_the_job_is_cancelled_stops_starting_prompts(deps:
     assert chunk.status is ChunkStatus.DONE and chunk.stopped and 0 < chunk.completed < 40
     job = deps.store.get_job(job_id)
     assert job is not None and job.status is JobStatus.CANCELLED
+    assert results.partial_files(deps, job) == ("results_part_001.jsonl", "errors.jsonl")
     got = rows(deps, client_id, job_id, "results_part_001.jsonl")
     assert len(got) == chunk.completed == len({r["prompt_id"] for r in got})
 
@@ -197,15 +198,15 @@ def test_the_watchdog_accepts_an_upload_whose_event_was_lost(deps: StaticDeps) -
     assert deps.store.get_job(new.job.job_id).status is JobStatus.COMPLETED  # type: ignore[union-attr]
 
 
-def test_a_part_damaged_after_its_chunk_was_done_is_rebuilt_before_the_job_completes(deps: StaticDeps, fake_llm: str) -> None:
+def test_chunk_rows_damaged_after_the_chunk_was_done_are_rebuilt_before_completion(deps: StaticDeps, fake_llm: str) -> None:
     client_id, job_id = planned(deps, 8)
     process_chunk(deps, job_id, 0)
-    part = paths.result_object(client_id, job_id, paths.part_filename(0))
-    deps.blobs.write(deps.settings.results_bucket, part, b'{"prompt_id": "p0000"}\n')  # short: as if cut off
+    staged = paths.chunk_results_object(client_id, job_id, 0)
+    deps.blobs.write(deps.settings.results_bucket, staged, b'{"prompt_id": "p0000"}\n')  # short: as if cut off
     calls = llm_stats(fake_llm)["requests_total"]
     process_chunk(deps, job_id, 1)  # the last chunk: finalization finds chunk 0's part wrong
     job = deps.store.get_job(job_id)
-    assert job is not None and job.status is JobStatus.PROCESSING and job.chunks_done == 1
+    assert job is not None and job.status is JobStatus.PROCESSING and deps.store.chunks_done(job_id).done == 1
     assert deps.tasks.chunks == [(job_id, 0)]  # type: ignore[attr-defined]
     drain(deps)
     job = deps.store.get_job(job_id)

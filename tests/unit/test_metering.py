@@ -32,6 +32,7 @@ from promptforge.domain.job import Job, JobStatus
 from promptforge.domain.records import Chunk
 from promptforge.domain.usage import ClientUsage
 from promptforge.service import ports
+from promptforge.service.ports import BudgetBeat
 from tests.fakes import MemoryBlobs, MemoryStore, RecordingTasks
 
 T = TypeVar("T")
@@ -100,23 +101,23 @@ def test_a_transaction_bills_reads_of_every_attempt_and_writes_of_the_commit(met
         current = tx.get_job(j.job_id)
         done = [c for c in tx.list_chunks(j.job_id) if c.completed]
         tx.put_chunk(chunks(j, 2)[0].replace(completed=1))
-        tx.put_job(current.replace(chunks_done=len(done) + 1))
+        tx.put_job(current.replace(prompt_count=len(done) + 1))
         return len(done)
 
     assert store.run_transaction(body) == 0
-    assert inner.jobs[j.job_id].chunks_done == 1
+    assert inner.jobs[j.job_id].prompt_count == 1
     assert billed(meter) == {READS: 2 * (1 + 2), WRITES: 2}
 
 
 def test_aggregations_bill_one_read_per_thousand_entries(meter: Meter) -> None:
     inner = MemoryStore()
     store = MeteredStore(inner, meter)  # type: ignore[arg-type]
-    assert store.live_workers("b", T0) == 0
+    assert store.budget_workers("b", T0) == []
     assert meter.snapshot()[READS] == 1  # at least one
-    for i in range(2500):
-        inner.heartbeat_worker("b", f"w{i}", T0 + timedelta(seconds=5))
-    assert store.live_workers("b", T0) == 2500
-    assert meter.snapshot()[READS] == 1 + 3
+    for i in range(3):
+        inner.heartbeat_worker("b", f"w{i}", BudgetBeat(T0 + timedelta(seconds=5)))
+    assert len(store.budget_workers("b", T0)) == 3
+    assert meter.snapshot()[READS] == 1 + 3  # a document read per process registered
 
     big = job(chunk_count=2500)
     inner.create_job(big)
@@ -134,7 +135,7 @@ def test_a_lost_compare_and_set_writes_nothing(meter: Meter) -> None:
     first = store.get_usage("c1")
     assert store.put_usage(first, job())  # the usage record and the new job
     assert not store.put_usage(first)  # stale version: refused
-    store.heartbeat_worker("b", "w", T0)
+    store.heartbeat_worker("b", "w", BudgetBeat(T0))
     store.drop_worker("b", "w")
     assert store.take_requests("c1", T0, 3) == 3
     assert billed(meter) == {READS: 1, WRITES: 2 + 1 + 1, DELETES: 1}

@@ -3,6 +3,7 @@
 ```
 jobs/{job_id}                    Job
 jobs/{job_id}/chunks/{00000}     Chunk (one writer at a time: its lease holder)
+jobs/{job_id}/done_counts/{0-7}  how many chunks are DONE: a shard of the count
 budgets/{id}/workers/{worker}    a chunk worker drawing on a rate budget, until when
 clients/{client_id}              ClientState: the active job and the PENDING queue
 api_keys/{sha256 of the key}     ApiKey
@@ -11,7 +12,12 @@ usage/{client_id}/request_minutes/{YYYYMMDDTHHMM}   requests handed out in that 
 plans/{job_id}                   PlanState: where the job's planning stands
 ```
 Counts that many workers produce live on chunk documents and are summed with an
-aggregation query, so no worker contends on the job document while it runs.
+aggregation query, so no worker contends on the job document while it runs. The count of
+DONE chunks is kept in a few shard documents, each changed by a server-side increment in
+the transaction that marks a chunk DONE (or reopens it): the count and the chunks'
+statuses commit together, and chunks finishing together write different documents
+without reading them, so none waits on another (Firestore sustains about one write a
+second on one document).
 """
 
 from __future__ import annotations
@@ -30,12 +36,16 @@ from proto.datetime_helpers import DatetimeWithNanoseconds
 
 from ..domain.job import Job, JobError, JobStatus
 from ..domain.plan_state import PlanPhase, PlanSlice, PlanState
-from ..domain.records import ROW_ERROR_CODES, ApiKey, Chunk, ChunkStatus, ClientState, Totals, Waiting
+from ..domain.records import ROW_ERROR_CODES, ApiKey, Chunk, ChunkStatus, ClientState, DoneCount, Totals, Waiting
 from ..domain.usage import REQUEST_WINDOW, AwaitingUpload, ClientUsage
 from ..service.ports import BudgetBeat
 
 T = TypeVar("T")
 _BATCH = 400  # below Firestore's 500 writes per batch
+# Shards of a job's count of DONE chunks: a job's chunks can finish this many a second
+# before any shard goes past Firestore's sustained write rate of a document; reading the
+# count costs as many document reads.
+DONE_SHARDS = 8
 
 
 class AlreadyExists(Exception):
@@ -139,6 +149,10 @@ def _chunk_id(index: int) -> str:
     return f"{index:05d}"
 
 
+def _done_counts(db: firestore.Client, job_id: str) -> Any:
+    return db.collection("jobs").document(job_id).collection("done_counts")
+
+
 class _Tx:
     def __init__(self, db: firestore.Client, txn: firestore.Transaction) -> None:
         self._db = db
@@ -179,6 +193,10 @@ class _Tx:
     def put_chunk(self, chunk: Chunk) -> None:
         ref = self._db.collection("jobs").document(chunk.job_id).collection("chunks").document(_chunk_id(chunk.index))
         self._txn.set(ref, chunk_to_doc(chunk))
+
+    def count_done(self, job_id: str, index: int, delta: int, at: datetime) -> None:
+        ref = _done_counts(self._db, job_id).document(str(index % DONE_SHARDS))
+        self._txn.set(ref, {"done": firestore.Increment(delta), "at": at}, merge=True)
 
 
 class FirestoreJobStore:
@@ -271,6 +289,46 @@ class FirestoreJobStore:
         numbers = {name: values.get(f"f{k}", 0) for k, name in enumerate(fields)}
         errors = {name.split(".", 1)[1]: v for name, v in numbers.items() if name.startswith("error_counts.") and v}
         return Totals(numbers["completed"], numbers["failed"], numbers["input_tokens"], numbers["output_tokens"], errors)
+
+    def chunks_done(self, job_id: str) -> DoneCount:
+        shards = [s.to_dict() for s in _done_counts(self._db, job_id).stream()]
+        times = [d["at"] for d in shards if d.get("at") is not None]
+        return DoneCount(sum(int(d.get("done") or 0) for d in shards), max(times) if times else None)
+
+    def lease_ended_chunks(self, job_id: str, before: datetime, limit: int) -> list[Chunk]:
+        # A null lease_until (no lease) never matches an inequality.
+        query = self._chunks(job_id).where(filter=firestore.FieldFilter("lease_until", "<", before))
+        found = [chunk_from_doc(s.to_dict()) for s in query.order_by("lease_until").limit(limit).stream()]
+        return sorted(found, key=lambda c: c.index)
+
+    def unfinished_chunks(self, job_id: str, limit: int) -> list[Chunk]:
+        waiting = [ChunkStatus.PENDING.value, ChunkStatus.RUNNING.value]
+        query = self._chunks(job_id).where(filter=firestore.FieldFilter("status", "in", waiting)).limit(limit)
+        return sorted((chunk_from_doc(s.to_dict()) for s in query.stream()), key=lambda c: c.index)
+
+    def latest_lease(self, job_id: str) -> datetime | None:
+        # Nulls sort first, so the last in lease order holds the latest lease if any holds one.
+        query = self._chunks(job_id).order_by("lease_until", direction=firestore.Query.DESCENDING).limit(1)
+        found = [s.get("lease_until") for s in query.stream()]
+        return found[0] if found else None
+
+    def jobs_to_stamp(self, limit: int) -> list[Job]:
+        query = self._db.collection("jobs").where(filter=firestore.FieldFilter("records_unstamped", "==", True))
+        return [job_from_doc(s.to_dict()) for s in query.limit(limit).stream()]
+
+    def stamp_expiry(self, job_id: str, expire_at: datetime, limit: int) -> int:
+        # Every chunk document is written with an expire_at field, null until now.
+        query = self._chunks(job_id).where(filter=firestore.FieldFilter("expire_at", "==", None)).limit(limit)
+        chunks = [s.reference for s in query.stream()]
+        refs = list(chunks)
+        if len(chunks) < limit:  # the chunks' last batch: the counters go with it
+            refs += [s.reference for s in _done_counts(self._db, job_id).stream()]
+        for i in range(0, len(refs), _BATCH):
+            batch = self._db.batch()
+            for ref in refs[i : i + _BATCH]:
+                batch.update(ref, {"expire_at": expire_at})
+            batch.commit()
+        return len(chunks)
 
     def _budget_workers(self, budget: str) -> Any:
         return self._db.collection("budgets").document(budget).collection("workers")

@@ -187,7 +187,16 @@ STORE_RULES: dict[str, Rule] = {
     "list_jobs": _per_document,
     "list_chunks": _per_document,
     "heartbeat_worker": _fixed(WRITES),
-    "live_workers": lambda args, result: {READS: _aggregation_reads(int(result))},
+    "budget_workers": _per_document,
+    "get_plan": _fixed(READS),
+    # The done count is summed from its counter documents (service: 8 shards at most).
+    "chunks_done": _fixed(READS, 8),
+    "lease_ended_chunks": _per_document,
+    "unfinished_chunks": _per_document,
+    "latest_lease": _fixed(READS),
+    "jobs_to_stamp": _per_document,
+    # A query for unstamped chunks, then a write per chunk stamped.
+    "stamp_expiry": lambda args, result: {READS: _at_least_one(int(result)), WRITES: int(result)},
     "drop_worker": _fixed(DELETES),
     "put_api_key": _fixed(WRITES),
     "get_api_key": _fixed(READS),
@@ -205,8 +214,10 @@ TX_READS: dict[str, Rule] = {
     "get_client": _fixed(READS),
     "get_chunk": _fixed(READS),
     "list_chunks": _per_document,
+    "get_plan": _fixed(READS),
 }
-TX_WRITES = ("put_job", "put_client", "put_chunk")
+# A done count's increment is a write (a server-side transform) committed with the others.
+TX_WRITES = ("put_job", "put_client", "put_chunk", "put_plan", "count_done")
 
 BLOB_RULES: dict[str, Rule] = {
     "signed_upload_url": _fixed(STORAGE_FREE),

@@ -313,7 +313,7 @@ def job_results(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any]
     job = _own_job(request, deps, client_id)
     partial = request.args.get("partial", "").lower() in ("1", "true", "yes")
     if partial and job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
-        names = results.partial_files(deps, job)
+        names = results.listed_partial_files(deps, job)
     elif job.status is JobStatus.COMPLETED:
         names = job.result_files
     else:
@@ -329,16 +329,8 @@ def job_results(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any]
         return 200, _inline_results(deps, job, names), {}
     ttl = timedelta(seconds=deps.settings.download_url_ttl_seconds)
     expires = iso(deps.now() + ttl) or ""
-    files = [
-        ResultFile(
-            filename=name,
-            url=deps.blobs.signed_download_url(
-                deps.settings.results_bucket, paths.result_object(job.client_id, job.job_id, name), name, ttl
-            ),
-            expires_at=expires,
-        )
-        for name in names
-    ]
+    urls = results.download_urls(deps, job, tuple(names), ttl)
+    files = [ResultFile(filename=name, url=url, expires_at=expires) for name, url in zip(names, urls, strict=True)]
     return 200, ResultsResponse(job_id=job.job_id, status=job.status.value, files=files).model_dump(), {}
 
 

@@ -97,7 +97,6 @@ class Job:
     invalid_count: int = 0
     invalid_bytes: int = 0  # size of planning's error rows, to check errors.jsonl against
     chunk_count: int | None = None
-    chunks_done: int = 0
     completed_count: int = 0
     failed_count: int = 0
     input_tokens: int = 0
@@ -107,6 +106,9 @@ class Job:
     error: JobError | None = None
     status_at: datetime | None = None  # when the job entered its current status
     expire_at: datetime | None = None  # Firestore TTL: set when the job ends
+    # The job ended, but its chunk and counter documents still wait for its expire_at (the
+    # watchdog stamps them in bounded batches, then clears this).
+    records_unstamped: bool = False
 
     def transition(self, target: JobStatus, now: datetime, error: JobError | None = None) -> Job:
         """Move to ``target``, stamping the times the contract shows; raise if illegal."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 ERRORS_FILENAME = "errors.jsonl"
+# A job has at most this many result parts, whatever its chunk count: three-digit part
+# numbers then always sort, and the listing (and its signing) stays bounded.
+MAX_PARTS = 999
 _UPLOAD = re.compile(r"^uploads/(?P<client>[A-Za-z0-9_-]+)/(?P<job>[0-9a-f-]{36})\.jsonl$")
 
 
@@ -19,8 +23,27 @@ def parse_upload_object(name: str) -> tuple[str, str] | None:
     return (m["client"], m["job"]) if m else None
 
 
-def part_filename(chunk_index: int) -> str:
-    return f"results_part_{chunk_index + 1:03d}.jsonl"
+def part_filename(part_index: int) -> str:
+    """The name of result part ``part_index`` (0-based): ``results_part_001.jsonl`` on."""
+    assert 0 <= part_index < MAX_PARTS
+    return f"results_part_{part_index + 1:03d}.jsonl"
+
+
+def part_group(chunk_count: int) -> int:
+    """How many consecutive chunks go into one result part: one each up to ``MAX_PARTS``
+    chunks (so a part is a chunk, as it always was), more past that."""
+    return max(1, math.ceil(chunk_count / MAX_PARTS))
+
+
+def part_of(chunk_index: int, chunk_count: int) -> int:
+    """The result part (0-based) a chunk's rows go into."""
+    return chunk_index // part_group(chunk_count)
+
+
+def chunk_results_object(client_id: str, job_id: str, chunk_index: int) -> str:
+    """A finished chunk's result rows, one object (results bucket, not shown to the
+    client): finalization composes consecutive ones into the parts."""
+    return f"staging/{client_id}/{job_id}/results_chunk_{chunk_index + 1:05d}.jsonl"
 
 
 def result_object(client_id: str, job_id: str, filename: str) -> str:
@@ -52,7 +75,10 @@ def is_results_segment(name: str) -> bool:
     return name.endswith(".results.jsonl")
 
 
-def scratch_prefix(client_id: str, job_id: str, chunk_index: int | None = None) -> str:
+def scratch_prefix(client_id: str, job_id: str, chunk_index: int | None = None, part_index: int | None = None) -> str:
     """Where temporary objects of an assembly go (results bucket, never shown)."""
-    owner = "job" if chunk_index is None else f"chunk_{chunk_index + 1:05d}"
+    if part_index is not None:
+        owner = f"part_{part_index + 1:03d}"
+    else:
+        owner = "job" if chunk_index is None else f"chunk_{chunk_index + 1:05d}"
     return f"staging/{client_id}/{job_id}/scratch/{owner}"

@@ -42,6 +42,7 @@ class Chunk:
     results_bytes: int = 0
     errors_bytes: int = 0
     repairs: int = 0  # times finalization found this chunk's output wrong and re-drove it
+    expire_at: datetime | None = None  # Firestore TTL: stamped with the job's, after it ends
 
     def replace(self, **changes: Any) -> Chunk:
         return dataclasses.replace(self, **changes)
@@ -55,6 +56,15 @@ class Chunk:
     def adds_up(self) -> bool:
         """A finished chunk accounts for every one of its records (unless it was stopped)."""
         return self.stopped or self.completed + self.failed == self.expected_rows
+
+
+@dataclass(frozen=True)
+class DoneCount:
+    """How many of a job's chunks are DONE, from counters that commit with each chunk's
+    DONE write (and its reopening), and when a counter last moved."""
+
+    done: int = 0
+    last_at: datetime | None = None
 
 
 @dataclass(frozen=True)

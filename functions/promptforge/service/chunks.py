@@ -231,8 +231,11 @@ class _ChunkRun:
         self.deps.store.run_transaction(release)
 
     def _finish(self) -> None:
-        """Publish the chunk's part and error rows from its checkpoints, each whole in one
-        final request and checked against the recorded sizes, then record the chunk done."""
+        """Publish the chunk's result rows and error rows from its checkpoints, each whole
+        in one final request and checked against the recorded sizes, as staging objects
+        that finalization composes into the job's parts; then record the chunk done. The
+        DONE write and the job's count of done chunks commit together; the job document is
+        not touched."""
         client, job_id, index = self.job.client_id, self.job.job_id, self.chunk.index
         self._verify_lease()
         mine = self.chunk
@@ -246,18 +249,18 @@ class _ChunkRun:
         results = [n for n in mine.segments if paths.is_results_segment(n)]
         errors = [n for n in mine.segments if not paths.is_results_segment(n)]
         publish(self.deps.blobs, bucket, errors, paths.chunk_errors_object(client, job_id, index), mine.errors_bytes, scratch)
-        part = paths.result_object(client, job_id, paths.part_filename(index))
-        publish(self.deps.blobs, bucket, results, part, mine.results_bytes, scratch)
+        staged = paths.chunk_results_object(client, job_id, index)
+        publish(self.deps.blobs, bucket, results, staged, mine.results_bytes, scratch)
+        now = self.deps.now()
 
         def record(tx: Tx) -> None:
             current = tx.get_chunk(job_id, index)
-            job = tx.get_job(job_id)
-            if current is None or job is None or current.status is ChunkStatus.DONE:
+            if current is None or current.status is ChunkStatus.DONE:
                 return
             if current.deliveries != mine.deliveries or current.segments != mine.segments:
                 raise LeaseLost()
             tx.put_chunk(current.replace(status=ChunkStatus.DONE, lease_until=None, stopped=stopped))
-            tx.put_job(job.replace(chunks_done=job.chunks_done + 1))
+            tx.count_done(job_id, index, 1, now)
 
         self.deps.store.run_transaction(record)
         logs.info("chunk done", job_id=job_id, chunk=index, completed=mine.completed, failed=mine.failed, stopped=stopped)

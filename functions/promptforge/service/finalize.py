@@ -1,5 +1,10 @@
-"""Finishing a job once all its chunks are done: errors.jsonl, counts, COMPLETED, and
-the client's next PENDING job.
+"""Finishing a job once all its chunks are done: the result parts, errors.jsonl, counts,
+COMPLETED, and the client's next PENDING job.
+
+Each chunk leaves its result rows in one staging object; the parts are composed here from
+consecutive chunks, one chunk a part up to ``paths.MAX_PARTS`` chunks and more past that,
+so a job has at most 999 parts whatever its size (their names sort, and listing and
+signing them stays bounded).
 
 Any worker that sees every chunk done may call this; the file writes are idempotent
 and only one transaction wins the move to COMPLETED, so a crash or a race between the
@@ -15,7 +20,9 @@ output cannot be made whole ends FAILED with ``inconsistent_results``, never COM
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from .. import logs
 from ..domain import paths
@@ -30,18 +37,24 @@ from .slots import announce_end, ended, hand_over, read_successor, start_active
 # A chunk re-driven this many times and still wrong fails its job.
 MAX_REPAIRS = 3
 _STAT_THREADS = 16
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class _Inconsistent(Exception):
     """The job's records do not add up; the message says how."""
 
 
-def finalize_if_done(deps: Deps, job_id: str) -> bool:
-    """Complete the job if every chunk is done and whole; True if this call completed it."""
+def finalize_if_done(deps: Deps, job_id: str, recount: bool = False) -> bool:
+    """Complete the job if every chunk is done and whole; True if this call completed it.
+
+    The count of done chunks (a few counter reads) says when to look; only then are the
+    chunks listed, and they decide. ``recount`` looks even when the count says no (the
+    watchdog, for a job in which it finds no unfinished chunk)."""
     job = deps.store.get_job(job_id)
     if job is None or job.status is not JobStatus.PROCESSING or job.chunk_count is None:
         return False
-    if job.chunks_done < job.chunk_count:
+    if not recount and deps.store.chunks_done(job_id).done < job.chunk_count:
         return False
     chunks = deps.store.list_chunks(job_id)
     if len(chunks) != job.chunk_count or any(c.status is not ChunkStatus.DONE for c in chunks):
@@ -52,6 +65,7 @@ def finalize_if_done(deps: Deps, job_id: str) -> bool:
         _redrive(deps, job, broken)
         return False
     s = deps.settings
+    publish_parts(deps, job, [(c, [paths.chunk_results_object(job.client_id, job_id, c.index)]) for c in chunks])
     sources = [paths.plan_errors_object(job.client_id, job_id)] if job.invalid_count else []
     sources += [paths.chunk_errors_object(job.client_id, job_id, c.index) for c in chunks if c.failed]
     error_bytes = (job.invalid_bytes if job.invalid_count else 0) + sum(c.errors_bytes for c in chunks if c.failed)
@@ -99,7 +113,7 @@ def _completed(job: Job, chunks: list[Chunk]) -> Job:
     for c in chunks:
         for code, n in c.error_counts.items():
             error_counts[code] = error_counts.get(code, 0) + n
-    files = tuple(paths.part_filename(c.index) for c in chunks if c.completed) + (paths.ERRORS_FILENAME,)
+    files = part_names(job, chunks) + (paths.ERRORS_FILENAME,)
     return job.replace(
         completed_count=completed,
         failed_count=failed,
@@ -110,6 +124,51 @@ def _completed(job: Job, chunks: list[Chunk]) -> Job:
     )
 
 
+def _parts(job: Job, chunks: Iterable[Chunk]) -> dict[int, list[Chunk]]:
+    """The chunks with result rows, by the part (0-based) their rows go into."""
+    ordered = sorted(chunks, key=lambda c: c.index)
+    count = max([job.chunk_count or 0] + [c.index + 1 for c in ordered])
+    parts: dict[int, list[Chunk]] = {}
+    for c in ordered:
+        if c.completed:
+            parts.setdefault(paths.part_of(c.index, count), []).append(c)
+    return parts
+
+
+def part_names(job: Job, chunks: Iterable[Chunk]) -> tuple[str, ...]:
+    """The job's result files, in order: a part for each group of chunks with results."""
+    return tuple(paths.part_filename(p) for p in sorted(_parts(job, chunks)))
+
+
+def publish_parts(deps: Deps, job: Job, staged: list[tuple[Chunk, list[str]]]) -> tuple[str, ...]:
+    """Compose each part from its chunks' result objects (``staged``: a chunk and the
+    objects holding its result rows, in order), whole under its final name and checked
+    against the sizes the chunks recorded; returns the parts' file names."""
+    bucket, client, job_id = deps.settings.results_bucket, job.client_id, job.job_id
+    sources = {c.index: names for c, names in staged}
+    parts = _parts(job, (c for c, _ in staged))
+
+    def one(part: int) -> str:
+        members = parts[part]
+        name = paths.part_filename(part)
+        target = paths.result_object(client, job_id, name)
+        objects = [n for c in members for n in sources[c.index]]
+        scratch = paths.scratch_prefix(client, job_id, part_index=part)
+        publish(deps.blobs, bucket, objects, target, sum(c.results_bytes for c in members), scratch)
+        return name
+
+    return tuple(concurrently(one, sorted(parts)))
+
+
+def concurrently(fn: Callable[[T], R], items: list[T], threads: int = _STAT_THREADS) -> list[R]:
+    """``fn`` over ``items`` on a few threads (each call waits on a request or two to
+    Cloud Storage or IAM), results in order; the first error is raised."""
+    if len(items) <= 1:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
 def _broken_chunks(deps: Deps, job: Job, chunks: list[Chunk]) -> list[Chunk]:
     """Done chunks whose rows or published objects are not what their checkpoints say."""
     bucket = deps.settings.results_bucket
@@ -118,15 +177,14 @@ def _broken_chunks(deps: Deps, job: Job, chunks: list[Chunk]) -> list[Chunk]:
         if not c.adds_up():
             return False
         if c.completed and not verify(
-            deps.blobs, bucket, paths.result_object(job.client_id, job.job_id, paths.part_filename(c.index)), c.results_bytes
+            deps.blobs, bucket, paths.chunk_results_object(job.client_id, job.job_id, c.index), c.results_bytes
         ):
             return False
         return not c.failed or verify(
             deps.blobs, bucket, paths.chunk_errors_object(job.client_id, job.job_id, c.index), c.errors_bytes
         )
 
-    with ThreadPoolExecutor(max_workers=min(_STAT_THREADS, max(1, len(chunks)))) as pool:
-        verdicts = list(pool.map(whole, chunks))
+    verdicts = concurrently(whole, chunks)
     return [c for c, ok in zip(chunks, verdicts, strict=True) if not ok]
 
 
@@ -134,6 +192,8 @@ def _redrive(deps: Deps, job: Job, broken: list[Chunk]) -> None:
     """Open broken chunks again and send them back to a worker, or fail the job when one
     has been repaired too often."""
     job_id = job.job_id
+
+    now = deps.now()
 
     def reopen(tx: Tx) -> bool:
         current = tx.get_job(job_id)
@@ -149,8 +209,7 @@ def _redrive(deps: Deps, job: Job, broken: list[Chunk]) -> None:
         ]
         for c in reopened:
             tx.put_chunk(c)
-        if reopened:
-            tx.put_job(current.replace(chunks_done=current.chunks_done - len(reopened)))
+            tx.count_done(job_id, c.index, -1, now)
         return True
 
     if not deps.store.run_transaction(reopen):

@@ -14,7 +14,7 @@ from typing import BinaryIO, Protocol, TypeVar
 
 from ..domain.job import Job, JobStatus
 from ..domain.plan_state import PlanState
-from ..domain.records import ApiKey, Chunk, ClientState, Totals
+from ..domain.records import ApiKey, Chunk, ClientState, DoneCount, Totals
 from ..domain.usage import ClientUsage
 
 T = TypeVar("T")
@@ -38,6 +38,13 @@ class Tx(Protocol):
         ...
 
     def put_plan(self, state: PlanState) -> None: ...
+
+    def count_done(self, job_id: str, index: int, delta: int, at: datetime) -> None:
+        """Add ``delta`` (+1 when chunk ``index`` turns DONE, -1 when it is reopened) to the
+        job's count of done chunks, committed with the transaction's other writes. A write
+        without a read, spread over a few counter documents, so chunks finishing together
+        neither wait on each other nor on the job document."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -70,12 +77,39 @@ class JobStore(Protocol):
         ...
 
     def save_chunks(self, chunks: Iterable[Chunk]) -> None: ...
+    def list_chunks(self, job_id: str) -> list[Chunk]: ...
+    def chunk_totals(self, job_id: str) -> Totals: ...
+    def chunks_done(self, job_id: str) -> DoneCount:
+        """The job's count of DONE chunks (a few counter reads, no chunk listed)."""
+        ...
+
+    def lease_ended_chunks(self, job_id: str, before: datetime, limit: int) -> list[Chunk]:
+        """Chunks whose lease ended before ``before``, by index (only a RUNNING chunk holds
+        a lease): the ones whose worker stopped answering."""
+        ...
+
+    def unfinished_chunks(self, job_id: str, limit: int) -> list[Chunk]:
+        """Chunks not DONE, by index, at most ``limit``."""
+        ...
+
+    def latest_lease(self, job_id: str) -> datetime | None:
+        """The latest lease end among the job's chunks, if any holds one."""
+        ...
+
+    def jobs_to_stamp(self, limit: int) -> list[Job]:
+        """Ended jobs whose chunk and counter documents still wait for an expire_at."""
+        ...
+
+    def stamp_expiry(self, job_id: str, expire_at: datetime, limit: int) -> int:
+        """Give up to ``limit`` of the job's chunk documents that have no expire_at this one,
+        and its counter documents too; returns how many chunk documents it stamped (0: none
+        was left)."""
+        ...
+
     def get_plan(self, job_id: str) -> PlanState | None:
         """Where the job's planning stands: a plain read, outside any transaction."""
         ...
 
-    def list_chunks(self, job_id: str) -> list[Chunk]: ...
-    def chunk_totals(self, job_id: str) -> Totals: ...
     def heartbeat_worker(self, budget: str, worker_id: str, beat: BudgetBeat) -> None:
         """Say a process is drawing on a rate budget (for ``beat.weight`` chunks) until
         ``beat.until``, and what it learned of the provider's limits."""

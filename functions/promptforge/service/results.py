@@ -3,40 +3,77 @@ was cancelled or failed."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from .. import logs
 from ..domain import paths
 from ..domain.job import Job, JobStatus
-from ..domain.records import ChunkStatus
+from ..domain.records import Chunk, ChunkStatus
 from .assemble import publish
 from .deps import Deps
+from .finalize import concurrently, publish_parts
+from .ports import Tx
+
+# Download URLs signed at once. Each signature can be a signBlob call to IAM (~50 ms), and
+# a job lists up to paths.MAX_PARTS + 1 files: 1,000 files take ~1.6 s on 32 threads.
+SIGN_THREADS = 32
+
+
+def download_urls(deps: Deps, job: Job, names: tuple[str, ...], ttl: timedelta) -> list[str]:
+    """A fresh signed GET URL for each of the job's files, in order."""
+    bucket = deps.settings.results_bucket
+
+    def sign(name: str) -> str:
+        return deps.blobs.signed_download_url(bucket, paths.result_object(job.client_id, job.job_id, name), name, ttl)
+
+    if not names:
+        return []
+    # The first signature alone: it fetches the signing credentials the others reuse.
+    first = sign(names[0])
+    return [first, *concurrently(sign, list(names[1:]), SIGN_THREADS)]
 
 
 def partial_files(deps: Deps, job: Job) -> tuple[str, ...]:
-    """What a FAILED or CANCELLED job produced: a part per chunk with results (written now
-    from its checkpoints when its worker never got to), and errors.jsonl with every error
-    row recorded so far. Idempotent: a repeated call writes the same objects."""
+    """What a FAILED or CANCELLED job produced: its result parts, grouped as a completed
+    job's are, from each chunk's published rows or, for a chunk its worker never finished,
+    from its checkpoints; and errors.jsonl with every error row recorded so far.
+    Idempotent: a repeated call writes the same objects."""
     assert job.status in (JobStatus.FAILED, JobStatus.CANCELLED)
     bucket = deps.settings.results_bucket
     client, job_id = job.client_id, job.job_id
-    files: list[str] = []
     error_sources = [paths.plan_errors_object(client, job_id)] if job.invalid_count else []
     error_bytes = job.invalid_bytes if job.invalid_count else 0
+    staged: list[tuple[Chunk, list[str]]] = []
     for chunk in deps.store.list_chunks(job_id):
-        part = paths.result_object(client, job_id, paths.part_filename(chunk.index))
         if chunk.status is ChunkStatus.DONE:
-            if chunk.completed:
-                files.append(paths.part_filename(chunk.index))
+            staged.append((chunk, [paths.chunk_results_object(client, job_id, chunk.index)]))
             if chunk.failed:
                 error_sources.append(paths.chunk_errors_object(client, job_id, chunk.index))
                 error_bytes += chunk.errors_bytes
             continue
-        results = [n for n in chunk.segments if paths.is_results_segment(n)]
+        staged.append((chunk, [n for n in chunk.segments if paths.is_results_segment(n)]))
         error_sources += [n for n in chunk.segments if not paths.is_results_segment(n)]
         error_bytes += chunk.errors_bytes
-        if results:
-            publish(deps.blobs, bucket, results, part, chunk.results_bytes, paths.scratch_prefix(client, job_id, chunk.index))
-            files.append(paths.part_filename(chunk.index))
+    files = (*publish_parts(deps, job, staged), paths.ERRORS_FILENAME)
     errors_object = paths.result_object(client, job_id, paths.ERRORS_FILENAME)
     publish(deps.blobs, bucket, error_sources, errors_object, error_bytes, paths.scratch_prefix(client, job_id))
-    logs.info("partial results assembled", job_id=job.job_id, parts=len(files))
-    return (*files, paths.ERRORS_FILENAME)
+    logs.info("partial results assembled", job_id=job.job_id, parts=len(files) - 1)
+    if not any(c.status is ChunkStatus.RUNNING for c, _ in staged):
+        # No worker can add rows any more: keep the listing, so the next call is a read.
+        _keep(deps, job_id, files)
+    return files
+
+
+def _keep(deps: Deps, job_id: str, files: tuple[str, ...]) -> None:
+    def keep(tx: Tx) -> None:
+        current = tx.get_job(job_id)
+        if current is not None and current.status in (JobStatus.FAILED, JobStatus.CANCELLED) and not current.result_files:
+            tx.put_job(current.replace(result_files=files))
+
+    deps.store.run_transaction(keep)
+
+
+def listed_partial_files(deps: Deps, job: Job) -> tuple[str, ...]:
+    """The files of a FAILED or CANCELLED job: kept from an earlier call once its workers
+    were all gone, else assembled now."""
+    return job.result_files or partial_files(deps, job)

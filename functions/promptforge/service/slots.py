@@ -24,9 +24,10 @@ def read_successor(tx: Tx, job: Job) -> tuple[ClientState, Job | None]:
 
 
 def ended(job: Job, retention_days: int) -> Job:
-    """A job that just reached a terminal state, with the time its records may go."""
+    """A job that just reached a terminal state, with the time its records may go (its
+    chunk and counter documents get the same time from the watchdog)."""
     assert job.completed_at is not None
-    return job.replace(expire_at=job.completed_at + timedelta(days=retention_days))
+    return job.replace(expire_at=job.completed_at + timedelta(days=retention_days), records_unstamped=True)
 
 
 def hand_over(tx: Tx, client: ClientState, ended_job_id: str, successor: Job | None, now: datetime) -> Job | None:

@@ -23,8 +23,11 @@ resource "google_firestore_database" "main" {
 
 locals {
   # Collection => ordered fields of each composite index, named after the query it serves.
-  # Single-field queries (api_keys by created_at, chunks by index, the chunk aggregation,
-  # live workers by until) use Firestore's automatic single-field indexes.
+  # Single-field queries use Firestore's automatic single-field indexes: api_keys by
+  # created_at; a job's chunks by index, by status (the unfinished ones), by lease_until
+  # (leases that ended, the latest lease) and by expire_at == null (the ones still to
+  # stamp); the chunk aggregation; jobs by records_unstamped; live workers by until. The
+  # watchdog queries one job's chunks at a time, never the chunks collection group.
   firestore_indexes = {
     # The watchdog's sweep: status == ?, status_at < ?, order by status_at.
     jobs_by_status_age = {
@@ -40,14 +43,19 @@ locals {
   }
 
   # Collection group => the timestamp field after which Firestore deletes a document
-  # (usually within a day of it). The code sets expire_at when a job ends, on the job and
-  # its chunks alike (TTL does not delete subcollections); a rate-budget worker document
-  # expires at its lease end, which cleans up after workers that crashed. `indexed` keeps
-  # the field's single-field index where a query needs it (workers: until > now).
+  # (usually within a day of it). A job gets expire_at when it ends (results retention
+  # after its end); TTL does not delete subcollections, so the watchdog gives the job's
+  # chunks and its done counters (jobs/{id}/done_counts) the same expire_at, in bounded
+  # batches a sweep, once the grace period after the end has passed. A rate-budget worker
+  # document expires at its lease end, which cleans up after workers that crashed.
+  # `indexed` keeps the field's single-field index where a query needs it (workers:
+  # until > now; chunks: expire_at == null, the chunks still to stamp, written a few times
+  # a second at most, far from an index hotspot).
   firestore_ttl_fields = {
-    jobs    = { field = "expire_at", indexed = false }
-    chunks  = { field = "expire_at", indexed = false }
-    workers = { field = "until", indexed = true }
+    jobs        = { field = "expire_at", indexed = false }
+    chunks      = { field = "expire_at", indexed = true }
+    done_counts = { field = "expire_at", indexed = false }
+    workers     = { field = "until", indexed = true }
     # A client's requests of one minute (usage/{client}/request_minutes), worthless after it.
     request_minutes = { field = "expire_at", indexed = false }
     # Where a job's planning stands (plans/{job_id}): kept for the results' retention from
