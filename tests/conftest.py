@@ -79,8 +79,15 @@ def stack() -> Iterator[Any]:
 
     # PROMPTFORGE_TEST_PORT_BASE lets two test runs on one machine use separate stacks.
     base = os.environ.get("PROMPTFORGE_TEST_PORT_BASE")
-    # A short chunk lease: a killed worker's chunks are free again within seconds.
-    extra = {"PROMPTFORGE_CHUNK_LEASE_SECONDS": "8", **ROOMY_CAPS}
+    # A short chunk lease: a killed worker's chunks are free again within seconds. Rows
+    # checkpointed and stop signals read every second or two, so tests that act on a
+    # job's progress (kill mid-job, cancel mid-job) see it soon.
+    extra = {
+        "PROMPTFORGE_CHUNK_LEASE_SECONDS": "8",
+        "PROMPTFORGE_CHECKPOINT_SECONDS": "1",
+        "PROMPTFORGE_HEARTBEAT_SECONDS": "2",
+        **ROOMY_CAPS,
+    }
     if base:
         s = Stack("test", base_port=int(base), run_dir=ROOT / ".run" / f"test-{base}", extra_env=extra)
     else:

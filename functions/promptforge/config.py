@@ -164,7 +164,7 @@ class Settings:
     # remaining chunks if fewer, before it has counted the live ones.
     max_concurrent_chunks: int = 1
     # Pace at this share of a limit: a little headroom for clock skew between workers.
-    rate_target: float = 0.97
+    rate_target: float = 0.99
     # A prompt the provider keeps answering 429 waits its turn again (a 429 is not a failed
     # attempt) until it has been refused for this long in all.
     rate_limit_max_wait_seconds: float = 900.0
@@ -248,7 +248,7 @@ def load() -> Settings:
         endpoints=parse_endpoints(os.environ.get("PROMPTFORGE_ENDPOINTS") or "{}"),
         allow_client_base_urls=os.environ.get("PROMPTFORGE_ALLOW_CLIENT_BASE_URLS", "") in ("1", "true"),
         max_concurrent_chunks=_int("PROMPTFORGE_CHUNK_CONCURRENCY", len(_list("PROMPTFORGE_CHUNK_QUEUES", "x"))),
-        rate_target=float(os.environ.get("PROMPTFORGE_RATE_TARGET") or 0.97),
+        rate_target=float(os.environ.get("PROMPTFORGE_RATE_TARGET") or 0.99),
         rate_limit_max_wait_seconds=float(os.environ.get("PROMPTFORGE_RATE_LIMIT_MAX_WAIT_SECONDS") or 900.0),
         default_max_tokens_estimate=_int("PROMPTFORGE_DEFAULT_MAX_TOKENS_ESTIMATE", 256),
         # Request parsing

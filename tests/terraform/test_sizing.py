@@ -22,6 +22,7 @@ module "sizing" {{
   rate_limits        = jsondecode({limits})
   worker_concurrency = {concurrency}
   max_chunk_workers  = {cap}
+  chunks_per_instance = {per_instance}
 }}
 output "sizing" {{
   value = module.sizing
@@ -29,9 +30,11 @@ output "sizing" {{
 """
 
 
-def size(tmp_path: Path, limits: dict[str, Any], concurrency: int, cap: int = 100) -> dict[str, Any]:
+def size(tmp_path: Path, limits: dict[str, Any], concurrency: int, cap: int = 100, per_instance: int = 1) -> dict[str, Any]:
     source = (terraform_dir() / "modules" / "sizing").resolve()
-    config = ROOT_MODULE.format(source=source, limits=json.dumps(json.dumps(limits)), concurrency=concurrency, cap=cap)
+    config = ROOT_MODULE.format(
+        source=source, limits=json.dumps(json.dumps(limits)), concurrency=concurrency, cap=cap, per_instance=per_instance
+    )
     (tmp_path / "main.tf").write_text(config)
     tf = terraform_bin()
     for args in (["init", "-input=false", "-no-color"], ["apply", "-auto-approve", "-input=false", "-no-color"]):
@@ -69,3 +72,10 @@ def test_there_is_always_at_least_one_worker(tmp_path: Path, limits: dict[str, A
     s = size(tmp_path, limits, concurrency=128)
     assert s["chunk_queue_max_concurrent_dispatches"] == 1
     assert s["chunk_queue_max_dispatches_per_second"] == 1
+
+
+def test_instances_serving_several_chunks_each_need_far_fewer_instances(tmp_path: Path) -> None:
+    limits = {"openai": {"rpm": 10000, "latency_seconds": 3}}  # 500 in flight
+    s = size(tmp_path, limits, concurrency=32, per_instance=8)
+    assert s["chunk_queue_max_concurrent_dispatches"] == 16  # 500 / 32 -> 16 chunks
+    assert s["chunk_function_max_instances"] == 2 + 1  # 16 chunks, 8 an instance, one spare

@@ -319,13 +319,19 @@ class _ChunkRun:
     # --- the asynchronous run --------------------------------------------------------
 
     async def _run(self, lines: list[PromptLine]) -> None:
-        sem = asyncio.Semaphore(self.s.worker_concurrency)
-        policy = RetryPolicy()
         expected = max(1, min(self.job.chunk_count or 1, self.s.max_concurrent_chunks))
         self.hub, number = await runtime.attach(self.deps, self.budget, self.limits, self.job.job_id, expected)
+        try:
+            await self._run_attached(lines, self.hub, number)
+        finally:
+            await runtime.detach(self.hub, number)
+
+    async def _run_attached(self, lines: list[PromptLine], hub: runtime.Hub, number: int) -> None:
+        sem = asyncio.Semaphore(self.s.worker_concurrency)
+        policy = RetryPolicy()
         # Chunks that started earlier go first, so chunks end one after another.
         self.priority = float(number)
-        pacer = self.hub.pacer
+        pacer = hub.pacer
         provider = open_provider(self.job.provider, self.s, self.job.endpoint, self.job.base_url)
         stop = asyncio.Event()
         writing = asyncio.Lock()  # checkpoints write the chunk one at a time
@@ -403,7 +409,6 @@ class _ChunkRun:
                 await keeping
             finally:
                 await provider.aclose()
-                await runtime.detach(self.hub, number)
         if self.pending:
             await asyncio.to_thread(self._checkpoint, self._take_pending())
         logs.info(

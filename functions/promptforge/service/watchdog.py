@@ -29,7 +29,7 @@ from .ports import Tx
 REDRIVE_BATCH = 500
 # Ended jobs whose documents get their expiry a sweep, and chunk documents a job a sweep:
 # a 10M-prompt job's 20,000 chunks take ten sweeps, each a few batched writes.
-STAMP_JOBS = 10
+STAMP_JOBS = 100
 STAMP_BATCH = 2_000
 
 

@@ -212,7 +212,7 @@ locals {
       memory        = "1Gi"
       timeout       = 1800
       max_instances = null # sized from the rate limits (modules/sizing)
-      concurrency   = 1
+      concurrency   = var.chunks_per_instance
       firestore     = true
       buckets       = { uploads = "roles/storage.objectViewer", results = "roles/storage.objectUser" }
       enqueues      = ["plan", "chunks", "notify"]
@@ -288,9 +288,10 @@ locals {
 module "sizing" {
   source = "../sizing"
 
-  rate_limits        = var.rate_limits
-  worker_concurrency = var.worker_concurrency
-  max_chunk_workers  = var.max_chunk_workers
+  rate_limits         = var.rate_limits
+  worker_concurrency  = var.worker_concurrency
+  max_chunk_workers   = var.max_chunk_workers
+  chunks_per_instance = var.chunks_per_instance
 }
 
 # The zipped functions/ directory (terraform/package_functions.py builds it). Named by its

@@ -151,6 +151,17 @@ variable "max_chunk_workers" {
   default     = 100
 }
 
+variable "chunks_per_instance" {
+  description = "Chunk tasks one process_chunk instance serves at once (its Cloud Run concurrency). They share the instance's event loop, HTTP connections and one pace per rate budget, so an instance's CPU, not its count, grows with the work."
+  type        = number
+  default     = 8
+
+  validation {
+    condition     = var.chunks_per_instance >= 1 && var.chunks_per_instance <= 80
+    error_message = "chunks_per_instance must be between 1 and 80."
+  }
+}
+
 variable "plan_max_concurrency" {
   description = "Most planning tasks running at once."
   type        = number

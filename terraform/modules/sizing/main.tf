@@ -10,9 +10,9 @@
 #   max_concurrent_dispatches = clamp(sum(workers), 1, max_chunk_workers)
 #   max_dispatches_per_second = clamp(ceil(max_concurrent_dispatches / ramp_seconds), 1, 500)
 #     (every worker can start within ramp_seconds; the concurrency is the real limit)
-#   process_chunk max instances = max_concurrent_dispatches + headroom, one chunk per
-#     instance, the headroom for continuations and redeliveries that overlap an instance
-#     that is still shutting down.
+#   process_chunk max instances = ceil(max_concurrent_dispatches / chunks_per_instance) + 1:
+#     an instance serves chunks_per_instance chunks at once (its concurrency), the one more
+#     for continuations and redeliveries that overlap an instance still shutting down.
 
 terraform {
   required_version = ">= 1.6"
@@ -41,6 +41,12 @@ variable "worker_concurrency" {
     condition     = var.worker_concurrency >= 1
     error_message = "worker_concurrency must be at least 1."
   }
+}
+
+variable "chunks_per_instance" {
+  description = "Chunk tasks one process_chunk instance serves at once (its concurrency)."
+  type        = number
+  default     = 1
 }
 
 variable "max_chunk_workers" {
@@ -88,6 +94,6 @@ output "chunk_queue_max_dispatches_per_second" {
 }
 
 output "chunk_function_max_instances" {
-  description = "max_instance_count of process_chunk (one chunk per instance)."
-  value       = local.chunk_concurrency + max(2, ceil(local.chunk_concurrency / 10))
+  description = "max_instance_count of process_chunk (chunks_per_instance chunks per instance)."
+  value       = ceil(local.chunk_concurrency / var.chunks_per_instance) + (var.chunks_per_instance == 1 ? max(2, ceil(local.chunk_concurrency / 10)) : 1)
 }
