@@ -96,11 +96,13 @@ class Settings:
     # this many bytes, records (non-blank lines) or chunks of the file, then finishes the
     # chunk it is in; its memory is a few dozen bytes per record it read.
     plan_slice_bytes: int = 64 * 1024 * 1024
-    plan_slice_records: int = 250_000
+    plan_slice_records: int = 100_000
     plan_slice_chunks: int = 500
     # A dedupe step holds one entry (~150 bytes) per distinct prompt_id of the records it
-    # reads, at most about this many.
-    plan_dedupe_records: int = 500_000
+    # reads, at most about this many: 100,000 keeps plan_job's peak within about 20 MiB of
+    # a small job's (infra/bench/plan_memory.py: 84 MiB at 1M prompts against 151 MiB at
+    # 500,000), for a few more steps and ranged reads.
+    plan_dedupe_records: int = 100_000
     # An invocation runs steps until this many seconds passed (or it scanned a slice's
     # worth of bytes), then hands the rest to a new planning task; 0 runs one step each.
     plan_invocation_seconds: float = 60.0
@@ -218,9 +220,9 @@ def load() -> Settings:
         chunk_max_lines=_int("PROMPTFORGE_CHUNK_MAX_LINES", 500),
         chunk_max_bytes=_int("PROMPTFORGE_CHUNK_MAX_BYTES", 8 * 1024 * 1024),
         plan_slice_bytes=_int("PROMPTFORGE_PLAN_SLICE_BYTES", 64 * 1024 * 1024),
-        plan_slice_records=_int("PROMPTFORGE_PLAN_SLICE_RECORDS", 250_000),
+        plan_slice_records=_int("PROMPTFORGE_PLAN_SLICE_RECORDS", 100_000),
         plan_slice_chunks=_int("PROMPTFORGE_PLAN_SLICE_CHUNKS", 500),
-        plan_dedupe_records=_int("PROMPTFORGE_PLAN_DEDUPE_RECORDS", 500_000),
+        plan_dedupe_records=_int("PROMPTFORGE_PLAN_DEDUPE_RECORDS", 100_000),
         plan_invocation_seconds=float(os.environ.get("PROMPTFORGE_PLAN_INVOCATION_SECONDS") or 60.0),
         plan_max_attempts=_int("PROMPTFORGE_PLAN_MAX_ATTEMPTS", 5),
         worker_concurrency=_int("PROMPTFORGE_WORKER_CONCURRENCY", 128),
