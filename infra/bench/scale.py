@@ -122,17 +122,17 @@ class Size:
     vcpu: float = 1.0
 
 
-def _resolve(found: re.Match[str], functions_tf: Path) -> re.Match[str]:
-    """A concurrency given as a module variable: its default, from variables.tf."""
-    if not found.group(1).startswith("var."):
-        return found
-    name = found.group(1)[4:]
+def _concurrency(found: str, functions_tf: Path) -> int:
+    """A function's concurrency: a number, or a module variable's default (variables.tf)."""
+    if not found.startswith("var."):
+        return int(found)
+    name = found[4:]
     variables = (functions_tf.parent / "variables.tf").read_text()
     block = re.search(rf'variable "{name}" \{{(.*?)^\}}', variables, re.M | re.S)
     default = re.search(r"default\s*=\s*(\d+)", block.group(1)) if block else None
     if default is None:
         raise SystemExit(f"scale: variable {name} has no number default in {functions_tf.parent / 'variables.tf'}")
-    return default
+    return int(default.group(1))
 
 
 def function_sizes(path: Path = FUNCTIONS_TF) -> dict[str, Size]:
@@ -145,9 +145,9 @@ def function_sizes(path: Path = FUNCTIONS_TF) -> dict[str, Size]:
         memory = re.search(r'memory\s*=\s*"(\d+)(Mi|Gi)"', body)
         concurrency = re.search(r"concurrency\s*=\s*(\d+|var\.\w+)", body)
         if memory and concurrency:
-            concurrency = _resolve(concurrency, path)
             gib = int(memory.group(1)) / (1024 if memory.group(2) == "Mi" else 1)
-            sizes[match.group(1)] = Size(gib, int(concurrency.group(1)), float(vcpu.group(1)) if vcpu else 1.0)
+            cpus = float(vcpu.group(1)) if vcpu else 1.0
+            sizes[match.group(1)] = Size(gib, _concurrency(concurrency.group(1), path), cpus)
     missing = {f.name for f in FUNCTIONS} - set(sizes)
     if missing:
         raise SystemExit(f"scale: no memory/concurrency for {', '.join(sorted(missing))} in {path}")

@@ -169,13 +169,11 @@ class _ChunkRun:
         """Why no new prompt may start: the time box, or the job's stop signal."""
         if self.stop:
             return self.stop
-        if self.hub is not None:
-            return self.hub.signals.get(self.job.job_id, runtime.JobSignals()).halt
-        return None
+        return self.hub.signals_for(self.job.job_id).halt if self.hub is not None else None
 
     @property
     def over_budget(self) -> bool:
-        return self.hub is not None and self.hub.signals.get(self.job.job_id, runtime.JobSignals()).over_budget
+        return self.hub is not None and self.hub.signals_for(self.job.job_id).over_budget
 
     # --- the synchronous frame -------------------------------------------------------
 

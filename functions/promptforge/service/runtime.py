@@ -81,6 +81,9 @@ class JobSignals:
     over_budget: bool = False
 
 
+_NO_SIGNALS = JobSignals()
+
+
 @dataclass
 class Hub:
     """The chunks of one budget running in this process (lives on the chunk loop)."""
@@ -95,6 +98,10 @@ class Hub:
     others: int = 0  # chunks of other processes, as of the last beat
     since: float = field(default_factory=time.monotonic)
     beating: asyncio.Task[None] | None = None
+
+    def signals_for(self, job_id: str) -> JobSignals:
+        """What the last beat found about ``job_id`` (nothing yet: no stop)."""
+        return self.signals.get(job_id, _NO_SIGNALS)
 
     def share(self) -> float:
         mine = len(self.chunks)
