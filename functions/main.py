@@ -14,6 +14,8 @@ from promptforge.api import internal, public
 from promptforge.api import web as web_page
 from promptforge.wiring import live
 
+live()  # reads and checks every setting now: a bad value stops the instance at start, naming it
+
 jobs_init = functions_framework.http(public.endpoint(public.jobs_init, live))
 job_status = functions_framework.http(public.endpoint(public.job_status, live))
 job_results = functions_framework.http(public.endpoint(public.job_results, live))

@@ -4,7 +4,6 @@ for the life of the function instance."""
 from __future__ import annotations
 
 import functools
-import os
 from datetime import datetime
 
 from . import config
@@ -59,8 +58,9 @@ class LiveDeps:
 def live() -> LiveDeps:
     """The process-wide deps, from the environment; with ``PROMPTFORGE_METER_DIR`` set
     (the scale benchmark), every store, blob and task call is counted (docs/scale.md)."""
-    if os.environ.get("PROMPTFORGE_METER_DIR"):
+    settings = config.load()
+    if settings.meter_dir:
         from .adapters.metering import MeteredDeps
 
-        return MeteredDeps(config.load())
-    return LiveDeps(config.load())
+        return MeteredDeps(settings)
+    return LiveDeps(settings)

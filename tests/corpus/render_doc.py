@@ -1,4 +1,4 @@
-"""The generated parts of docs/input.md: the input limits (from config.py's defaults) and the
+"""The generated parts of docs/input.md: the input limits (config.py's declarations) and the
 table of malformed inputs (from expected.json). test_input_doc.py checks the doc against
 them; after changing either source, rewrite the doc with
 
@@ -8,79 +8,39 @@ them; after changing either source, rewrite the doc with
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "input.md"
 EXPECTED = Path(__file__).resolve().parent / "expected.json"
-CONFIG = ROOT / "functions" / "promptforge" / "config.py"
-
-# What each PROMPTFORGE_MAX_* variable limits. A new one must be described here (the doc
-# test fails until it is).
-LIMITS = {
-    "PROMPTFORGE_MAX_UPLOAD_BYTES": "Largest input file. A larger upload fails the job (`file_too_large`); "
-    "`POST /v1/jobs/init` returns it as `max_upload_bytes`.",
-    "PROMPTFORGE_MAX_LINE_BYTES": "Longest line, in bytes, not counting its `\\n` or `\\r\\n`. "
-    "A longer line is an `invalid_line` (never read into memory whole).",
-    "PROMPTFORGE_MAX_PROMPTS_PER_JOB": "Most non-blank lines (bad ones included) in one file. "
-    "More fails the job (`too_many_prompts`).",
-    "PROMPTFORGE_MAX_CALLBACKS_IN_FLIGHT": "Callbacks of one client being sent at once; more wait for a place "
-    "(Cloud Tasks retries them).",
-    "PROMPTFORGE_MAX_BODY_BYTES": "Largest body of `POST /v1/jobs/init`, counted on the bytes received "
-    "(`413 payload_too_large`).",
-    "PROMPTFORGE_MAX_SMALL_BODY_BYTES": "Largest body of cancel and of the Cloud Tasks targets (`413`).",
-    "PROMPTFORGE_MAX_JSON_DEPTH": "Deepest nesting of objects and arrays in a request body (`400`).",
-    "PROMPTFORGE_MAX_JSON_CONTAINERS": "Most objects and arrays in one request body (`400`).",
-    "PROMPTFORGE_MAX_AWAITING_UPLOADS": "Jobs of one client created and not yet uploaded "
-    "(`429 too_many_awaiting_uploads`); 0 turns the cap off.",
-    "PROMPTFORGE_MAX_OPEN_JOBS": "Jobs of one client not ended: awaiting upload, `PENDING` or active "
-    "(`429 too_many_open_jobs`); 0 turns the cap off.",
-    "PROMPTFORGE_MAX_EVENT_STREAMS": "Event streams of one client open at once (`429 too_many_event_streams`); "
-    "0 turns the cap off.",
-}
 
 
-@contextmanager
-def _clean_env() -> Iterator[None]:
-    saved = {k: v for k, v in os.environ.items() if k.startswith("PROMPTFORGE_")}
-    for k in saved:
-        del os.environ[k]
-    try:
-        yield
-    finally:
-        os.environ.update(saved)
+def _settings() -> Any:
+    sys.path.insert(0, str(ROOT / "functions"))
+    from promptforge import config
+
+    return config
 
 
-def max_variables() -> list[str]:
-    """The PROMPTFORGE_MAX_* variables config.py reads, in its order."""
-    return list(dict.fromkeys(re.findall(r'"(PROMPTFORGE_MAX_\w+)"', CONFIG.read_text(encoding="utf-8"))))
+def max_variables() -> dict[str, tuple[str, str]]:
+    """Each PROMPTFORGE_MAX_* variable -> (its default, what it limits), in config.py's order.
 
-
-def _size(n: int) -> str:
-    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if n >= factor and n % factor == 0:
-            return f"{n:,} ({n // factor} {unit})"
-    return f"{n:,}"
+    The description is the field's own (config.py declares each setting once); a new
+    limit shows here, and in docs/input.md, as soon as it is declared."""
+    return {v.names[0]: (v.default, v.description) for v in _settings().variables() if v.names[0].startswith("PROMPTFORGE_MAX_")}
 
 
 def render_limits() -> str:
-    sys.path.insert(0, str(ROOT / "functions"))
-    from promptforge import config
+    _settings()  # puts functions/ on the path
     from promptforge.domain.jsonl import MAX_PROMPT_ID_CHARS
     from promptforge.domain.params import KNOWN_PARAMS
 
-    with _clean_env():
-        settings = config.load()
     rows = ["| Variable | Default | Limits |", "|---|---|---|"]
-    for var in max_variables():
-        default = getattr(settings, var.removeprefix("PROMPTFORGE_").lower())
-        rows.append(f"| `{var}` | {_size(default)} | {LIMITS[var]} |")
+    for var, (default, limits) in max_variables().items():
+        rows.append(f"| `{var}` | {default} | {limits} |")
     rows.append(
         f"| (fixed) | {MAX_PROMPT_ID_CHARS} | Longest `prompt_id`, in characters (`MAX_PROMPT_ID_CHARS` in `domain/jsonl.py`). |"
     )

@@ -16,7 +16,9 @@ def test_the_generated_sections_of_docs_input_md_are_current(name: str) -> None:
     )
 
 
-def test_every_max_variable_in_config_is_described() -> None:
+def test_every_max_variable_in_config_is_in_the_limits_table() -> None:
     variables = render_doc.max_variables()
-    assert variables, "config.py reads no PROMPTFORGE_MAX_* variable?"
-    assert set(variables) == set(render_doc.LIMITS), "describe each PROMPTFORGE_MAX_* in render_doc.LIMITS"
+    assert len(variables) >= 11, "config.py declares no PROMPTFORGE_MAX_* variable?"
+    limits = render_doc.section(render_doc.DOC.read_text(encoding="utf-8"), "limits")
+    for var, (_, description) in variables.items():
+        assert description and f"| `{var}` |" in limits, f"describe {var} on its Field in config.py and render docs/input.md"

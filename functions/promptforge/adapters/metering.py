@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from ..config import Settings
+from ..config import Settings, load
 from ..domain.job import Job
 from ..domain.records import ROW_ERROR_CODES
 from ..service.ports import BlobStore, JobStore, TaskQueue
@@ -392,13 +392,16 @@ class MeteredTasks(_Metered):
 
 def function_name() -> str:
     """This process's function: the entry point the stack serves, or Cloud Run's service name."""
-    return os.environ.get("FUNCTION_TARGET") or os.environ.get("K_SERVICE") or "process"
+    return load().function_name
 
 
 @functools.cache
 def process_meter() -> Meter:
     """The meter of this process, flushing from its first use."""
-    meter = Meter(Path(os.environ[METER_DIR_ENV]), function_name())
+    directory = load().meter_dir
+    if not directory:
+        raise RuntimeError(f"metering needs {METER_DIR_ENV}")
+    meter = Meter(Path(directory), function_name())
     meter.start()
     return meter
 

@@ -15,14 +15,13 @@ import asyncio
 import hashlib
 import heapq
 import itertools
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from ..config import Settings
+from ..config import Settings, secret
 from ..domain.ratelimit import Limits, Pace
 
 # The environment variable holding each provider's credential (openai_compatible
@@ -39,7 +38,7 @@ def budget_id(provider: str, model: str, settings: Settings, endpoint: str | Non
     """A stable id for the (provider, model, credential) budget; never reveals the key."""
     configured = settings.endpoints.get(endpoint or "")
     key_env = configured.key_env if configured else _CREDENTIAL_ENV.get(provider, "")
-    credential = os.environ.get(key_env or "", "")
+    credential = secret(key_env or "")
     fallback = settings.fake_llm_url if provider == "fake" else ""
     where = configured.base_url if configured is not None else base_url or fallback
     raw = "\0".join((provider, model, where, hashlib.sha256(credential.encode()).hexdigest()))

@@ -11,9 +11,7 @@ settings object ever holds a key.
 
 from __future__ import annotations
 
-import os
-
-from ...config import Settings
+from ...config import Settings, secret
 from ._shared import close_shared_clients
 from .base import ChatRequest, ChatResult, Provider, ProviderError, RateLimitInfo
 
@@ -38,15 +36,11 @@ class ProviderUnavailable(Exception):
 
 
 def _secret(name: str, provider: str) -> str:
-    value = os.environ.get(name, "")
+    value = secret(name)
     if not value:
         # The variable's name, never its value.
         raise ProviderUnavailable(f"provider {provider!r} needs {name} in the environment")
     return value
-
-
-def _env(name: str) -> str | None:
-    return os.environ.get(name) or None
 
 
 def open_provider(name: str, settings: Settings, endpoint: str | None = None, base_url: str | None = None) -> Provider:
@@ -76,7 +70,7 @@ def open_provider(name: str, settings: Settings, endpoint: str | None = None, ba
         return OpenAIProvider(
             name=name,
             api_key=_secret("OPENAI_API_KEY", name),
-            base_url=_env("OPENAI_BASE_URL"),
+            base_url=settings.openai_base_url or None,
             timeout_s=PROVIDER_TIMEOUT_S,
         )
     if name == "anthropic":
@@ -84,22 +78,22 @@ def open_provider(name: str, settings: Settings, endpoint: str | None = None, ba
 
         return AnthropicProvider(
             api_key=_secret("ANTHROPIC_API_KEY", name),
-            base_url=_env("ANTHROPIC_BASE_URL"),
+            base_url=settings.anthropic_base_url or None,
             timeout_s=PROVIDER_TIMEOUT_S,
         )
     if name == "gemini":
         from .gemini_sdk import GeminiProvider
 
-        if os.environ.get("PROMPTFORGE_GEMINI_VERTEX", "") in ("1", "true", "yes"):
+        if settings.gemini_vertex:
             return GeminiProvider(
                 vertex_project=settings.project,
-                vertex_location=os.environ.get("PROMPTFORGE_GEMINI_LOCATION", "us-central1"),
-                base_url=_env("GEMINI_BASE_URL"),
+                vertex_location=settings.gemini_location,
+                base_url=settings.gemini_base_url or None,
                 timeout_s=PROVIDER_TIMEOUT_S,
             )
         return GeminiProvider(
             api_key=_secret("GEMINI_API_KEY", name),
-            base_url=_env("GEMINI_BASE_URL"),
+            base_url=settings.gemini_base_url or None,
             timeout_s=PROVIDER_TIMEOUT_S,
         )
     if name == "fake":
