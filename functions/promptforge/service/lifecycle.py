@@ -156,9 +156,10 @@ def end_job(deps: Deps, job_id: str, ending: Ending) -> Ended:
     then announce the end (its callback) and start the client's next job.
 
     Both steps after the transaction act on what is stored, not on the transaction's return
-    value, which a retried commit can lose; each is idempotent (the callback task is named
-    by the job, planning tasks by theirs), so a repeat after a crash or a race is harmless
-    and a crash between the commit and them is made good by the next call."""
+    value, which a retried commit can lose: the end is announced when the job is stored
+    with this outcome, whoever's transaction put it there. Each step is idempotent (the
+    callback task is named by the job, planning tasks by theirs), so two callers racing to
+    the same end announce it once."""
     now = deps.now()
 
     def end(tx: Tx) -> Job | None:
