@@ -13,7 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from promptforge.domain.job import Job, JobError, JobStatus
-from promptforge.service import lifecycle
+from promptforge.service import lifecycle, quotas
 from promptforge.service.deps import StaticDeps
 from tests.api.conftest import INIT_BODY, INLINE_BYTES, INLINE_PROMPTS, SMALL_BODY, Caller, app_for, error
 
@@ -409,3 +409,14 @@ def test_an_unexpected_failure_is_a_plain_500_that_can_be_retried(deps: StaticDe
         res = c.get(f"/v1/jobs/{uuid.uuid4()}/status", headers=me.headers)
     err = error(res, 500, "internal")
     assert "secret" not in res.get_data(as_text=True) and err["details"] == {}
+
+
+def test_an_event_stream_over_the_clients_cap_is_a_429_with_limit_and_current(
+    client: FlaskClient, deps: StaticDeps, me: Caller
+) -> None:
+    cap = deps.settings.max_event_streams
+    for _ in range(cap):  # the client's other streams, open elsewhere
+        quotas.open_stream(deps, me.client_id)
+    over = client.get(f"/v1/jobs/{new_job(deps, me).job_id}/events", headers=me.headers)
+    err = error(over, 429, "too_many_event_streams")
+    assert err["details"] == {"limit": cap, "current": cap} and int(over.headers["Retry-After"]) > 0
