@@ -74,14 +74,15 @@ def watchdog(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], d
 
 def notify_callback(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], dict[str, str]]:
     """Cloud Tasks target: POST a job's final status to its callback_url, signed."""
+    from ..service.progress import view
     from ..service.webhooks import CallbackBlocked, CallbackDeferred, CallbackFailed, send
-    from .public import _status_body
+    from .views import status_body
 
     body = _task_body(request, deps, "job_id")
     job = deps.store.get_job(str(body["job_id"]))
     if job is None or not job.callback_url or not job.status.terminal:
         return 200, {"outcome": "nothing to send"}, {}
-    status, _ = _status_body(deps, job)
+    status = status_body(view(deps, job))
     retries = int(request.headers.get("X-CloudTasks-TaskRetryCount") or 0)
     try:
         code = send(deps, job, to_json(status).encode())

@@ -17,7 +17,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import flask
@@ -26,8 +26,7 @@ from pydantic import ValidationError
 from .. import logs
 from ..domain import paths
 from ..domain.job import Job, JobStatus
-from ..domain.pricing import estimated_cost_usd
-from ..service import keys, lifecycle, quotas, results
+from ..service import keys, lifecycle, progress, quotas, results
 from ..service.deps import Deps
 from .body import drain, parse_object, read_limited, to_json
 from .envelope import ApiError, internal, invalid, not_found, payload_too_large, unauthenticated
@@ -41,16 +40,10 @@ from .schemas import (
     ResultsResponse,
     StatusResponse,
 )
+from .views import iso, poll_headers, status_body
 
 Handler = Callable[[flask.Request, Deps], "tuple[int, dict[str, Any], dict[str, str]] | flask.Response"]
 _JOB_IN_PATH = re.compile(r"/jobs/([^/]+)")
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a ``Z``, as the seed documents show."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> flask.Response:
@@ -246,48 +239,8 @@ def jobs_init(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], 
 def job_status(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], dict[str, str]]:
     """``GET /v1/jobs/{job_id}/status``."""
     client_id = _client(request, deps)
-    job = _own_job(request, deps, client_id)
-    body, headers = _status_body(deps, job)
-    return 200, body, headers
-
-
-def _status_body(deps: Deps, job: Job) -> tuple[dict[str, Any], dict[str, str]]:
-    completed, failed = job.completed_count, job.failed_count
-    tokens_in, tokens_out = job.input_tokens, job.output_tokens
-    error_counts = dict(job.error_counts)
-    if job.status is JobStatus.PROCESSING or (job.status.terminal and job.status is not JobStatus.COMPLETED and job.chunk_count):
-        # Live counts come from the chunk documents, which the workers update.
-        totals = deps.store.chunk_totals(job.job_id)
-        completed, failed = totals.completed, job.invalid_count + totals.failed
-        tokens_in, tokens_out = totals.input_tokens, totals.output_tokens
-        error_counts = dict(totals.error_counts)
-        if job.invalid_count:
-            error_counts["invalid_line"] = error_counts.get("invalid_line", 0) + job.invalid_count
-    poll = deps.settings.status_poll_seconds
-    body = StatusResponse(
-        job_id=job.job_id,
-        status=job.status.value,
-        provider=job.provider,
-        model=job.model,
-        prompt_count=job.prompt_count,
-        completed_count=completed,
-        failed_count=failed,
-        created_at=iso(job.created_at) or "",
-        started_processing_at=iso(job.started_processing_at),
-        completed_at=iso(job.completed_at),
-        tokens_used=tokens_in + tokens_out,
-        input_tokens=tokens_in,
-        output_tokens=tokens_out,
-        estimated_cost_usd=estimated_cost_usd(job.provider, job.model, tokens_in, tokens_out),
-        error_counts=error_counts,
-        budget_tokens=job.budget_tokens,
-        metadata=job.metadata,
-        events_url=f"{deps.settings.events_url}/v1/jobs/{job.job_id}/events" if deps.settings.events_url else None,
-        error=job.error.to_dict() if job.error else None,  # type: ignore[arg-type]
-        retry_after=None if job.status.terminal else poll,
-    )
-    headers = {} if job.status.terminal else {"Retry-After": str(poll)}
-    return body.model_dump(), headers
+    view = progress.view(deps, _own_job(request, deps, client_id))
+    return 200, status_body(view), poll_headers(view)
 
 
 def job_cancel(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -302,8 +255,7 @@ def job_cancel(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any],
         cancelled = lifecycle.cancel_job(deps, job)
     except lifecycle.JobTerminal as exc:
         raise ApiError(409, "job_terminal", "Job has already ended", {"current_status": exc.job.status.value}) from None
-    body, _ = _status_body(deps, cancelled)
-    return 200, body, {}
+    return 200, status_body(progress.view(deps, cancelled)), {}
 
 
 def job_results(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -370,17 +322,14 @@ def jobs_list(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], 
         raise invalid("limit", "must be an integer") from None
     if not 1 <= limit <= 100:
         raise invalid("limit", "must be between 1 and 100")
-    after = _cursor(request.args.get("page_token"))
-    jobs = deps.store.list_jobs(client_id, limit + 1, after)
-    more = len(jobs) > limit
-    jobs = jobs[:limit]
-    token = _token(jobs[-1]) if more and jobs else None
-    body = JobList(jobs=[StatusResponse(**_status_body(deps, j)[0]) for j in jobs], next_page_token=token)
+    found = progress.page(deps, client_id, limit, _cursor(request.args.get("page_token")))
+    token = _token(found.after) if found.after else None
+    body = JobList(jobs=[StatusResponse(**status_body(v)) for v in found.views], next_page_token=token)
     return 200, body.model_dump(), {}
 
 
-def _token(job: Job) -> str:
-    raw = json.dumps([job.created_at.isoformat(), job.job_id]).encode()
+def _token(after: tuple[datetime, str]) -> str:
+    raw = json.dumps([after[0].isoformat(), after[1]]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -411,8 +360,7 @@ def jobs_create(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any]
     _check_provider(deps, req)
     with _fair_use():
         job = lifecycle.create_inline_job(deps, client_id, req.model_dump(exclude={"prompts"}), req.prompts)
-    body, _ = _status_body(deps, job)
-    return 201, body, {}
+    return 201, status_body(progress.view(deps, job)), {}
 
 
 def job_events(request: flask.Request, deps: Deps) -> flask.Response:
@@ -436,8 +384,7 @@ def job_events(request: flask.Request, deps: Deps) -> flask.Response:
         renewed = time.monotonic()
         current: Job | None = job
         while current is not None:
-            body, _ = _status_body(deps, current)
-            data = to_json(body)
+            data = to_json(status_body(progress.view(deps, current)))
             if data != last:
                 yield f"event: status\ndata: {data}\n\n"
                 last, sent_at = data, time.monotonic()

@@ -30,9 +30,9 @@ from ..domain.job import Job, JobError, JobStatus
 from ..domain.records import Chunk, ChunkStatus
 from .assemble import publish, verify
 from .deps import Deps
-from .lifecycle import fail_job
+from .lifecycle import Ending, end_job, fail_job
 from .ports import Tx
-from .slots import announce_end, ended, hand_over, read_successor, start_active
+from .progress import final_totals
 
 # A chunk re-driven this many times and still wrong fails its job.
 MAX_REPAIRS = 3
@@ -71,30 +71,18 @@ def finalize_if_done(deps: Deps, job_id: str, recount: bool = False) -> bool:
     error_bytes = (job.invalid_bytes if job.invalid_count else 0) + sum(c.errors_bytes for c in chunks if c.failed)
     errors_object = paths.result_object(job.client_id, job_id, paths.ERRORS_FILENAME)
     publish(deps.blobs, s.results_bucket, sources, errors_object, error_bytes, paths.scratch_prefix(job.client_id, job_id))
-    now = deps.now()
-
-    def complete(tx: Tx) -> Job | None:
-        current = tx.get_job(job_id)
-        if current is None or current.status is not JobStatus.PROCESSING:
-            return None
-        stored = tx.list_chunks(job_id)
-        client, successor = read_successor(tx, current)
-        done = _completed(current, stored).transition(JobStatus.COMPLETED, now)
-        tx.put_job(ended(done, deps.settings.results_retention_days))
-        hand_over(tx, client, job_id, successor, now)
-        return done
-
     try:
-        won = deps.store.run_transaction(complete)
+        result = end_job(deps, job_id, Ending(JobStatus.COMPLETED, only_from=JobStatus.PROCESSING, settle=_settle))
     except _Inconsistent as exc:
         logs.error("job output does not add up", job_id=job_id)
         fail_job(deps, job_id, JobError("inconsistent_results", f"{exc}; partial results are kept"))
         return False
-    if won is not None:
-        logs.info("job completed", job_id=job_id, completed=won.completed_count, failed=won.failed_count)
-        announce_end(deps, job_id)
-    start_active(deps, job.client_id)
-    return won is not None
+    return result.won
+
+
+def _settle(tx: Tx, job: Job) -> Job:
+    """The completing transaction's reads: the chunk records the final counts come from."""
+    return _completed(job, tx.list_chunks(job.job_id))
 
 
 def _completed(job: Job, chunks: list[Chunk]) -> Job:
@@ -105,22 +93,17 @@ def _completed(job: Job, chunks: list[Chunk]) -> Job:
     short = [c.index for c in chunks if not c.adds_up()]
     if short:
         raise _Inconsistent(f"chunks {short} do not account for their lines")
-    completed = sum(c.completed for c in chunks)
-    failed = job.invalid_count + sum(c.failed for c in chunks)
-    if completed + failed != job.prompt_count:
-        raise _Inconsistent(f"{completed} results and {failed} errors for {job.prompt_count} prompts")
-    error_counts: dict[str, int] = {"invalid_line": job.invalid_count} if job.invalid_count else {}
-    for c in chunks:
-        for code, n in c.error_counts.items():
-            error_counts[code] = error_counts.get(code, 0) + n
+    totals = final_totals(job, chunks)
+    if totals.completed + totals.failed != job.prompt_count:
+        raise _Inconsistent(f"{totals.completed} results and {totals.failed} errors for {job.prompt_count} prompts")
     files = part_names(job, chunks) + (paths.ERRORS_FILENAME,)
     return job.replace(
-        completed_count=completed,
-        failed_count=failed,
-        input_tokens=sum(c.input_tokens for c in chunks),
-        output_tokens=sum(c.output_tokens for c in chunks),
+        completed_count=totals.completed,
+        failed_count=totals.failed,
+        input_tokens=totals.input_tokens,
+        output_tokens=totals.output_tokens,
         result_files=files,
-        error_counts=error_counts,
+        error_counts=dict(totals.error_counts),
     )
 
 

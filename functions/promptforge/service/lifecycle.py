@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -127,26 +128,74 @@ def accept_upload(deps: Deps, bucket: str, name: str, size: int, uploaded_at: da
     return outcome
 
 
-def fail_job(deps: Deps, job_id: str, error: JobError) -> bool:
-    """Move a non-terminal job to FAILED and pass its slot on. False if already terminal."""
+@dataclass(frozen=True)
+class Ending:
+    """How a job ends: its terminal status, and what the ending transaction checks first."""
+
+    status: JobStatus
+    error: JobError | None = None
+    # The one status the job may end from (completion: PROCESSING); None: any non-terminal.
+    only_from: JobStatus | None = None
+    # Reads what the ending needs inside the transaction (before any write) and returns the
+    # job as it ends, its final counts set; may raise to refuse the ending.
+    settle: Callable[[Tx, Job], Job] | None = None
+
+
+@dataclass(frozen=True)
+class Ended:
+    """What :func:`end_job` did: ``won`` when this call's transaction ended the job;
+    ``job`` as stored afterwards (None if it does not exist)."""
+
+    job: Job | None
+    won: bool
+
+
+def end_job(deps: Deps, job_id: str, ending: Ending) -> Ended:
+    """End a job, the one path for complete, fail and cancel: in one transaction read the
+    client's next PENDING job, move the job to ``ending.status`` and hand the slot over;
+    then announce the end (its callback) and start the client's next job.
+
+    Both steps after the transaction act on what is stored, not on the transaction's return
+    value, which a retried commit can lose: the end is announced when the job is stored
+    with this outcome, whoever's transaction put it there. Each step is idempotent (the
+    callback task is named by the job, planning tasks by theirs), so two callers racing to
+    the same end announce it once."""
     now = deps.now()
 
-    def fail(tx: Tx) -> str | None:
+    def end(tx: Tx) -> Job | None:
         job = tx.get_job(job_id)
-        if job is None or job.status.terminal:
+        if job is None or job.status.terminal or (ending.only_from is not None and job.status is not ending.only_from):
             return None
+        settled = ending.settle(tx, job) if ending.settle is not None else job
         client, successor = read_successor(tx, job)
-        tx.put_job(ended(job.transition(JobStatus.FAILED, now, error), deps.settings.results_retention_days))
+        done = ended(settled.transition(ending.status, now, ending.error), deps.settings.results_retention_days)
+        tx.put_job(done)
         hand_over(tx, client, job_id, successor, now)
-        return job.client_id
+        return done
 
-    client_id = deps.store.run_transaction(fail)
-    if client_id is None:
-        return False
-    logs.warning("job failed", job_id=job_id, code=error.code)
-    announce_end(deps, job_id)
-    start_active(deps, client_id)
-    return True
+    won = deps.store.run_transaction(end)
+    after = deps.store.get_job(job_id)
+    if won is not None:
+        _log_end(won)
+    if after is not None and after.status is ending.status:
+        announce_end(deps, job_id)
+    if after is not None and after.status.terminal:
+        start_active(deps, after.client_id)
+    return Ended(after, won is not None)
+
+
+def _log_end(job: Job) -> None:
+    if job.status is JobStatus.FAILED:
+        logs.warning("job failed", job_id=job.job_id, code=job.error.code if job.error else None)
+    elif job.status is JobStatus.COMPLETED:
+        logs.info("job completed", job_id=job.job_id, completed=job.completed_count, failed=job.failed_count)
+    else:
+        logs.info("job cancelled", job_id=job.job_id)
+
+
+def fail_job(deps: Deps, job_id: str, error: JobError) -> bool:
+    """Move a non-terminal job to FAILED and pass its slot on. False if already terminal."""
+    return end_job(deps, job_id, Ending(JobStatus.FAILED, error)).won
 
 
 class JobTerminal(Exception):
@@ -159,25 +208,10 @@ class JobTerminal(Exception):
 
 def cancel_job(deps: Deps, job: Job) -> Job:
     """Cancel a non-terminal job; its workers stop starting prompts at their next heartbeat."""
-    now = deps.now()
     before = deps.store.get_job(job.job_id)
     if before is None or before.status.terminal:
         raise JobTerminal(before or job)
-
-    def cancel(tx: Tx) -> None:
-        current = tx.get_job(job.job_id)
-        if current is None or current.status.terminal:
-            return
-        client, successor = read_successor(tx, current)
-        tx.put_job(ended(current.transition(JobStatus.CANCELLED, now), deps.settings.results_retention_days))
-        hand_over(tx, client, job.job_id, successor, now)
-
-    deps.store.run_transaction(cancel)
-    after = deps.store.get_job(job.job_id)
-    assert after is not None
-    if after.status is not JobStatus.CANCELLED:
-        raise JobTerminal(after)
-    logs.info("job cancelled", job_id=job.job_id)
-    announce_end(deps, job.job_id)
-    start_active(deps, job.client_id)
+    after = end_job(deps, job.job_id, Ending(JobStatus.CANCELLED)).job
+    if after is None or after.status is not JobStatus.CANCELLED:
+        raise JobTerminal(after or before)
     return after

@@ -1,0 +1,128 @@
+"""Read models: what a job's status shows, a page of a client's jobs, and the totals both
+show, computed here once.
+
+A job's counts are stored on it when it completes (:func:`final_totals`, in the completing
+transaction). Before that, and for a job that failed or was cancelled once its chunks
+existed, they are live: summed over the chunk documents the workers update
+(:func:`live_totals`). Either way the invalid lines found in planning count as failures
+with the code ``invalid_line``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..domain.job import Job, JobStatus
+from ..domain.pricing import estimated_cost_usd
+from ..domain.records import Chunk, Totals
+from .deps import Deps
+
+# A list page reads the live totals of its unfinished jobs side by side, on at most this
+# many threads: the page then waits about one aggregation's round trip, not one a job.
+PAGE_TOTALS_THREADS = 8
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job as its status shows it: the stored job and the totals to show with it."""
+
+    job: Job
+    totals: Totals
+    estimated_cost_usd: float | None
+    events_url: str | None
+    # Seconds until a poll is worth making; None once the job ended.
+    retry_after: int | None
+
+    @property
+    def tokens_used(self) -> int:
+        return self.totals.input_tokens + self.totals.output_tokens
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """A page of a client's jobs, newest first; ``after`` is the cursor of the next page."""
+
+    views: list[JobView]
+    after: tuple[datetime, str] | None = None
+
+
+def with_invalid_lines(job: Job, chunks: Totals) -> Totals:
+    """The job's totals from its chunks' totals: planning's invalid lines added as failures."""
+    errors = dict(chunks.error_counts)
+    if job.invalid_count:
+        errors["invalid_line"] = errors.get("invalid_line", 0) + job.invalid_count
+    return Totals(chunks.completed, job.invalid_count + chunks.failed, chunks.input_tokens, chunks.output_tokens, errors)
+
+
+def summed(chunks: Iterable[Chunk]) -> Totals:
+    """The chunks' counts added up (the completing transaction reads them itself)."""
+    completed = failed = tokens_in = tokens_out = 0
+    errors: dict[str, int] = {}
+    for c in chunks:
+        completed, failed = completed + c.completed, failed + c.failed
+        tokens_in, tokens_out = tokens_in + c.input_tokens, tokens_out + c.output_tokens
+        for code, n in c.error_counts.items():
+            errors[code] = errors.get(code, 0) + n
+    return Totals(completed, failed, tokens_in, tokens_out, errors)
+
+
+def final_totals(job: Job, chunks: Iterable[Chunk]) -> Totals:
+    """The totals a completing job stores, from its chunk records."""
+    return with_invalid_lines(job, summed(chunks))
+
+
+def stored_totals(job: Job) -> Totals:
+    """The totals stored on the job (its final ones once COMPLETED; zero before)."""
+    return Totals(job.completed_count, job.failed_count, job.input_tokens, job.output_tokens, dict(job.error_counts))
+
+
+def is_live(job: Job) -> bool:
+    """Whether the job's counts are read from its chunks: while it runs, and after it
+    failed or was cancelled with chunks (whose prompts in flight still finish)."""
+    if job.status is JobStatus.PROCESSING:
+        return True
+    return job.status.terminal and job.status is not JobStatus.COMPLETED and bool(job.chunk_count)
+
+
+def live_totals(deps: Deps, job: Job) -> Totals:
+    return with_invalid_lines(job, deps.store.chunk_totals(job.job_id))
+
+
+def view(deps: Deps, job: Job, totals: Totals | None = None) -> JobView:
+    """The job's status: ``totals`` where they were read already, else read here."""
+    if totals is None:
+        totals = live_totals(deps, job) if is_live(job) else stored_totals(job)
+    s = deps.settings
+    return JobView(
+        job=job,
+        totals=totals,
+        estimated_cost_usd=estimated_cost_usd(job.provider, job.model, totals.input_tokens, totals.output_tokens),
+        events_url=f"{s.events_url}/v1/jobs/{job.job_id}/events" if s.events_url else None,
+        retry_after=None if job.status.terminal else s.status_poll_seconds,
+    )
+
+
+def page(deps: Deps, client_id: str, limit: int, after: tuple[datetime, str] | None) -> JobPage:
+    """A page of the client's jobs, newest first.
+
+    A page costs one query for the jobs, plus, for each job whose counts are live, the
+    aggregation :meth:`JobStore.chunk_totals` makes. Those jobs are few: a client has one
+    active job at a time, and only a job that failed or was cancelled after planning
+    keeps live counts; their aggregations run side by side, so the page waits about one.
+    """
+    jobs = deps.store.list_jobs(client_id, limit + 1, after)
+    more = len(jobs) > limit
+    jobs = jobs[:limit]
+    live = [j for j in jobs if is_live(j)]
+    totals: dict[str, Totals] = {}
+    if len(live) == 1:
+        totals[live[0].job_id] = live_totals(deps, live[0])
+    elif live:
+        with ThreadPoolExecutor(max_workers=min(PAGE_TOTALS_THREADS, len(live))) as pool:
+            totals = dict(zip((j.job_id for j in live), pool.map(lambda j: live_totals(deps, j), live), strict=True))
+    views = [view(deps, j, totals[j.job_id] if j.job_id in totals else stored_totals(j)) for j in jobs]
+    last = jobs[-1] if more and jobs else None
+    return JobPage(views, (last.created_at, last.job_id) if last else None)
