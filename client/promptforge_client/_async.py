@@ -73,7 +73,8 @@ class AsyncClient:
             async with AsyncExitStack() as stream:
                 while (effect := machine.effect()) is not None:
                     if isinstance(effect, _core.Emit):
-                        yield effect.item
+                        for item in effect.items:
+                            yield item
                         continue
                     try:
                         machine.reply(await self._perform(effect, call, stream))
@@ -88,12 +89,12 @@ class AsyncClient:
         if isinstance(effect, _core.OpenLines):
             await stream.aclose()
             response = await stream.enter_async_context(self._open(effect.request))
-            return response, response.aiter_lines()
-        if isinstance(effect, _core.NextLine):
-            line = await anext(effect.lines, None)
-            if line is None:
+            return response, response.aiter_text()
+        if isinstance(effect, _core.NextText):
+            text = await anext(effect.chunks, None)
+            if text is None:
                 await stream.aclose()
-            return line
+            return text
         if isinstance(effect, _core.Save):
             return await self._save(effect)
         if isinstance(effect, _core.Sleep):

@@ -93,18 +93,18 @@ class Put:
 @dataclass(frozen=True)
 class OpenLines:
     """Open a streamed GET, closing the one the call had open; reply with the answer (its body
-    read whole when it is an error) and the client's iterator of its lines, which the flow
-    hands back in :class:`NextLine`."""
+    read whole when it is an error) and the client's iterator of its body as text, which the
+    flow hands back in :class:`NextText`."""
 
     request: Request
 
 
 @dataclass(frozen=True)
-class NextLine:
-    """Reply with the next line of the open stream (without its terminator), or None at its
-    end, when the client closes it."""
+class NextText:
+    """Reply with the next piece of the open stream's text as it arrives, or None at its end,
+    when the client closes it. The core splits the lines (one step per piece, not per line)."""
 
-    lines: Any
+    chunks: Any
     request: Request
 
 
@@ -142,12 +142,13 @@ class Scratch:
 
 @dataclass(frozen=True)
 class Emit(Generic[Item]):
-    """An item for the caller of an iterating call (``events``, ``iter_results``, ``list``)."""
+    """Items for the caller of an iterating call (``events``, ``iter_results``, ``list``),
+    handed on one by one as the caller asks (a lazy iterable is read only so far)."""
 
-    item: Item
+    items: Iterable[Item]
 
 
-Effect = Send | Put | OpenLines | NextLine | Save | Sleep | Local | Scratch
+Effect = Send | Put | OpenLines | NextText | Save | Sleep | Local | Scratch
 Flow = Generator[Effect, Any, T]
 """A call's flow: effects to perform, then its value."""
 Items = Generator[Effect | Emit[Item], Any, None]
@@ -182,6 +183,41 @@ class Machine(Generic[T]):
 
     def close(self) -> None:
         self._flow.close()
+
+
+_LINE_ENDS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # where str.splitlines splits
+
+
+class LineSplitter:
+    """Lines from text that arrives in pieces, split where ``str.splitlines`` splits the whole:
+    a line waits for its end, and a ``\r`` at the end of a piece for a ``\n`` that may follow."""
+
+    def __init__(self) -> None:
+        self.rest = ""
+
+    def feed(self, text: str) -> builtins.list[str]:
+        text, held = self.rest + text, ""
+        if text.endswith("\r"):
+            text, held = text[:-1], "\r"
+        lines = text.splitlines()
+        if lines and text[-1] not in _LINE_ENDS:
+            held = lines.pop() + held
+        self.rest = held
+        return lines
+
+    def flush(self) -> builtins.list[str]:
+        lines, self.rest = self.rest.splitlines(), ""
+        return lines
+
+
+@dataclass
+class Lines:
+    """An open stream of lines: the client's text iterator, and what is left of a line."""
+
+    chunks: Any
+    request: Request
+    splitter: LineSplitter = field(default_factory=LineSplitter)
+    ended: bool = False
 
 
 class UploadMeter:
@@ -240,7 +276,7 @@ class Core:
 
     # Sending and checking one request.
 
-    def _transport(self, effect: Send | Put | OpenLines | Save | NextLine, request: Request) -> Flow[Any]:
+    def _transport(self, effect: Send | Put | OpenLines | Save | NextText, request: Request) -> Flow[Any]:
         """Yield ``effect``; a transport failure becomes a NetworkError naming the service, or
         only the storage host for a signed URL (its query is a credential)."""
         try:
@@ -266,16 +302,22 @@ class Core:
     def call(self, model: type[M], request: Request) -> Flow[M]:
         return _http.parse(model, (yield from self.send(request)))
 
-    def open_lines(self, request: Request) -> Flow[Any]:
-        """Open ``request`` as a stream: the handle whose lines :meth:`next_line` reads."""
-        response, lines = yield from self._transport(OpenLines(request), request)
+    def open_lines(self, request: Request) -> Flow[Lines]:
+        """Open ``request`` as a stream of lines, read with :meth:`next_lines`."""
+        response, chunks = yield from self._transport(OpenLines(request), request)
         self._checked(response, request, "download")
-        return lines
+        return Lines(chunks, request)
 
-    def next_line(self, lines: Any, request: Request) -> Flow[str | None]:
-        """The next line of the stream ``lines`` opened for ``request``; None at its end."""
-        line: str | None = yield from self._transport(NextLine(lines, request), request)
-        return line
+    def next_lines(self, stream: Lines) -> Flow[builtins.list[str] | None]:
+        """The lines completed by the stream's next piece (without their ends); None once
+        it has ended."""
+        if stream.ended:
+            return None
+        text = yield from self._transport(NextText(stream.chunks, stream.request), stream.request)
+        if text is None:
+            stream.ended = True
+            return stream.splitter.flush()
+        return stream.splitter.feed(text)
 
     # The calls of client.jobs: their signatures and docstrings are those of Client.jobs and
     # AsyncClient.jobs, which wrap each flow (a value, or items for the iterating calls).
@@ -368,7 +410,7 @@ class Core:
         # The status says where the service streams events from (its API gateway may
         # buffer them); it is the first state seen.
         first = yield from self.get(job_id)
-        yield Emit(first)
+        yield Emit((first,))
         if first.is_terminal:
             return
         last = first
@@ -376,18 +418,19 @@ class Core:
         request = Request("GET", path, headers={"Accept": "text/event-stream"}, timeout=_http.EVENTS_TIMEOUT)
         while True:
             decoder = SSEDecoder()
-            lines = yield from self.open_lines(request)
-            while (line := (yield from self.next_line(lines, request))) is not None:
-                event = decoder.feed(line)
-                if event is None or event.event not in ("status", "done"):
-                    continue
-                job = _http.parse_json(Job, event.data)
-                if job != last:
-                    last = job
-                    yield Emit(job)
-                # "done" ends the stream whatever the state, one this SDK does not know too.
-                if event.event == "done" or job.is_terminal:
-                    return
+            stream = yield from self.open_lines(request)
+            while (batch := (yield from self.next_lines(stream))) is not None:
+                for line in batch:
+                    event = decoder.feed(line)
+                    if event is None or event.event not in ("status", "done"):
+                        continue
+                    job = _http.parse_json(Job, event.data)
+                    if job != last:
+                        last = job
+                        yield Emit((job,))
+                    # "done" ends the stream whatever the state, one this SDK does not know too.
+                    if event.event == "done" or job.is_terminal:
+                        return
             yield Sleep(decoder.retry or EVENTS_RECONNECT_SECONDS)
 
     def results(self, job_id: str, partial: bool = False) -> Flow[Results]:
@@ -439,15 +482,15 @@ class Core:
             if (entry.filename == ERRORS_FILENAME) != (row is ErrorRow):
                 continue
             request = Request("GET", entry.url, storage=True)
-            lines = yield from self.open_lines(request)
-            while (line := (yield from self.next_line(lines, request))) is not None:
-                if not line.strip():
-                    continue
-                parsed = _http.parse_json(row, line)
+            stream = yield from self.open_lines(request)
+            while (batch := (yield from self.next_lines(stream))) is not None:
+                # Parsed as the caller takes them: the rows before a bad line still arrive.
+                parsed = (_http.parse_json(row, line) for line in batch if line.strip())
                 if into is None:
                     yield Emit(parsed)
                 else:
-                    into(parsed)
+                    for item in parsed:
+                        into(item)
 
     def cancel(self, job_id: str) -> Flow[Job]:
         """``POST /v1/jobs/{job_id}/cancel``; :class:`JobTerminal` if it has already ended."""
@@ -468,9 +511,8 @@ class Core:
             if size <= 0:
                 return
             page = yield from self.page(size, token)
-            for job in page.jobs:
-                yield Emit(job)
-                seen += 1
+            yield Emit(page.jobs)
+            seen += len(page.jobs)
             token = page.next_page_token
             if not token:
                 return

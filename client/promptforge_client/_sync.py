@@ -71,7 +71,7 @@ class Client:
         with ExitStack() as call, ExitStack() as stream, closing(machine):
             while (effect := machine.effect()) is not None:
                 if isinstance(effect, _core.Emit):
-                    yield effect.item
+                    yield from effect.items
                     continue
                 try:
                     machine.reply(self._perform(effect, call, stream))
@@ -86,12 +86,12 @@ class Client:
         if isinstance(effect, _core.OpenLines):
             stream.close()
             response = stream.enter_context(self._open(effect.request))
-            return response, response.iter_lines()
-        if isinstance(effect, _core.NextLine):
-            line = next(effect.lines, None)
-            if line is None:
+            return response, response.iter_text()
+        if isinstance(effect, _core.NextText):
+            text = next(effect.chunks, None)
+            if text is None:
                 stream.close()
-            return line
+            return text
         if isinstance(effect, _core.Save):
             return self._save(effect)
         if isinstance(effect, _core.Sleep):

@@ -32,9 +32,10 @@ from promptforge_client import (
 from promptforge_client._core import (
     Core,
     Emit,
+    LineSplitter,
     Local,
     Machine,
-    NextLine,
+    NextText,
     OpenLines,
     Put,
     Request,
@@ -102,7 +103,7 @@ class Run:
 
     def reply(self, effect: Any) -> Any:
         if isinstance(effect, Emit):
-            self.items.append(effect.item)
+            self.items.extend(effect.items)
             return None
         if isinstance(effect, Send | Put | Save | OpenLines):
             answer = self.answers.pop(0)
@@ -110,10 +111,12 @@ class Run:
                 url = effect.request.url if effect.request.storage else API + effect.request.url
                 answer.request = httpx.Request(effect.request.method, url)
                 if isinstance(effect, OpenLines):
-                    return answer, iter(answer.text.splitlines())
+                    # The body in awkward pieces, as a network hands it over.
+                    text = answer.text
+                    return answer, iter([text[i : i + 7] for i in range(0, len(text), 7)])
             return answer
-        if isinstance(effect, NextLine):
-            return next(effect.lines, None)
+        if isinstance(effect, NextText):
+            return next(effect.chunks, None)
         if isinstance(effect, Sleep):
             self.now += effect.seconds
             return None
@@ -411,6 +414,23 @@ def test_resubmit_reads_the_partial_errors_and_submits_the_chosen_lines_from_scr
     assert requests[3].json == {"provider": "fake", "model": "m2", "metadata": {"run": 1, "resubmit_of": "j1"}}
     copy = next(e for e in run.effects if isinstance(e, Local) and e.work.__name__ == "copy_failed")
     assert copy.args[1:] == (Path("in.jsonl"), Path("/scratch/resubmit.jsonl"))
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        ["a\nb", "c\n", "\n"],
+        ["a\r", "\nb\r", "c"],  # a CRLF cut in two is one line end; a lone CR is one too
+        ["event: status\r\ndata: {}\r\n\r\n"],
+        ["no end at all"],
+        ["x\u2028y\x0c", "", "z\r"],
+        ["", "\n\n", "\r\n"],
+    ],
+)
+def test_lines_split_from_pieces_as_from_the_whole(pieces: list[str]) -> None:
+    splitter = LineSplitter()
+    got = [line for piece in pieces for line in splitter.feed(piece)] + splitter.flush()
+    assert got == "".join(pieces).splitlines()
 
 
 # --- the status type ------------------------------------------------------------------------------
