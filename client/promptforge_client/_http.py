@@ -3,11 +3,10 @@ request bodies, parsing answers into models, and the bytes of an upload."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypedDict, TypeVar
 from urllib.parse import quote, urlsplit
@@ -116,14 +115,12 @@ def safe_filename(name: str) -> str:
 
 
 def classify(source: Source) -> Path | bytes | list[dict[str, Any]]:
-    """A submit source as a file path, bytes to upload, or rows for an inline job."""
+    """A submit source as a file path, bytes to upload, or rows for an inline job (a path is
+    checked when its size is read)."""
     if isinstance(source, bytes):
         return source
     if isinstance(source, str | os.PathLike):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"no such file: {path}")
-        return path
+        return Path(source)
     rows = [dict(row) for row in source]
     if not rows:
         raise ValueError("no rows to submit")
@@ -132,31 +129,6 @@ def classify(source: Source) -> Path | bytes | list[dict[str, Any]]:
 
 def rows_to_jsonl(rows: list[dict[str, Any]]) -> bytes:
     return b"".join(json.dumps(row, ensure_ascii=False).encode() + b"\n" for row in rows)
-
-
-def body_size(body: Path | bytes) -> int:
-    return body.stat().st_size if isinstance(body, Path) else len(body)
-
-
-def byte_chunks(body: Path | bytes, on_upload: UploadProgress | None) -> Iterator[bytes]:
-    """The upload's bytes in chunks, reporting progress after each one."""
-    total = body_size(body)
-    if on_upload:
-        on_upload(0, total)
-    if isinstance(body, bytes):
-        yield from _counted((body[i : i + CHUNK_BYTES] for i in range(0, total, CHUNK_BYTES)), total, on_upload)
-        return
-    with body.open("rb") as f:
-        yield from _counted(iter(functools.partial(f.read, CHUNK_BYTES), b""), total, on_upload)
-
-
-def _counted(chunks: Iterable[bytes], total: int, on_upload: UploadProgress | None) -> Iterator[bytes]:
-    sent = 0
-    for chunk in chunks:
-        yield chunk
-        sent += len(chunk)
-        if on_upload:
-            on_upload(sent, total)
 
 
 def upload_headers(headers: Mapping[str, str], size: int) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from .errors import APIError, NetworkError, PromptForgeError, WaitTimeout
 
@@ -16,11 +17,14 @@ class Pacer:
     one, ``poll_interval`` otherwise, backoff after a transient failure, and never past the
     caller's ``timeout``."""
 
-    def __init__(self, job_id: str, timeout: float | None, poll_interval: float) -> None:
+    def __init__(
+        self, job_id: str, timeout: float | None, poll_interval: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.job_id = job_id
+        self.clock = clock
         self.timeout = timeout
         self.poll_interval = poll_interval
-        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.deadline = None if timeout is None else clock() + timeout
         self.failures = 0
 
     def polled(self, retry_after: float | None) -> float:
@@ -40,7 +44,7 @@ class Pacer:
     def _bounded(self, delay: float) -> float:
         if self.deadline is None:
             return delay
-        remaining = self.deadline - time.monotonic()
+        remaining = self.deadline - self.clock()
         if remaining <= 0:
             raise WaitTimeout(self.job_id, self.timeout or 0.0)
         return min(delay, remaining)

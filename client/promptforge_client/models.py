@@ -6,32 +6,110 @@ a field never breaks an older client; the known fields are typed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
-from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic_core import core_schema
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
-class JobStatus(StrEnum):
-    """A job's state; see the lifecycle in the API contract."""
+class _StatusNames(type):
+    """Lets the known statuses be listed and looked up by name, as an enum's members are."""
 
-    AWAITING_UPLOAD = "AWAITING_UPLOAD"
-    QUEUED = "QUEUED"
-    PENDING = "PENDING"
-    PROCESSING = "PROCESSING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
+    _known: dict[str, JobStatus]
+
+    def __iter__(cls) -> Iterator[JobStatus]:
+        return iter(cls._known.values())
+
+    def __len__(cls) -> int:
+        return len(cls._known)
+
+    def __getitem__(cls, name: str) -> JobStatus:
+        return cls._known[name]
+
+
+class JobStatus(str, metaclass=_StatusNames):
+    """A job's state; see the lifecycle in the API contract.
+
+    The states this SDK knows are constants (``JobStatus.COMPLETED``), and a status read
+    from the service is that very constant, so ``job.status is JobStatus.COMPLETED`` works.
+    A state added by a newer service is kept as it came (``JobStatus("ARCHIVED")``, equal to
+    the string ``"ARCHIVED"``) instead of failing the whole answer: ``known`` is False for
+    it and ``terminal`` says False, since only the contract's terminal states are known to
+    have ended (``Job.is_terminal`` also reads the job's ``completed_at``).
+    """
+
+    __slots__ = ()
+    _known: ClassVar[dict[str, JobStatus]] = {}
+
+    AWAITING_UPLOAD: ClassVar[JobStatus]
+    QUEUED: ClassVar[JobStatus]
+    PENDING: ClassVar[JobStatus]
+    PROCESSING: ClassVar[JobStatus]
+    COMPLETED: ClassVar[JobStatus]
+    FAILED: ClassVar[JobStatus]
+    CANCELLED: ClassVar[JobStatus]
+
+    def __new__(cls, value: str) -> JobStatus:
+        known = cls._known.get(value)
+        if known is not None:
+            return known
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"a job status is a non-empty string, not {value!r}")
+        return super().__new__(cls, value)
+
+    @property
+    def value(self) -> str:
+        """The status as the service spells it (as ``JobStatus.X.value`` was on the enum)."""
+        return str.__str__(self)
+
+    @property
+    def name(self) -> str:
+        return self.value
+
+    @property
+    def known(self) -> bool:
+        """One of the states this version of the SDK knows."""
+        return self._known.get(self.value) is self
 
     @property
     def terminal(self) -> bool:
-        """Nothing leaves a terminal state."""
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+        """Nothing leaves a terminal state. False for a state this SDK does not know."""
+        return self.value in _TERMINAL
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    def __repr__(self) -> str:
+        return f"<JobStatus.{self.value}: {self.value!r}>" if self.known else f"JobStatus({self.value!r})"
+
+    def __getnewargs__(self) -> tuple[str]:
+        return (self.value,)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        # Any non-empty string validates; it is serialized back as the plain string.
+        return core_schema.no_info_after_validator_function(
+            cls,
+            core_schema.str_schema(min_length=1),
+            serialization=core_schema.plain_serializer_function_ser_schema(str, when_used="json"),
+        )
+
+
+_TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+for _name in ("AWAITING_UPLOAD", "QUEUED", "PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"):
+    _status = str.__new__(JobStatus, _name)
+    JobStatus._known[_name] = _status
+    setattr(JobStatus, _name, _status)
+del _name, _status
 
 
 class JobError(_Model):
@@ -67,7 +145,12 @@ class Job(_Model):
 
     @property
     def is_terminal(self) -> bool:
-        return self.status.terminal
+        """The job has ended. A known status says so itself; for a state this SDK does not
+        know, the contract's other mark of the end is read: ``completed_at`` is set when,
+        and only when, a job reaches a terminal state."""
+        if self.status.known:
+            return self.status.terminal
+        return self.completed_at is not None
 
     @property
     def processed_count(self) -> int:

@@ -3,7 +3,8 @@
 ``http://storage.test``, with the contract's bodies, headers and error envelope.
 
 A job moves one step on every status poll (QUEUED -> PROCESSING -> COMPLETED), so a
-test sees progress without sleeping. The prompts decide the outcome: a line that is not a
+test sees progress without sleeping; ``lifecycle`` and ``terminal`` change the steps, e.g. to
+states a newer service might add that the SDK does not know. The prompts decide the outcome: a line that is not a
 JSON object with a ``prompt_id`` and a ``prompt`` is an ``invalid_line``, a duplicate
 ``prompt_id`` too, and a prompt containing ``FAIL`` fails with ``rate_limit_exceeded``.
 """
@@ -23,6 +24,7 @@ STORAGE = "http://storage.test"
 KEY = "pf_unit_test_key_0123456789"
 ROWS_PER_PART = 2
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+LIFECYCLE = {"QUEUED": "PROCESSING", "PROCESSING": "COMPLETED"}
 
 
 @dataclass
@@ -39,11 +41,13 @@ class FakeJob:
     error: dict[str, str] | None = None
     polls: int = 0
     request: dict[str, Any] = field(default_factory=dict)  # the body that created it
+    lifecycle: dict[str, str] = field(default_factory=lambda: dict(LIFECYCLE))
+    terminal: tuple[str, ...] = TERMINAL
 
     def body(self, retry_after: int | None) -> dict[str, Any]:
-        done = self.status in TERMINAL
+        done = self.status in self.terminal
         total = None if self.lines is None or self.status in ("AWAITING_UPLOAD", "QUEUED") else len(self.lines)
-        half = self.status == "PROCESSING"
+        half = self.status not in self.terminal and self.status not in ("AWAITING_UPLOAD", "QUEUED")
         completed = len(self.results) // (2 if half else 1) if self.status != "QUEUED" else 0
         failed = len(self.errors) // (2 if half else 1) if self.status != "QUEUED" else 0
         return {
@@ -94,10 +98,7 @@ class FakeJob:
 
     def advance(self) -> None:
         self.polls += 1
-        if self.status == "QUEUED":
-            self.status = "PROCESSING"
-        elif self.status == "PROCESSING":
-            self.status = "COMPLETED"
+        self.status = self.lifecycle.get(self.status, self.status)
 
     def files(self) -> dict[str, bytes]:
         parts = [self.results[i : i + ROWS_PER_PART] for i in range(0, len(self.results), ROWS_PER_PART)]
@@ -118,8 +119,12 @@ def envelope(status: int, code: str, message: str, details: dict[str, Any] | Non
 class FakeService:
     """The fake; ``transport`` serves both the sync and the async client."""
 
-    def __init__(self, retry_after: int | None = 3, max_upload_bytes: int = 10_000_000) -> None:
+    def __init__(self, retry_after: int | None = 3, max_upload_bytes: int = 10_000_000, storage: str = STORAGE) -> None:
         self.retry_after = retry_after
+        self.storage = storage
+        # The steps a new job takes, one per status poll, and the states in which it has ended.
+        self.lifecycle = dict(LIFECYCLE)
+        self.terminal: tuple[str, ...] = TERMINAL
         self.max_upload_bytes = max_upload_bytes
         self.jobs: dict[str, FakeJob] = {}
         self.requests: list[httpx.Request] = []
@@ -133,13 +138,13 @@ class FakeService:
     def handle(self, request: httpx.Request) -> httpx.Response:
         request.read()
         self.requests.append(request)
-        faults = self.storage_faults if request.url.host == "storage.test" else self.faults
+        faults = self.storage_faults if self.is_storage(request) else self.faults
         if faults:
             fault = faults.pop(0)
             if isinstance(fault, Exception):
                 raise fault
             return fault
-        if request.url.host == "storage.test":
+        if self.is_storage(request):
             return self._storage(request)
         if request.headers.get("X-API-Key") != KEY:
             return envelope(401, "unauthenticated", "Missing or invalid X-API-Key")
@@ -179,6 +184,7 @@ class FakeService:
         created = f"2026-01-01T00:00:{len(self.jobs):02d}.000Z"
         job = FakeJob(str(uuid.uuid4()), body["provider"], body["model"], dict(body.get("metadata", {})), created)
         job.request = body
+        job.lifecycle, job.terminal = dict(self.lifecycle), self.terminal
         self.jobs[job.job_id] = job
         return job
 
@@ -191,7 +197,7 @@ class FakeService:
             json={
                 "job_id": job.job_id,
                 "status": job.status,
-                "upload_url": f"{STORAGE}/uploads/{job.job_id}.jsonl?X-Goog-Signature=secret-signature",
+                "upload_url": f"{self.storage}/uploads/{job.job_id}.jsonl?X-Goog-Signature=secret-signature",
                 "upload_method": "PUT",
                 # As the service answers: every header is signed into the URL.
                 "upload_headers": {
@@ -215,13 +221,13 @@ class FakeService:
     def _status(self, job: FakeJob) -> httpx.Response:
         body = job.body(self.retry_after)
         job.advance()
-        headers = {} if body["status"] in TERMINAL or self.retry_after is None else {"Retry-After": str(self.retry_after)}
+        headers = {} if body["status"] in job.terminal or self.retry_after is None else {"Retry-After": str(self.retry_after)}
         return httpx.Response(200, json=body, headers=headers)
 
     def _results(self, job: FakeJob, params: httpx.QueryParams) -> httpx.Response:
         partial = params.get("partial") == "true" and job.status in ("FAILED", "CANCELLED")
         if job.status != "COMPLETED" and not partial:
-            headers = {} if job.status in TERMINAL else {"Retry-After": "5"}
+            headers = {} if job.status in job.terminal else {"Retry-After": "5"}
             return envelope(409, "job_not_completed", "Job is not yet completed", {"current_status": job.status}, **headers)
         if params.get("inline") == "true":
             return httpx.Response(
@@ -230,7 +236,7 @@ class FakeService:
         files = [
             {
                 "filename": self.file_names(name),
-                "url": f"{STORAGE}/results/{job.job_id}/{name}?X-Goog-Signature=secret-signature",
+                "url": f"{self.storage}/results/{job.job_id}/{name}?X-Goog-Signature=secret-signature",
                 "expires_at": "2026-01-01T01:00:00.000Z",
             }
             for name in job.files()
@@ -238,7 +244,7 @@ class FakeService:
         return httpx.Response(200, json={"job_id": job.job_id, "status": job.status, "files": files})
 
     def _cancel(self, job: FakeJob) -> httpx.Response:
-        if job.status in TERMINAL:
+        if job.status in job.terminal:
             return envelope(409, "job_terminal", "Job has already ended", {"current_status": job.status})
         job.status = "CANCELLED"
         return httpx.Response(200, json=job.body(self.retry_after))
@@ -255,7 +261,7 @@ class FakeService:
         while True:
             body = json.dumps(job.body(self.retry_after))
             chunks.append(f"event: status\ndata: {body}\n\n")
-            if job.status in TERMINAL:
+            if job.status in job.terminal:
                 chunks.append(f"event: done\ndata: {body}\n\n")
                 break
             job.advance()
@@ -281,9 +287,12 @@ class FakeService:
     # --- helpers for tests -----------------------------------------------------------------
 
     def storage_requests(self) -> list[httpx.Request]:
-        return [r for r in self.requests if r.url.host == "storage.test"]
+        return [r for r in self.requests if self.is_storage(r)]
+
+    def is_storage(self, request: httpx.Request) -> bool:
+        return str(request.url).startswith(self.storage + "/")
 
     def finish(self, job_id: str) -> None:
-        """Run a job to COMPLETED without polling."""
-        while self.jobs[job_id].status not in TERMINAL:
+        """Run a job to its end without polling."""
+        while self.jobs[job_id].status not in self.jobs[job_id].terminal:
             self.jobs[job_id].advance()
