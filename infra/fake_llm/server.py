@@ -491,12 +491,19 @@ Stage = Callable[[Call], Awaitable[Response | None]]
 class FakeLLM:
     """The server's state (config, statistics, limits, RNGs) and its request handlers.
 
-    ``clock`` (monotonic seconds) drives the rate limits; tests pass their own.
+    ``clock`` (monotonic seconds) drives the rate limits and ``sleep`` waits out the
+    latency; tests pass their own.
     """
 
-    def __init__(self, config: FakeLLMConfig | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: FakeLLMConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
         self.config = config or FakeLLMConfig()
         self.clock = clock
+        self.sleep = sleep
         self.stats = Stats(clock=clock)
         self.rng = random.Random(self.config.seed)
         self.fault_rng = random.Random(self.config.seed)
@@ -651,7 +658,7 @@ class FakeLLM:
             return call.dialect.error("timeout", self._info(call), call.headers)
         delay = self.delay_seconds()
         if delay > 0:
-            await anyio.sleep(delay)
+            await self.sleep(delay)
         return None
 
     async def apply_fault(self, call: Call) -> Response | None:
@@ -740,12 +747,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return OpenAIError(exc.status_code, message, headers=exc.headers).response()
 
 
-def create_app(config: FakeLLMConfig | None = None, clock: Callable[[], float] = time.monotonic) -> Starlette:
+def create_app(
+    config: FakeLLMConfig | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+) -> Starlette:
     """The ASGI app; its :class:`FakeLLM` (config, stats) is at ``app.state.fake_llm``.
 
     ``config`` is used live, not copied: ``POST /_config`` changes that very object.
     """
-    fake = FakeLLM(config, clock)
+    fake = FakeLLM(config, clock, sleep)
     gemini = fake.endpoint(GeminiDialect())
     routes = [
         Route("/v1/chat/completions", fake.endpoint(OpenAIDialect()), methods=["POST"]),

@@ -10,8 +10,11 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
 import requests
 
+from promptforge.domain.records import ChunkStatus
+from tests.conftest import wait_until
 from tests.e2e.test_lifecycle_http import init, new_key, upload, wait
 
 
@@ -31,15 +34,29 @@ def status(base: str, key: str, job_id: str) -> dict[str, Any]:
 
 def settled_stats(llm: str) -> dict[str, Any]:
     """The fake server's counts once requests the killed worker had already written to its
-    sockets have arrived and been served (the kernel still delivers them)."""
+    sockets have arrived and been served (the kernel still delivers them): nothing in
+    flight, and the same total over 0.3 s, the quiet interval that says so."""
     last: dict[str, Any] = {}
-    for _ in range(100):
-        stats = dict(requests.get(f"{llm}/_stats", timeout=5).json())
-        if stats["in_flight"] == 0 and stats["requests_total"] == last.get("requests_total"):
-            return stats
+
+    def settled() -> dict[str, Any] | None:
+        nonlocal last
+        stats, previous = dict(requests.get(f"{llm}/_stats", timeout=5).json()), last
         last = stats
-        time.sleep(0.3)
-    return last
+        return stats if stats["in_flight"] == 0 and stats["requests_total"] == previous.get("requests_total") else None
+
+    return wait_until("the fake LLM to settle (nothing in flight, no new request)", settled, 30, interval_s=0.3)
+
+
+def job_store(stack: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The stack's Firestore, read as the service reads it (chunk records and all)."""
+    from google.cloud import firestore
+
+    from promptforge.adapters.firestore_store import FirestoreJobStore
+
+    env = stack.env()
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", env["FIRESTORE_EMULATOR_HOST"])
+    db = firestore.Client(project=env["GOOGLE_CLOUD_PROJECT"], database=env["PROMPTFORGE_FIRESTORE_DATABASE"])
+    return FirestoreJobStore(db)
 
 
 def test_sigkill_of_the_worker_loses_and_duplicates_nothing(stack: Any) -> None:
@@ -54,18 +71,18 @@ def test_sigkill_of_the_worker_loses_and_duplicates_nothing(stack: Any) -> None:
     try:
         job = init(base, key).json()
         upload(job, data)
-        while status(base, key, job["job_id"])["status"] != "PROCESSING":
-            time.sleep(0.1)
+        wait_until("the job to start", lambda: status(base, key, job["job_id"])["status"] == "PROCESSING", 120, 0.1)
         # Kill at random points of the job's progress (not of the clock, which runs at the
         # machine's speed), so every run gets its four kills.
         marks = [rng.uniform(lo, hi) * n for lo, hi in ((0.05, 0.2), (0.3, 0.45), (0.55, 0.7), (0.75, 0.9))]
         for mark in marks:
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline:
+
+            def reached(mark: float = mark) -> dict[str, Any] | None:
                 now = status(base, key, job["job_id"])
-                if now["status"] != "PROCESSING" or now["completed_count"] + now["failed_count"] >= mark:
-                    break
-                time.sleep(0.05)
+                done = now["status"] != "PROCESSING" or now["completed_count"] + now["failed_count"] >= mark
+                return now if done else None
+
+            now = wait_until(f"the job to reach {mark:.0f} prompts", reached, 300)
             if now["status"] != "PROCESSING":
                 break
             stack.kill("process_chunk")
@@ -75,6 +92,8 @@ def test_sigkill_of_the_worker_loses_and_duplicates_nothing(stack: Any) -> None:
             done = durable["completed_count"] + durable["failed_count"]
             # In flight at the kill: sent to the model, not yet recorded durably.
             kills.append({"calls": calls, "durable": done, "in_flight": calls - done})
+            # The scenario, not a wait: the worker stays down a random while, during which
+            # the task queue's deliveries to it fail and are retried.
             time.sleep(rng.uniform(0.2, 1.0))
             stack.start("process_chunk")
         final = wait(base, key, job["job_id"], timeout_s=400)
@@ -147,7 +166,7 @@ def upload_times(stack: Any, job_ids: list[str]) -> dict[str, str]:
     return out
 
 
-def test_cancel_through_the_api_keeps_what_finished(stack: Any) -> None:
+def test_cancel_through_the_api_keeps_what_finished(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     base, key = stack.base_url, new_key(stack)
     llm = stack.env()["PROMPTFORGE_FAKE_LLM_URL"].removesuffix("/v1")
     data = b"".join(json.dumps({"prompt_id": f"x{i:04d}", "prompt": "slow"}).encode() + b"\n" for i in range(3000))
@@ -155,9 +174,7 @@ def test_cancel_through_the_api_keeps_what_finished(stack: Any) -> None:
     try:
         job = init(base, key).json()
         upload(job, data)
-        deadline = time.monotonic() + 60
-        while status(base, key, job["job_id"])["completed_count"] < 100 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until("100 completed prompts", lambda: status(base, key, job["job_id"])["completed_count"] >= 100, 60, 0.2)
         cancel = requests.post(f"{base}/v1/jobs/{job['job_id']}/cancel", headers={"X-API-Key": key}, timeout=30)
         assert cancel.status_code == 200 and cancel.json()["status"] == "CANCELLED"
         again = requests.post(f"{base}/v1/jobs/{job['job_id']}/cancel", headers={"X-API-Key": key}, timeout=30)
@@ -165,17 +182,27 @@ def test_cancel_through_the_api_keeps_what_finished(stack: Any) -> None:
         assert again.json()["error"]["details"]["current_status"] == "CANCELLED"
         plain = requests.get(f"{base}/v1/jobs/{job['job_id']}/results", headers={"X-API-Key": key}, timeout=30)
         assert plain.status_code == 409
-        # workers stop starting prompts within seconds (their heartbeat is every 2 s)
-        time.sleep(4)
-        started = requests.get(f"{llm}/_stats", timeout=5).json()["requests_total"]
-        time.sleep(3)
-        assert requests.get(f"{llm}/_stats", timeout=5).json()["requests_total"] == started
+
+        # Workers stop starting prompts within seconds (their heartbeat is every 2 s): each
+        # chunk that ran is recorded as stopped, and then no request reaches the model.
+        store = job_store(stack, monkeypatch)
+
+        def all_chunks_stopped() -> list[Any] | None:
+            chunks = store.list_chunks(job["job_id"])
+            return chunks if chunks and all(c.status is not ChunkStatus.RUNNING for c in chunks) else None
+
+        chunks = wait_until("every running chunk to record its stop", all_chunks_stopped, 60, 0.2)
+        assert any(c.stopped for c in chunks)
+        assert all(c.status is ChunkStatus.PENDING or c.adds_up() for c in chunks)
+        started = settled_stats(llm)["requests_total"]
         assert status(base, key, job["job_id"])["completed_count"] < 3000
     finally:
         requests.post(f"{llm}/_config", json={"latency_ms": 0}, timeout=5)
     files = download(base, key, job["job_id"], partial=True)
     got = [r["prompt_id"] for name, rows in files.items() if name != "errors.jsonl" for r in rows]
     assert len(got) == len(set(got)) >= 100
+    # Still no request since the chunks stopped, however long the download took.
+    assert requests.get(f"{llm}/_stats", timeout=5).json()["requests_total"] == started
 
 
 def test_compose_503s_and_a_kill_mid_assembly_lose_no_row(stack: Any) -> None:

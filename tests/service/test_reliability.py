@@ -21,7 +21,7 @@ from promptforge.service import finalize, lifecycle, results, watchdog
 from promptforge.service.chunks import ChunkBusy, process_chunk
 from promptforge.service.deps import StaticDeps
 from promptforge.service.plan import plan_job
-from tests.conftest import llm_stats
+from tests.conftest import llm_stats, wait_until
 from tests.service.test_lifecycle import all_rows, drain, prompts_file, rows, submit
 
 
@@ -129,13 +129,24 @@ def test_a_worker_running_when_the_job_is_cancelled_stops_starting_prompts(deps:
     client_id, job_id = planned(deps, 40, chunk_lines=40)
     deps.settings = dataclasses.replace(deps.settings, worker_concurrency=1, heartbeat_seconds=0.3)
     requests.post(f"{fake_llm}/_config", json={"latency_ms": 100}, timeout=5).raise_for_status()
+    calls = llm_stats(fake_llm)["requests_total"]
+    cancelled = threading.Event()
+
+    def cancel_once_prompts_are_running() -> None:
+        # The cancel comes once the worker has called the model a few times (of 40, one
+        # at a time, 100 ms each): mid-chunk however fast or slow the machine is.
+        wait_until("the worker's first model calls", lambda: llm_stats(fake_llm)["requests_total"] - calls >= 5)
+        lifecycle.cancel_job(deps, deps.store.get_job(job_id))  # type: ignore[arg-type]
+        cancelled.set()
+
+    canceller = threading.Thread(target=cancel_once_prompts_are_running, daemon=True)
     try:
-        timer = threading.Timer(0.8, lambda: lifecycle.cancel_job(deps, deps.store.get_job(job_id)))  # type: ignore[arg-type]
-        timer.start()
+        canceller.start()
         outcome = process_chunk(deps, job_id, 0)
-        timer.join()
+        canceller.join(timeout=60)
     finally:
         requests.post(f"{fake_llm}/_config", json={"latency_ms": 5}, timeout=5)
+    assert cancelled.is_set(), "the job was not cancelled while its chunk ran (see the thread's error above)"
     assert outcome == "stopped"
     chunk = deps.store.list_chunks(job_id)[0]
     assert chunk.status is ChunkStatus.DONE and chunk.stopped and 0 < chunk.completed < 40
