@@ -2,6 +2,7 @@
 
     .venv/bin/python -m infra.bench.provider_cpu [--requests 2000] [--chunk 500]
         [--in-flight 32 128] [--rounds 3] [--providers openai anthropic gemini openai_compatible]
+        [--loop uvloop|asyncio]
 
 Starts the fake LLM server (no latency) in a subprocess and sends the same requests from
 this process through each provider, counting this process's CPU time (every thread) per
@@ -15,7 +16,8 @@ its provider, keeps ``--in-flight`` requests going until the chunk is done, and 
 * ``new``: ``open_provider`` as a worker calls it; every chunk uses the event loop's shared
   client (the SDKs on aiohttp), which outlives the chunks.
 
-Each (provider, in flight, way) runs on its own event loop, after a warm-up on another,
+Each (provider, in flight, way) runs on its own event loop (``--loop``: uvloop, as the
+chunk worker runs, or asyncio's own), after a warm-up on another,
 and the two ways alternate for ``--rounds`` rounds; the table gives the medians and the
 ratio new/old. ``openai`` and ``openai_compatible`` send the same wire format, so their
 ``new`` figures side by side are the SDK's own cost.
@@ -36,6 +38,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import uvloop
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "functions"))
@@ -59,6 +63,7 @@ REQUEST = ChatRequest(
     params={"max_tokens": 16},
 )
 WARM_UP = 100
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}
 
 
 def _old_provider(name: str, base_url: str) -> Provider:
@@ -162,7 +167,7 @@ async def _chunks(
 
 
 def measure(
-    open_one: Callable[[str], Provider], name: str, requests: int, chunk: int, in_flight: int
+    open_one: Callable[[str], Provider], name: str, requests: int, chunk: int, in_flight: int, loop: str = "uvloop"
 ) -> tuple[float, float, int]:
     """(CPU ms per request, requests per second, failed requests) of ``requests`` on a
     fresh event loop. A failure is reported on stderr with what lay under it."""
@@ -177,7 +182,8 @@ def measure(
             print(f"{len(failures)} failed, the first: {first.code} {first.detail} ({first.__context__!r})", file=sys.stderr)
         return 1000 * cpu / requests, requests / wall, len(failures)
 
-    return asyncio.run(run())
+    with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
+        return runner.run(run())
 
 
 def main() -> int:
@@ -187,6 +193,7 @@ def main() -> int:
     parser.add_argument("--in-flight", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--providers", nargs="+", default=list(PROVIDERS), choices=PROVIDERS)
+    parser.add_argument("--loop", choices=list(LOOPS), default="uvloop", help="the event loop (the chunk worker's is uvloop)")
     parser.add_argument("--port", type=int, default=0, help="the fake LLM server's port (default: a free one)")
     args = parser.parse_args()
     with fake_llm_process("--latency-ms", "0", port=args.port) as base_url:
@@ -195,16 +202,16 @@ def main() -> int:
         figures: dict[tuple[str, int, str], list[tuple[float, float, int]]] = {}
         for name in args.providers:
             for way in ways.values():  # imports and first connections, outside the figures
-                measure(way, name, WARM_UP, WARM_UP, 8)
+                measure(way, name, WARM_UP, WARM_UP, 8, args.loop)
         for _ in range(args.rounds):
             for name in args.providers:
                 for in_flight in args.in_flight:
                     for label, way in ways.items():
-                        result = measure(way, name, args.requests, args.chunk, in_flight)
+                        result = measure(way, name, args.requests, args.chunk, in_flight, args.loop)
                         figures.setdefault((name, in_flight, label), []).append(result)
         print(
             f"{args.requests} requests per measurement in chunks of {args.chunk}, median of {args.rounds} rounds, "
-            "CPU of this process only (the fake server is another process)"
+            f"{args.loop} loop, CPU of this process only (the fake server is another process)"
         )
         print(
             f"{'provider':<18} {'in flight':>9} {'old ms/req':>10} {'new ms/req':>10} {'new/old':>8} "

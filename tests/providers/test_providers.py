@@ -9,6 +9,7 @@ gets exactly the reply the OpenAI format would.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 
 from infra.fake_llm import complete, reply_for
 from promptforge.adapters import providers as providers_pkg
-from promptforge.adapters.providers import ChatRequest, ChatResult, Provider, ProviderError
+from promptforge.adapters.providers import ChatRequest, ChatResult, Provider, ProviderError, _json
 from tests.providers.conftest import KEY, PROVIDERS, FakeServer
 
 SECRET = "SECRET-PROMPT-TEXT-91b4"
@@ -163,6 +164,14 @@ def test_openai_sends_max_completion_tokens_and_compatible_servers_get_params_ve
     # top_k is refused by OpenAI (above) but forwarded to OpenAI-compatible servers.
     assert _call(open_named("openai_compatible"), _request(top_k=5, max_tokens=3)).output_tokens == 3
     assert _call(open_named("openai"), _request(max_tokens=3)).finish_reason == "length"
+
+
+def test_a_compatible_server_gets_params_orjson_cannot_encode(open_named: Any, fake: FakeServer) -> None:
+    # Bodies go out through orjson, which refuses integers beyond 64 bits; a job's params
+    # come from the client's JSON and can hold one: the body is encoded another way, not refused.
+    huge = 2**70
+    assert json.loads(_json.dumps({"seed": huge, "text": "naïve"})) == {"seed": huge, "text": "naïve"}
+    assert _call(open_named("openai_compatible"), _request(seed=huge, max_tokens=3)).output_tokens == 3
 
 
 def test_anthropic_refusal_and_gemini_safety_are_content_filtered(open_named: Any, fake: FakeServer) -> None:

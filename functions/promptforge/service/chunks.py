@@ -325,7 +325,6 @@ class _ChunkRun:
             await runtime.detach(self.hub, number)
 
     async def _run_attached(self, lines: list[PromptLine], hub: runtime.Hub, number: int) -> None:
-        sem = asyncio.Semaphore(self.s.worker_concurrency)
         policy = RetryPolicy()
         # Chunks that started earlier go first, so chunks end one after another.
         self.priority = float(number)
@@ -341,41 +340,49 @@ class _ChunkRun:
             nonlocal begun
             request = chat_request(self.job, line)
             estimate = estimate_tokens(request.messages, request.params, self.s.default_max_tokens_estimate)
-            async with sem:
-                # Past the time box, stop starting prompts (but always start at least one,
-                # so every delivery makes progress).
-                if begun and time.monotonic() - self.started > self.s.chunk_time_budget_seconds:
-                    self.stop = self.stop or "time box"
-                if self.halt:
-                    return  # not started: stays for a continuation, or unrun in a stopped job
-                begun += 1
-                row: dict[str, Any] | None
-                err: dict[str, Any] | None
-                if self.over_budget:
-                    row, err = None, {"prompt_id": line.prompt_id, "error": "budget_exceeded", "attempts": 0}
-                else:
-                    row, err = await call_with_retries(
-                        provider,
-                        request,
-                        line.prompt_id,
-                        self.job.max_attempts,
-                        policy,
-                        pacer,
-                        estimate,
-                        max_tokens_of(request.params, self.s.default_max_tokens_estimate),
-                        self.priority,
-                        self.s.rate_limit_max_wait_seconds,
-                    )
-                if row is not None:
-                    self.pending.results.append(row)
-                elif err is not None:
-                    self.pending.errors.append(err)
-                if len(self.pending) >= self.s.checkpoint_rows:
-                    # Enough rows wait: checkpoint them now, still holding the slot, so a
-                    # worker never runs far ahead of its checkpoints.
-                    async with writing:
-                        if len(self.pending) >= self.s.checkpoint_rows:
-                            await asyncio.to_thread(self._checkpoint, self._take_pending())
+            # Past the time box, stop starting prompts (but always start at least one,
+            # so every delivery makes progress).
+            if begun and time.monotonic() - self.started > self.s.chunk_time_budget_seconds:
+                self.stop = self.stop or "time box"
+            if self.halt:
+                return  # not started: stays for a continuation, or unrun in a stopped job
+            begun += 1
+            row: dict[str, Any] | None
+            err: dict[str, Any] | None
+            if self.over_budget:
+                row, err = None, {"prompt_id": line.prompt_id, "error": "budget_exceeded", "attempts": 0}
+            else:
+                row, err = await call_with_retries(
+                    provider,
+                    request,
+                    line.prompt_id,
+                    self.job.max_attempts,
+                    policy,
+                    pacer,
+                    estimate,
+                    max_tokens_of(request.params, self.s.default_max_tokens_estimate),
+                    self.priority,
+                    self.s.rate_limit_max_wait_seconds,
+                )
+            if row is not None:
+                self.pending.results.append(row)
+            elif err is not None:
+                self.pending.errors.append(err)
+            if len(self.pending) >= self.s.checkpoint_rows:
+                # Enough rows wait: checkpoint them now, still holding the lane, so a
+                # worker never runs far ahead of its checkpoints.
+                async with writing:
+                    if len(self.pending) >= self.s.checkpoint_rows:
+                        await asyncio.to_thread(self._checkpoint, self._take_pending())
+
+        todo = iter(lines)
+
+        async def lane() -> None:
+            # ``worker_concurrency`` lanes take the chunk's lines in order, one prompt at a
+            # time each: the same prompts in flight as a task per line behind a semaphore,
+            # without making a task and queueing on a semaphore for every line.
+            for line in todo:
+                await one(line)
 
         async def keeper() -> None:
             # Checkpoints rows that waited long enough, and renews the lease of a chunk
@@ -392,7 +399,7 @@ class _ChunkRun:
                         await asyncio.to_thread(self._checkpoint, self._take_pending())
 
         keeping = asyncio.create_task(keeper())
-        running = [asyncio.ensure_future(one(line)) for line in lines]
+        running = [asyncio.ensure_future(lane()) for _ in range(min(self.s.worker_concurrency, len(lines)))]
         try:
             await asyncio.gather(*running)
         except BaseException:

@@ -12,17 +12,17 @@ and a chunk worker's throughput is bounded by exactly that.
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 import aiohttp.abc
+import yarl
 from aiohttp.abc import ResolveResult
 
 from ...domain.netguard import address_problem, parse_address
-from . import _http, _shared
+from . import _http, _json, _shared
 from .base import ChatRequest, ChatResult, ProviderError
 
 
@@ -30,7 +30,7 @@ def error_for_status(status: int, headers: Mapping[str, str], body: bytes) -> Pr
     """Map an HTTP error answer to a stable PromptForge error."""
     code = ""
     try:
-        parsed = json.loads(body)
+        parsed = _json.loads(body)
         err = parsed.get("error") if isinstance(parsed, dict) else None
         if isinstance(err, dict):
             code = str(err.get("code") or err.get("type") or "")
@@ -78,6 +78,8 @@ class OpenAIWireProvider:
 
     def __init__(self, base_url: str, api_key: str | None, timeout_s: float = 120.0, guarded: bool = False) -> None:
         self._url = base_url.rstrip("/") + "/chat/completions"
+        # Parsed once: aiohttp would parse a string URL again on every request.
+        self._yarl = yarl.URL(self._url)
         self._api_key = api_key
         self._timeout_s = timeout_s
         self._guarded = guarded
@@ -89,6 +91,10 @@ class OpenAIWireProvider:
             headers={"Authorization": f"Bearer {self._api_key}"} if self._api_key else {},
             timeout=aiohttp.ClientTimeout(total=self._timeout_s, connect=10.0),
             connector=aiohttp.TCPConnector(limit=_shared.POOL_LIMIT, keepalive_timeout=_shared.KEEPALIVE_S, resolver=resolver),
+            # The chat-completions API has no use for cookies, and a jar that keeps none
+            # skips matching cookies to every request and storing every answer's.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            json_serialize_bytes=_json.dumps,
         )
 
     def _client(self) -> _shared.Lease[aiohttp.ClientSession]:
@@ -99,7 +105,7 @@ class OpenAIWireProvider:
         body: dict[str, Any] = {**request.params, "model": request.model, "messages": request.messages}
         try:
             with self._client() as session:
-                async with session.post(self._url, json=body, allow_redirects=False) as response:
+                async with session.post(self._yarl, json=body, allow_redirects=False) as response:
                     raw = await response.read()
                     status, headers = response.status, response.headers
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
@@ -112,7 +118,7 @@ class OpenAIWireProvider:
             raise ProviderError("provider_error", f"HTTP {status}: redirects are not followed", retryable=False)
         limits = _http.rate_limits_from_headers(headers)
         try:
-            data = json.loads(raw)
+            data = _json.loads(raw)
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
             usage = data.get("usage") or {}
