@@ -125,10 +125,11 @@ def deployed_functions(module: Module) -> list[Deployed]:
 
 
 def config_env_names(config_py: Path = CONFIG_PY) -> set[str]:
-    """The environment variables functions/promptforge/config.py reads."""
-    return set(
-        re.findall(r'"((?:PROMPTFORGE_|GOOGLE_CLOUD_PROJECT|GCP_PROJECT|STORAGE_EMULATOR_HOST)\w*)"', config_py.read_text())
-    )
+    """The environment variables functions/promptforge/config.py's settings model reads."""
+    from promptforge import config
+
+    assert config.__file__ and Path(config.__file__).resolve() == config_py.resolve(), config.__file__
+    return {name for variable in config.variables() for name in variable.names}
 
 
 def env_names_set(expression: str) -> set[str]:
