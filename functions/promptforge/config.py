@@ -96,7 +96,7 @@ class Settings:
     # this many bytes, records (non-blank lines) or chunks of the file, then finishes the
     # chunk it is in; its memory is a few dozen bytes per record it read.
     plan_slice_bytes: int = 64 * 1024 * 1024
-    plan_slice_records: int = 100_000
+    plan_slice_records: int = 50_000
     plan_slice_chunks: int = 500
     # A dedupe step holds one entry (~150 bytes) per distinct prompt_id of the records it
     # reads, at most about this many: 100,000 keeps plan_job's peak within about 20 MiB of
@@ -220,7 +220,7 @@ def load() -> Settings:
         chunk_max_lines=_int("PROMPTFORGE_CHUNK_MAX_LINES", 500),
         chunk_max_bytes=_int("PROMPTFORGE_CHUNK_MAX_BYTES", 8 * 1024 * 1024),
         plan_slice_bytes=_int("PROMPTFORGE_PLAN_SLICE_BYTES", 64 * 1024 * 1024),
-        plan_slice_records=_int("PROMPTFORGE_PLAN_SLICE_RECORDS", 100_000),
+        plan_slice_records=_int("PROMPTFORGE_PLAN_SLICE_RECORDS", 50_000),
         plan_slice_chunks=_int("PROMPTFORGE_PLAN_SLICE_CHUNKS", 500),
         plan_dedupe_records=_int("PROMPTFORGE_PLAN_DEDUPE_RECORDS", 100_000),
         plan_invocation_seconds=float(os.environ.get("PROMPTFORGE_PLAN_INVOCATION_SECONDS") or 60.0),
