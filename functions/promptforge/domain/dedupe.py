@@ -46,7 +46,7 @@ def digest(salt: bytes, prompt_id: str) -> bytes:
 
 
 class SliceIds:
-    """The id records of one slice, grouped by bucket, kept packed (25 bytes each)."""
+    """The id records of one slice, grouped by bucket, kept packed (RECORD.size, 37 bytes, each)."""
 
     def __init__(self, salt: bytes) -> None:
         self._salt = salt
