@@ -344,7 +344,7 @@ def _dedupe(deps: Deps, job: Job, st: PlanState) -> _Next:
             with deps.blobs.open_read(bucket, name, start, end) as f:
                 data = f.read()
         if len(data) != end - start:
-            raise PlanningBroken(f"slice {piece.tag}: its ids object is shorter than its header says")
+            raise PlanningBroken(f"slice {piece.tag}: its ids object does not hold what its header says")
         sections.append((counts, data))
     found = find_duplicates(sections, first, stop)
     del sections
