@@ -194,13 +194,14 @@ class Settings:
     # chunk it is in; its memory is a few dozen bytes per record it read.
     plan_slice_bytes: int = Field(default=64 * MiB, ge=1, description="Most bytes of the file one planning scan step reads.")
     plan_slice_records: int = Field(
-        default=100_000, ge=1, description="Most records (non-blank lines) one planning scan step reads."
+        default=50_000, ge=1, description="Most records (non-blank lines) one planning scan step reads."
     )
     plan_slice_chunks: int = Field(default=500, ge=1, description="Most chunks one planning scan step makes.")
-    # A dedupe step holds one entry (~150 bytes) per distinct prompt_id of the records it
-    # reads, at most about this many: 100,000 keeps plan_job's peak within about 20 MiB of
-    # a small job's (infra/bench/plan_memory.py: 84 MiB at 1M prompts against 151 MiB at
-    # 500,000), for a few more steps and ranged reads.
+    # A dedupe step keeps the records it reads packed (37 bytes each) and looks for repeats
+    # one hash bucket at a time, so it holds the ids of 1/256 of them at once. A scan step
+    # holds its slice's packed ids about twice while it uploads them, which is why slices
+    # are half a dedupe step: plan_job's peak RSS grows 6% from 20k to 1M prompts
+    # (infra/bench/scale.py; infra/bench/plan_memory.py: 71 MiB at 20k, 75 MiB at 1M).
     plan_dedupe_records: int = Field(
         default=100_000, ge=1, description="Most records one planning dedupe step holds prompt ids of."
     )

@@ -6,7 +6,9 @@ whether the line is a valid prompt), grouped into ``BUCKETS`` buckets by the dig
 header of the records per bucket. Once every slice is written, dedupe steps each take a
 run of buckets holding at most a set number of records and read those buckets of every
 slice, in file order: an id lives in one bucket, so a step sees every line naming the ids
-it holds, and its memory is one entry per distinct id of its buckets, not of the file.
+it holds. A step keeps the records it read packed, as read (bytes of the run's size), and
+looks for repeats one bucket at a time: its only per-id objects are those of one bucket,
+1/256 of the file's ids, not those of the run or of the file.
 
 The rule is the one-pass rule: the first line naming an id claims it (valid or not); a
 later valid line naming it is a duplicate; a later invalid line keeps its own error.
@@ -19,9 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
 
 BUCKETS = 256
 # digest, line, its first byte, its length with the line end, 1 when it is a valid prompt
@@ -40,24 +41,12 @@ class Duplicate:
     length: int
 
 
-@dataclass(frozen=True, slots=True)
-class IdRecord:
-    digest: bytes
-    line: int
-    start: int
-    length: int
-    valid: bool
-
-
-_READ = RECORD.size * 2048
-
-
 def digest(salt: bytes, prompt_id: str) -> bytes:
     return hashlib.blake2b(prompt_id.encode("utf-8"), digest_size=16, key=salt).digest()
 
 
 class SliceIds:
-    """The id records of one slice, grouped by bucket, kept packed (25 bytes each)."""
+    """The id records of one slice, grouped by bucket, kept packed (RECORD.size, 37 bytes, each)."""
 
     def __init__(self, salt: bytes) -> None:
         self._salt = salt
@@ -72,8 +61,12 @@ class SliceIds:
     def __len__(self) -> int:
         return sum(self.counts)
 
-    def to_bytes(self) -> bytes:
-        return HEADER.pack(*self.counts) + b"".join(self._buckets)
+    def take_bytes(self) -> bytes:
+        """The slice's ids object; the records are dropped, so that while it is uploaded
+        they are held once, not twice (``counts`` stay)."""
+        data = b"".join([HEADER.pack(*self.counts), *self._buckets])
+        self._buckets = []
+        return data
 
 
 def bucket_span(counts: list[int] | tuple[int, ...], first: int, stop: int) -> tuple[int, int]:
@@ -86,24 +79,6 @@ def read_header(data: bytes) -> list[int]:
     if len(data) != HEADER.size:
         raise ValueError(f"an ids header is {HEADER.size} bytes, got {len(data)}")
     return list(HEADER.unpack(data))
-
-
-def iter_records(stream: BinaryIO, expected: int) -> Iterator[IdRecord]:
-    """The ``expected`` records in ``stream``; a short or ragged stream raises ValueError."""
-    seen = 0
-    rest = b""
-    while True:
-        block = stream.read(_READ)
-        if not block:
-            break
-        data = rest + block
-        whole = len(data) - len(data) % RECORD.size
-        for d, line, start, length, valid in RECORD.iter_unpack(data[:whole]):
-            seen += 1
-            yield IdRecord(d, line, start, length, valid == 1)
-        rest = data[whole:]
-    if rest or seen != expected:
-        raise ValueError(f"an ids section holds {seen} records and {len(rest)} stray bytes, expected {expected}")
 
 
 def split_buckets(totals: list[int] | tuple[int, ...], max_records: int) -> list[int]:
@@ -123,24 +98,38 @@ def split_buckets(totals: list[int] | tuple[int, ...], max_records: int) -> list
     return bounds
 
 
-class FirstSeen:
-    """The first line naming each id of a dedupe step, fed the step's records in file order."""
+def find_duplicates(sections: list[tuple[list[int], bytes]], first: int, stop: int) -> list[bytes]:
+    """The duplicates among the records of buckets ``[first, stop)``, packed by slice.
 
-    def __init__(self) -> None:
-        self._first: dict[bytes, int] = {}
+    ``sections`` are the slices in file order: each one's bucket counts (its header) and
+    the bytes of those buckets in its ids object. Each bucket's records are read from
+    every slice in turn, which is file order for each of its ids.
+    """
+    for counts, data in sections:
+        if len(data) != RECORD.size * sum(counts[first:stop]):
+            raise ValueError(f"an ids section holds {len(data)} bytes, its header says {sum(counts[first:stop])} records")
+    found = [bytearray() for _ in sections]
+    at = [0] * len(sections)
+    for bucket in range(first, stop):
+        claimed: dict[bytes, int] = {}  # the line that claimed each id of this bucket
+        for i, (counts, data) in enumerate(sections):
+            size = RECORD.size * counts[bucket]
+            if not size:
+                continue
+            view = memoryview(data)[at[i] : at[i] + size]
+            at[i] += size
+            for d, line, start, length, valid in RECORD.iter_unpack(view):
+                # The first line naming an id claims it; a later valid line repeats it.
+                by = claimed.setdefault(d, line)
+                if by != line and valid == 1:
+                    found[i] += PAIR.pack(line, by, start, length)
+    return [bytes(f) for f in found]
 
-    def duplicate(self, record: IdRecord) -> Duplicate | None:
-        """The record as a duplicate if an earlier line claimed its id and it is valid."""
-        first = self._first.setdefault(record.digest, record.line)
-        if first == record.line or not record.valid:
-            return None
-        return Duplicate(record.line, first, record.start, record.length)
 
-
-def pack_pairs(per_slice: list[list[Duplicate]]) -> bytes:
+def pack_pairs(per_slice: list[bytes]) -> bytes:
     """A dedupe step's duplicates: a header of counts per slice, then the pairs by slice."""
-    head = struct.pack(f">{len(per_slice)}I", *(len(p) for p in per_slice))
-    return head + b"".join(PAIR.pack(d.line, d.first, d.start, d.length) for dups in per_slice for d in dups)
+    head = struct.pack(f">{len(per_slice)}I", *(len(p) // PAIR.size for p in per_slice))
+    return b"".join([head, *per_slice])
 
 
 def pairs_header_size(slices: int) -> int:

@@ -47,12 +47,10 @@ from ..domain.chunking import ChunkCutter, ChunkSpec
 from ..domain.dedupe import (
     BUCKETS,
     HEADER,
-    RECORD,
     Duplicate,
-    FirstSeen,
     SliceIds,
     bucket_span,
-    iter_records,
+    find_duplicates,
     pack_pairs,
     pairs_header_size,
     pairs_span,
@@ -291,7 +289,7 @@ def _scan(deps: Deps, job: Job, st: PlanState) -> _Next | str:
             with deps.blobs.open_write(s.results_bucket, _object(job, tag, "errors")) as out:
                 shutil.copyfileobj(errors, out)
     if len(ids):
-        deps.blobs.write(s.results_bucket, _object(job, tag, "ids"), ids.to_bytes(), "application/octet-stream")
+        deps.blobs.write(s.results_bucket, _object(job, tag, "ids"), ids.take_bytes(), "application/octet-stream")
     if specs:
         deps.blobs.write(s.results_bucket, _object(job, tag, "chunks"), b"".join(_spec_line(c) for c in specs))
     piece = PlanSlice(tag, st.offset, end, st.next_line, next_line, st.next_chunk, len(specs), taken, len(ids), bad, bad_bytes)
@@ -329,12 +327,11 @@ def _spec_line(spec: ChunkSpec) -> bytes:
 def _dedupe(deps: Deps, job: Job, st: PlanState) -> _Next:
     bucket = deps.settings.results_bucket
     first, stop = st.bounds[st.cursor], st.bounds[st.cursor + 1]
-    seen = FirstSeen()
-    found: list[list[Duplicate]] = []
+    # The run's records of every slice, as read: packed, at most about plan_dedupe_records.
+    sections: list[tuple[list[int], bytes]] = []
     for piece in st.slices:
-        dups: list[Duplicate] = []
-        found.append(dups)
         if not piece.ids:
+            sections.append(([0] * BUCKETS, b""))
             continue
         name = _object(job, piece.tag, "ids")
         with deps.blobs.open_read(bucket, name, 0, HEADER.size) as f:
@@ -342,13 +339,15 @@ def _dedupe(deps: Deps, job: Job, st: PlanState) -> _Next:
         if sum(counts) != piece.ids:
             raise PlanningBroken(f"slice {piece.tag} holds {sum(counts)} id records, its state says {piece.ids}")
         start, end = bucket_span(counts, first, stop)
-        if end == start:
-            continue
-        with deps.blobs.open_read(bucket, name, start, end) as f:
-            for record in iter_records(f, (end - start) // RECORD.size):
-                dup = seen.duplicate(record)
-                if dup is not None:
-                    dups.append(dup)
+        data = b""
+        if end > start:
+            with deps.blobs.open_read(bucket, name, start, end) as f:
+                data = f.read()
+        if len(data) != end - start:
+            raise PlanningBroken(f"slice {piece.tag}: its ids object does not hold what its header says")
+        sections.append((counts, data))
+    found = find_duplicates(sections, first, stop)
+    del sections
     tag = ""
     if any(found):
         tag = _tag(st)
