@@ -36,7 +36,6 @@ class Function:
     threads: int | None = None
 
 
-
 def _functions() -> tuple[Function, ...]:
     """The functions the stack serves: every entry point of the route table
     (``promptforge.api.routes.ENTRY_POINTS``), numbered from offset 10 in its order."""
