@@ -45,7 +45,10 @@ def _entry(ep: EntryPoint) -> Callable[..., Any]:
     # functions-framework registers a function's signature type under its __name__ and
     # looks the target up under the same name: both must be the entry point's.
     serve.__name__ = serve.__qualname__ = ep.name
-    return functions_framework.cloud_event(serve) if ep.trigger == "event" else functions_framework.http(serve)
+    registered: Callable[..., Any] = (
+        functions_framework.cloud_event(serve) if ep.trigger == "event" else functions_framework.http(serve)
+    )
+    return registered
 
 
 for _ep in ENTRY_POINTS:

@@ -1,6 +1,6 @@
 """The API Gateway's OpenAPI document serves exactly the public routes, each from the
 function that serves it in functions/promptforge/api/routes.py: it is generated from them
-(terraform/gateway_openapi.py), and the checked-in template is what the generator writes."""
+(terraform/generate.py), and the checked-in template is what the generator writes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from promptforge.api.routes import ROUTES
-from terraform import gateway_openapi
+from terraform import generate
 from tests.terraform.tfmodel import Module, module_dir
 
 TEMPLATE_VAR = re.compile(r"\$\{([^}]*)\}")
@@ -43,8 +43,8 @@ def operations(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def test_the_template_is_the_one_generated_from_the_routes() -> None:
-    assert (module_dir() / "openapi.yaml.tftpl").read_text() == gateway_openapi.render(), (
-        "openapi.yaml.tftpl is stale: run `.venv/bin/python terraform/gateway_openapi.py`"
+    assert (module_dir() / "openapi.yaml.tftpl").read_text() == generate.render(), (
+        "openapi.yaml.tftpl is stale: run `.venv/bin/python terraform/generate.py`"
     )
 
 
