@@ -5,10 +5,10 @@ The one table an endpoint is declared in. Derived from it:
 - the local stack's functions and its gateway's routes (``infra/stack_services.py``,
   ``infra/gateway.py``);
 - the OpenAPI document (``api/openapi.py``: paths from here, bodies from ``api/schemas.py``);
-- API Gateway's OpenAPI 2.0 template, ``terraform/modules/promptforge/openapi.yaml.tftpl``,
-  written by ``python -m promptforge.api.gateway_doc`` (a test fails when it is stale);
-- the Terraform function list is checked against :data:`ENTRY_POINTS` by
-  ``tests/terraform/test_functions.py``.
+- API Gateway's OpenAPI 2.0 template (``terraform/modules/promptforge/openapi.yaml.tftpl``)
+  and Terraform's ``local.functions`` (``functions_table.tf``, sizes and grants from
+  ``terraform/function_specs.py``), both written by ``terraform/generate.py``; tests fail
+  when either is stale.
 
 Kept free of imports beyond the standard library: the local gateway and the checkov
 policies read it, and the checkov policy reads each ``Route(...)``'s first three
