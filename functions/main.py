@@ -1,54 +1,57 @@
 """Cloud Functions entry points, one per function; each only parses and delegates.
 
+The entry points are made here at import from the route table
+(``promptforge.api.routes.ENTRY_POINTS``): one module-level callable per function, named
+as the function, which is what ``functions-framework --target <name>`` and Cloud
+Functions' entry point look up. A new endpoint is a route, not a line here.
+
 Nothing heavy is imported here: the Google Cloud clients and provider code load on
 first use, inside the function that needs them, to keep cold starts short.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import functions_framework
 
 from promptforge.api import internal, public
 from promptforge.api import web as web_page
+from promptforge.api.routes import ENTRY_POINTS, EntryPoint
 from promptforge.wiring import live
 
 live()  # reads and checks every setting now: a bad value stops the instance at start, naming it
 
-jobs_init = functions_framework.http(public.endpoint(public.jobs_init, live))
-job_status = functions_framework.http(public.endpoint(public.job_status, live))
-job_results = functions_framework.http(public.endpoint(public.job_results, live))
-job_cancel = functions_framework.http(public.endpoint(public.job_cancel, live))
-jobs_list = functions_framework.http(public.endpoint(public.jobs_list, live))
-jobs_create = functions_framework.http(public.endpoint(public.jobs_create, live))
-job_events = functions_framework.http(public.endpoint(public.job_events, live))
-openapi = functions_framework.http(public.endpoint(public.openapi, live))
-web = functions_framework.http(web_page.serve)  # the jobs page: GET /ui, /ui/<file>
-plan_job = functions_framework.http(public.endpoint(internal.plan_job, live))
-process_chunk = functions_framework.http(public.endpoint(internal.process_chunk, live))
-watchdog = functions_framework.http(public.endpoint(internal.watchdog, live))
-notify_callback = functions_framework.http(public.endpoint(internal.notify_callback, live))
+_MODULES: dict[str, Any] = {"public": public, "internal": internal, "web": web_page}
 
 
-@functions_framework.cloud_event
-def on_upload(event: Any) -> None:
-    internal.on_upload(event, live())
+def _entry(ep: EntryPoint) -> Callable[..., Any]:
+    module, name = ep.handler.split(".")
+    handler = getattr(_MODULES[module], name)
+    serve: Callable[..., Any]
+    if ep.trigger == "event":
+
+        def serve(event: Any) -> None:
+            handler(event, live())
+
+    elif module == "web":
+
+        def serve(request: Any) -> Any:  # static files: no key, no deps, its own error answers
+            return handler(request)
+
+    else:
+        serve = public.endpoint(handler, live)
+    # functions-framework registers a function's signature type under its __name__ and
+    # looks the target up under the same name: both must be the entry point's.
+    serve.__name__ = serve.__qualname__ = ep.name
+    registered: Callable[..., Any] = (
+        functions_framework.cloud_event(serve) if ep.trigger == "event" else functions_framework.http(serve)
+    )
+    return registered
 
 
-__all__ = [
-    "jobs_init",
-    "job_status",
-    "job_results",
-    "job_cancel",
-    "jobs_list",
-    "jobs_create",
-    "job_events",
-    "openapi",
-    "web",
-    "plan_job",
-    "process_chunk",
-    "watchdog",
-    "notify_callback",
-    "on_upload",
-]
+for _ep in ENTRY_POINTS:
+    globals()[_ep.name] = _entry(_ep)
+
+__all__ = [ep.name for ep in ENTRY_POINTS]

@@ -34,7 +34,7 @@ acknowledged and logged, so they do not loop for ever.
 Run::
 
     .venv/bin/python -m infra.eventarc_forwarder --port 8406 \
-        --target http://127.0.0.1:8413/ --bucket promptforge-uploads --prefix uploads/
+        --target http://127.0.0.1:8410/ --bucket promptforge-uploads --prefix uploads/
 """
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Pub/Sub push -> Eventarc CloudEvent forwarder")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--target", required=True, help="URL of the CloudEvent function, e.g. http://127.0.0.1:8413/")
+    p.add_argument("--target", required=True, help="URL of the CloudEvent function, e.g. http://127.0.0.1:8410/")
     p.add_argument("--bucket", required=True, help="only objects in this bucket are delivered")
     p.add_argument("--prefix", default="", help="only object names with this prefix are delivered")
     p.add_argument("--timeout", type=float, default=100.0, help="seconds to wait for the function (default 100)")

@@ -18,7 +18,7 @@ Requests are served on threads, so a slow function does not hold up the others.
 Run from the repository root::
 
     .venv/bin/python -m infra.gateway --port 8400 --functions-dir functions \
-        --function jobs_init=8410 --function job_status=8411 --function job_results=8412
+        --function jobs_init=8415 --function jobs_create=8416 --function jobs_list=8417
 """
 
 from __future__ import annotations

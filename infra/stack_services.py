@@ -1,6 +1,6 @@
 """What the local stack runs: its functions, servers, ports, names and command lines.
 
-One table of functions (:data:`FUNCTIONS`) and one of the stack's own servers
+One table of functions (:data:`FUNCTIONS`, from the route table) and one of the stack's own servers
 (:data:`SERVER_OFFSETS`) give every port from a profile's base port; :func:`definitions`
 turns them into the command line, working directory and readiness check of each process.
 Starting, stopping and watching the processes is ``infra/stack.py``'s part.
@@ -9,6 +9,7 @@ Starting, stopping and watching the processes is ``infra/stack.py``'s part.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,25 +36,20 @@ class Function:
     threads: int | None = None
 
 
-# The functions the stack serves: adding one is one line here.
-FUNCTIONS: tuple[Function, ...] = (
-    Function("jobs_init", "http", 10),
-    Function("job_status", "http", 11),
-    Function("job_results", "http", 12),
-    Function("on_upload", "cloudevent", 13),
-    Function("plan_job", "http", 14),
-    Function("process_chunk", "http", 15),
-    Function("job_cancel", "http", 16),
-    Function("watchdog", "http", 17),
-    Function("jobs_list", "http", 18),
-    Function("jobs_create", "http", 19),
-    # Event streams are held open for minutes: as many at once as its Cloud Run concurrency
-    # (terraform), so held streams never take every thread from the next request.
-    Function("job_events", "http", 20, threads=80),
-    Function("openapi", "http", 21),
-    Function("notify_callback", "http", 23),
-    Function("web", "http", 22),
-)
+def _functions() -> tuple[Function, ...]:
+    """The functions the stack serves: every entry point of the route table
+    (``promptforge.api.routes.ENTRY_POINTS``), numbered from offset 10 in its order."""
+    if str(FUNCTIONS_DIR) not in sys.path:
+        sys.path.insert(0, str(FUNCTIONS_DIR))
+    from promptforge.api.routes import ENTRY_POINTS  # standard library only: cheap to import
+
+    return tuple(
+        Function(ep.name, "cloudevent" if ep.trigger == "event" else "http", 10 + i, threads=ep.threads)
+        for i, ep in enumerate(ENTRY_POINTS)
+    )
+
+
+FUNCTIONS: tuple[Function, ...] = _functions()
 
 # The stack's own servers, by port offset. Functions start at offset 10.
 SERVER_OFFSETS: dict[str, int] = {

@@ -47,6 +47,7 @@ from infra.stack import FUNCTIONS, HOST, Stack
 ROOT = Path(__file__).resolve().parents[2]
 PRICES_FILE = Path(__file__).resolve().parent / "platform_prices.json"
 FUNCTIONS_TF = ROOT / "terraform" / "modules" / "promptforge" / "functions.tf"
+FUNCTIONS_TABLE_TF = FUNCTIONS_TF.with_name("functions_table.tf")  # local.functions (generated)
 METER_DIR_ENV = "PROMPTFORGE_METER_DIR"  # promptforge.adapters.metering reads it in every function
 METER_FLUSH_S = 2.0  # promptforge.adapters.metering.FLUSH_SECONDS
 # Cloud Run scales out to keep each instance's CPU and its concurrency at 60% of what it
@@ -135,10 +136,10 @@ def _concurrency(found: str, functions_tf: Path) -> int:
     return int(default.group(1))
 
 
-def function_sizes(path: Path = FUNCTIONS_TF) -> dict[str, Size]:
+def function_sizes(path: Path = FUNCTIONS_TF, table: Path = FUNCTIONS_TABLE_TF) -> dict[str, Size]:
     """Each function's memory and concurrency, as terraform deploys them."""
-    text = path.read_text()
-    vcpu = re.search(r'available_cpu\s*=\s*"([\d.]+)"', text)
+    vcpu = re.search(r'available_cpu\s*=\s*"([\d.]+)"', path.read_text())
+    text = table.read_text()
     sizes: dict[str, Size] = {}
     for match in re.finditer(r"^    (\w+) = \{(.*?)^    \}", text, re.M | re.S):
         body = match.group(2)
@@ -150,7 +151,7 @@ def function_sizes(path: Path = FUNCTIONS_TF) -> dict[str, Size]:
             sizes[match.group(1)] = Size(gib, _concurrency(concurrency.group(1), path), cpus)
     missing = {f.name for f in FUNCTIONS} - set(sizes)
     if missing:
-        raise SystemExit(f"scale: no memory/concurrency for {', '.join(sorted(missing))} in {path}")
+        raise SystemExit(f"scale: no memory/concurrency for {', '.join(sorted(missing))} in {table}")
     return sizes
 
 

@@ -206,11 +206,11 @@ def test_profiles_have_the_documented_ports_and_projects() -> None:
         **{f.name: 8400 + f.port_offset for f in FUNCTIONS},
     }
     # the first functions keep the ports the README documents; no two share one
-    assert [dev.ports[n] for n in ("jobs_init", "job_status", "job_results", "on_upload", "plan_job", "process_chunk")] == list(
+    assert [dev.ports[n] for n in ("on_upload", "plan_job", "process_chunk", "watchdog", "notify_callback", "jobs_init")] == list(
         range(8410, 8416)
     )
     assert len({f.port_offset for f in FUNCTIONS}) == len(FUNCTIONS) and min(f.port_offset for f in FUNCTIONS) >= 10
-    assert test.ports["process_chunk"] == 18415
+    assert test.ports["process_chunk"] == 18412
     with pytest.raises(StackError, match="unknown profile"):
         Stack("prod")
 
@@ -218,6 +218,7 @@ def test_profiles_have_the_documented_ports_and_projects() -> None:
 def test_env_points_at_the_stack(stack: Stack) -> None:
     env = stack.env()
     b = BASE_PORT
+    fn = {f.name: b + f.port_offset for f in FUNCTIONS}  # numbered in the route table's order
     assert env == {
         "GOOGLE_CLOUD_PROJECT": "promptforge-test",
         "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{b + 1}",
@@ -228,17 +229,17 @@ def test_env_points_at_the_stack(stack: Stack) -> None:
         "PROMPTFORGE_TASKS_LOCATION": "us-central1",
         "PROMPTFORGE_PLAN_QUEUE": "promptforge-plan",
         "PROMPTFORGE_CHUNK_QUEUES": ",".join(f"promptforge-chunks-{i}" for i in range(4)),
-        "PROMPTFORGE_PLAN_URL": f"http://127.0.0.1:{b + 14}/",
-        "PROMPTFORGE_CHUNK_URL": f"http://127.0.0.1:{b + 15}/",
+        "PROMPTFORGE_PLAN_URL": f"http://127.0.0.1:{fn['plan_job']}/",
+        "PROMPTFORGE_CHUNK_URL": f"http://127.0.0.1:{fn['process_chunk']}/",
         "PROMPTFORGE_TASKS_EMULATOR_HOST": f"127.0.0.1:{b + 4}",
         "PROMPTFORGE_SIGNING_KEY_FILE": str(stack.run_dir / "signing-key.json"),
         "PROMPTFORGE_SIGNING_SERVICE_ACCOUNT": "local-signer@promptforge-test.iam.gserviceaccount.com",
         "PROMPTFORGE_FAKE_LLM_URL": f"http://127.0.0.1:{b + 5}/v1",
         "PROMPTFORGE_PROVIDERS": "fake,openai_compatible",
-        "PROMPTFORGE_NOTIFY_URL": f"http://127.0.0.1:{b + 23}/",
+        "PROMPTFORGE_NOTIFY_URL": f"http://127.0.0.1:{fn['notify_callback']}/",
         "PROMPTFORGE_NOTIFY_QUEUE": "promptforge-notify",
         "PROMPTFORGE_FIRESTORE_DATABASE": "promptforge-test",
-        "PROMPTFORGE_EVENTS_URL": f"http://127.0.0.1:{b + 20}",
+        "PROMPTFORGE_EVENTS_URL": f"http://127.0.0.1:{fn['job_events']}",
         "PROMPTFORGE_CORS_ORIGINS": f"http://127.0.0.1:{b}",
         "PROMPTFORGE_ALLOW_LOOPBACK_HTTP_CALLBACKS": "1",
         "PROMPTFORGE_ENDPOINTS": json.dumps({"local": {"base_url": f"http://127.0.0.1:{b + 5}/v1"}}),

@@ -345,29 +345,26 @@ class Needs:
 
 
 def entry_roots(graph: CodeGraph) -> dict[str, list[Func]]:
-    """Entry point => the package functions its definition in main.py refers to."""
-    main = graph.modules["main"]
-    names = graph.imports("main", main.tree)
+    """Entry point => the package functions functions/main.py makes it from: its handler
+    (``promptforge.api.routes.ENTRY_POINTS``), the settings and deps (``wiring.live``)
+    but for the static page, and the HTTP wrapper (``public.endpoint``) of the rest."""
+    from promptforge.api.routes import ENTRY_POINTS
+
     roots: dict[str, list[Func]] = {}
-
-    def refs(node: ast.AST) -> list[Func]:
+    for ep in ENTRY_POINTS:
+        module = ep.handler.split(".")[0]
+        dotted = [f"promptforge.api.{ep.handler}"]
+        if module != "web":
+            dotted.append("promptforge.wiring.live")
+            if ep.trigger == "http":
+                dotted.append("promptforge.api.public.endpoint")
         found: list[Func] = []
-        for sub in ast.walk(node):
-            dotted = None
-            if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) and sub.value.id in names:
-                dotted = f"{names[sub.value.id]}.{sub.attr}"
-            elif isinstance(sub, ast.Name) and sub.id in names:
-                dotted = names[sub.id]
-            target = graph.lookup(dotted) if dotted else None
-            if isinstance(target, list):
-                found.extend(target)
-        return found
-
-    for node in main.tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            roots[node.targets[0].id] = refs(node.value)
-        elif isinstance(node, ast.FunctionDef):
-            roots[node.name] = refs(node)
+        for name in dotted:
+            target = graph.lookup(name)
+            if not isinstance(target, list):
+                raise AssertionError(f"{ep.name}: {name} is not a function the code graph knows")
+            found.extend(target)
+        roots[ep.name] = found
     return roots
 
 

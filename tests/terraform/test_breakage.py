@@ -79,7 +79,7 @@ def add_entry_point_without_function(tf: Path) -> None:
 
 def make_worker_public(tf: Path) -> None:
     (tf / MODULE / "broken.tf").write_text(PUBLIC_WORKER.lstrip())
-    functions = tf / MODULE / "functions.tf"
+    functions = tf / MODULE / "functions_table.tf"
     block = functions.read_text().split("    process_chunk = {", 1)[1].split("    }", 1)[0]
     edit(functions, block, block.replace('"ALLOW_INTERNAL_ONLY"', '"ALLOW_ALL"'))
 

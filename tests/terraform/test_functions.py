@@ -1,5 +1,7 @@
 """Every entry point in functions/main.py is deployed exactly once, with the right trigger,
-its own identity, the right exposure and the settings config.py reads."""
+its own identity, the right exposure and the settings config.py reads. local.functions is
+generated from the route table (terraform/generate.py); these tests read what Terraform
+reads, the checked-in file."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from collections import Counter
 import pytest
 
 from promptforge.api.routes import ROUTES
+from terraform import function_specs, generate
 from tests.terraform.tfmodel import (
     FUNCTION_TYPE,
     Deployed,
@@ -61,6 +64,23 @@ def deployed(module: Module) -> list[Deployed]:
 def functions(module: Module) -> dict[str, dict[str, object]]:
     table: dict[str, dict[str, object]] = module.locals["functions"]
     return table
+
+
+def test_the_function_table_is_the_one_generated_from_the_routes() -> None:
+    assert (module_dir() / "functions_table.tf").read_text() == generate.functions_table(), (
+        "functions_table.tf is stale: run `.venv/bin/python terraform/generate.py`"
+    )
+
+
+def test_a_new_route_gets_the_api_entry_and_a_spec_for_no_function_is_refused() -> None:
+    routes = {route.function for route in ROUTES}
+    names = [*(route.function for route in ROUTES), *function_specs.INTERNAL]
+    specs = function_specs.specs([*names, "job_new"], routes | {"job_new"})
+    assert specs["job_new"] == function_specs.API
+    with pytest.raises(ValueError, match="missing"):
+        function_specs.specs([*names, "new_worker"], routes)  # an internal function with no entry
+    with pytest.raises(ValueError, match="unknown"):
+        function_specs.specs([n for n in names if n != "job_cancel"], routes - {"job_cancel"})  # a stale override
 
 
 def test_every_entry_point_is_deployed_exactly_once(deployed: list[Deployed]) -> None:

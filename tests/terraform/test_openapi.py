@@ -1,5 +1,6 @@
 """The API Gateway's OpenAPI document serves exactly the public routes, each from the
-function that serves it in functions/promptforge/api/routes.py."""
+function that serves it in functions/promptforge/api/routes.py: it is generated from them
+(terraform/generate.py), and the checked-in template is what the generator writes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import yaml
 
 from promptforge.api.routes import ROUTES
+from terraform import generate
 from tests.terraform.tfmodel import Module, module_dir
 
 TEMPLATE_VAR = re.compile(r"\$\{([^}]*)\}")
@@ -38,6 +40,21 @@ def document() -> dict[str, Any]:
 
 def operations(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(method.upper(), path): op for path, item in doc["paths"].items() for method, op in item.items()}
+
+
+def test_the_template_is_the_one_generated_from_the_routes() -> None:
+    assert (module_dir() / "openapi.yaml.tftpl").read_text() == generate.render(), (
+        "openapi.yaml.tftpl is stale: run `.venv/bin/python terraform/generate.py`"
+    )
+
+
+def test_the_template_fills_in_to_one_string_per_value() -> None:
+    # A backend URL or a title with YAML's special characters stays one string.
+    odd = "https://x.invalid/a: b # c"
+    template = (module_dir() / "openapi.yaml.tftpl").read_text()
+    doc = yaml.safe_load(TEMPLATE_VAR.sub(lambda m: odd, template))
+    assert doc["info"]["title"] == odd
+    assert {op["x-google-backend"]["address"] for op in operations(doc).values()} == {odd}
 
 
 def test_is_openapi_2_as_api_gateway_requires(document: dict[str, Any]) -> None:

@@ -9,7 +9,6 @@ breakage tests use it to show that these tests fail on a broken copy).
 
 from __future__ import annotations
 
-import ast
 import os
 import re
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ import hcl2
 from hcl2 import SerializationOptions
 
 ROOT = Path(__file__).resolve().parents[2]
-MAIN_PY = ROOT / "functions" / "main.py"
 CONFIG_PY = ROOT / "functions" / "promptforge" / "config.py"
 FUNCTION_TYPE = "google_cloudfunctions2_function"
 # The dynamic event_trigger of a for_each function resource: present when the entry's
@@ -79,27 +77,12 @@ class Deployed:
     spec: dict[str, Any]  # the local.functions entry, {} for a resource without one
 
 
-def main_entry_points(main_py: Path = MAIN_PY) -> dict[str, str]:
-    """Entry point name => "http" or "event", from functions/main.py's functions_framework calls."""
+def main_entry_points() -> dict[str, str]:
+    """Entry point name => "http" or "event": the route table's ENTRY_POINTS, from which
+    functions/main.py makes one module-level callable each (tests/unit/test_entry_points.py)."""
+    from promptforge.api.routes import ENTRY_POINTS
 
-    def kind(node: ast.expr) -> str | None:
-        target = node.func if isinstance(node, ast.Call) else node
-        if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "functions_framework":
-            return {"http": "http", "cloud_event": "event"}.get(target.attr)
-        return None
-
-    found: dict[str, str] = {}
-    for node in ast.parse(main_py.read_text()).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            k = kind(node.value)
-            if k:
-                found[node.targets[0].id] = k
-        elif isinstance(node, ast.FunctionDef):
-            for decorator in node.decorator_list:
-                k = kind(decorator)
-                if k:
-                    found[node.name] = k
-    return found
+    return {ep.name: ep.trigger for ep in ENTRY_POINTS}
 
 
 def deployed_functions(module: Module) -> list[Deployed]:

@@ -9,53 +9,12 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from . import schemas
 from .routes import ROUTES
-from .schemas import (
-    CreateRequest,
-    ErrorEnvelope,
-    InitRequest,
-    InitResponse,
-    InlineResults,
-    JobList,
-    ResultsResponse,
-    StatusResponse,
-)
 
 _REF = "#/components/schemas/{model}"
-
-# Per route: summary, request model, success status and model, the error statuses it may
-# answer, and query parameters.
-_OPERATIONS: dict[str, dict[str, Any]] = {
-    "jobs_init": {
-        "summary": "Create a job and get a signed URL to upload its JSONL file",
-        "body": InitRequest,
-        "ok": (201, InitResponse),
-        "errors": (400, 401, 413),
-    },
-    "jobs_create": {
-        "summary": "Create an inline job with its prompts in the body",
-        "body": CreateRequest,
-        "ok": (201, StatusResponse),
-        "errors": (400, 401, 413),
-    },
-    "jobs_list": {
-        "summary": "The client's jobs, newest first",
-        "ok": (200, JobList),
-        "errors": (400, 401),
-        "query": {"limit": {"type": "integer", "minimum": 1, "maximum": 100}, "page_token": {"type": "string"}},
-    },
-    "job_status": {"summary": "A job's status and counts", "ok": (200, StatusResponse), "errors": (401, 404)},
-    "job_results": {
-        "summary": "Signed download URLs of a job's files (or its rows, inline)",
-        "ok": (200, ResultsResponse),
-        "alt_ok": InlineResults,
-        "errors": (401, 404, 409, 413),
-        "query": {"partial": {"type": "boolean"}, "inline": {"type": "boolean"}},
-    },
-    "job_cancel": {"summary": "Cancel a job", "ok": (200, StatusResponse), "errors": (401, 404, 409, 413)},
-    "job_events": {"summary": "Server-Sent Events: status changes until the job ends", "ok": (200, None), "errors": (401, 404)},
-    "openapi": {"summary": "This document", "ok": (200, None), "errors": (), "public": True},
-}
+# Bounds of query parameters, by name (the routes give name and type).
+_QUERY_BOUNDS: dict[str, dict[str, Any]] = {"limit": {"minimum": 1, "maximum": 100}}
 
 _ERROR_TEXT = {
     400: "Invalid request (not one JSON object, nested too deep, NaN or Infinity, ...); details.field names the field",
@@ -102,48 +61,39 @@ def _over_cap(function: str, error: dict[str, Any]) -> dict[str, Any]:
 def document(providers: tuple[str, ...] = (), inline_max_prompts: int = 0) -> dict[str, Any]:
     """The whole document (built once per process), narrowed to what this deployment
     serves: its enabled providers and its inline limit."""
-    models: list[type[BaseModel]] = [
-        InitRequest,
-        CreateRequest,
-        InitResponse,
-        StatusResponse,
-        JobList,
-        ResultsResponse,
-        InlineResults,
-        ErrorEnvelope,
-    ]
+    api = [route for route in ROUTES if route.api]
+    names = [n for r in api for n in (r.body, r.ok[1], r.alt_ok) if n] + ["ErrorEnvelope"]
+    models: list[type[BaseModel]] = [getattr(schemas, name) for name in dict.fromkeys(names)]
     _, defs = models_json_schema([(m, "validation") for m in models], ref_template=_REF)
     error = {"$ref": _REF.format(model="ErrorEnvelope")}
     paths: dict[str, dict[str, Any]] = {}
-    for route in ROUTES:
-        if not route.api:
-            continue
-        spec = _OPERATIONS[route.function]
-        status, model = spec["ok"]
-        ok_schema: dict[str, Any] = {"$ref": _REF.format(model=model.__name__)} if model else {}
-        if spec.get("alt_ok"):
-            ok_schema = {"oneOf": [ok_schema, {"$ref": _REF.format(model=spec["alt_ok"].__name__)}]}
-        ok_content = (
-            _json(ok_schema) if model else {"text/event-stream" if route.function == "job_events" else "application/json": {}}
-        )
+    for route in api:
+        status, model = route.ok
+        ok_schema: dict[str, Any] = {"$ref": _REF.format(model=model)} if model else {}
+        if route.alt_ok:
+            ok_schema = {"oneOf": [ok_schema, {"$ref": _REF.format(model=route.alt_ok)}]}
+        ok_content = _json(ok_schema) if model else {route.media: {}}
         op: dict[str, Any] = {
             "operationId": route.function,
-            "summary": spec["summary"],
+            "summary": route.summary,
             "responses": {str(status): {"description": "OK", "content": ok_content}},
         }
-        for code in spec["errors"]:
+        for code in route.errors:
             op["responses"][str(code)] = {"description": _ERROR_TEXT[code], "content": _json(error)}
         params = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
             for name in ("job_id",)
             if "{job_id}" in route.path
         ]
-        params += [{"name": n, "in": "query", "required": False, "schema": sch} for n, sch in spec.get("query", {}).items()]
+        params += [
+            {"name": n, "in": "query", "required": False, "schema": {"type": t, **_QUERY_BOUNDS.get(n, {})}}
+            for n, t in route.query
+        ]
         if params:
             op["parameters"] = params
-        if spec.get("body"):
-            op["requestBody"] = {"required": True, "content": _json({"$ref": _REF.format(model=spec["body"].__name__)})}
-        if not spec.get("public"):
+        if route.body:
+            op["requestBody"] = {"required": True, "content": _json({"$ref": _REF.format(model=route.body)})}
+        if not route.public:
             op["security"] = [{"ApiKey": []}]
             op["responses"]["429"] = _over_cap(route.function, error)
         paths.setdefault(route.path, {})[route.method.lower()] = op

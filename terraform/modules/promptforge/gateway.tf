@@ -1,5 +1,6 @@
 # API Gateway serving the public paths (functions/promptforge/api/routes.py) from the
-# OpenAPI 2.0 document next to this file. It calls the "gateway" functions with an ID
+# OpenAPI 2.0 document next to this file, generated from those routes by
+# terraform/gateway_openapi.py. It calls the "gateway" functions with an ID
 # token of the gateway identity, the only identity they accept (iam.tf).
 locals {
   gateway_functions = { for key, f in local.functions : key => f if f.access == "gateway" }
