@@ -30,7 +30,7 @@ EXPECTED = json.loads((CORPUS / "expected.json").read_text(encoding="utf-8"))["c
 
 # Every step its own task, a slice of at most two records and one chunk, dedupe steps
 # of a record or two: the most steps a file can be planned in.
-TINY = {
+TINY: dict[str, Any] = {
     "plan_slice_bytes": 64,
     "plan_slice_records": 2,
     "plan_slice_chunks": 1,
@@ -161,7 +161,7 @@ def test_duplicates_across_slices_and_buckets_are_found_as_one_pass_finds_them(d
         if i % 11 == 0:
             lines.append({"prompt_id": f"id{i % 23}", "prompt": ""})  # invalid repeat keeps its own error
     data = b"".join(dump_line(x) for x in lines) + b"\n\nnot json\n"
-    settings = {"chunk_max_lines": 5, "plan_slice_records": 7, "plan_slice_chunks": 2, "plan_dedupe_records": 3}
+    settings: dict[str, Any] = {"chunk_max_lines": 5, "plan_slice_records": 7, "plan_slice_chunks": 2, "plan_dedupe_records": 3}
     expected = one_pass(data, dataclasses.replace(deps.settings, **settings))
     got, d, job = planned(deps, data, **settings, plan_invocation_seconds=0.0)
     assert got == expected
