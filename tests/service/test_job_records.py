@@ -91,7 +91,7 @@ def test_partial_results_are_grouped_the_same_way(deps: StaticDeps, monkeypatch:
     kept = deps.store.get_job(job_id)
     assert kept is not None and kept.result_files == files
     inner = deps.store
-    deps.store = NoListing(inner)  # type: ignore[assignment]
+    deps.store = NoListing(inner)
     assert results.listed_partial_files(deps, kept) == files
     deps.store = inner
 
@@ -124,7 +124,7 @@ def test_the_watchdog_redrives_only_chunks_whose_worker_stopped_answering(deps: 
         deps.store.run_transaction(put)
     later(deps, deps.settings.watchdog_grace_seconds + 10)
     inner = deps.store
-    deps.store = NoListing(inner)  # type: ignore[assignment]
+    deps.store = NoListing(inner)
     swept = watchdog.sweep(deps)
     # Chunk 2 still holds its lease, so work is moving: chunk 3 waits in the queue, and
     # only chunk 1, whose lease ended more than the grace period ago, is re-driven.

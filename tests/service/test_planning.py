@@ -240,7 +240,7 @@ def test_a_step_that_keeps_failing_fails_the_job_with_a_reason(deps: StaticDeps)
     _, job_id = submit(deps, b'{"prompt_id": "secret-id", "prompt": "secret text"}\n')
     assert deps.tasks.plans == [job_id]  # type: ignore[attr-defined]
     broken = BrokenUploads(deps.blobs, deps.settings.upload_bucket)
-    d = StaticDeps(deps.settings, deps.store, broken, deps.tasks)  # type: ignore[arg-type]
+    d = StaticDeps(deps.settings, deps.store, broken, deps.tasks)
     for _ in range(deps.settings.plan_max_attempts):
         with pytest.raises(OSError):
             plan_job(d, job_id)
@@ -281,7 +281,7 @@ def test_a_failure_that_passes_does_not_fail_the_job(deps: StaticDeps) -> None:
     while tasks.plans:
         job = tasks.plans[0]
         # every step's first delivery does its work and fails to commit; the retry does it again
-        flaky = StaticDeps(d.settings, LostCommit(d.store), d.blobs, d.tasks)  # type: ignore[arg-type]
+        flaky = StaticDeps(d.settings, LostCommit(d.store), d.blobs, d.tasks)
         with pytest.raises(ServiceUnavailable):
             plan_job(flaky, job)
         failures += 1
@@ -313,7 +313,7 @@ def test_a_commit_whose_success_was_hidden_goes_on(deps: StaticDeps) -> None:
     expected = one_pass(data, deps.settings)
     d, job_id, tasks = tiny_job(deps, data)
     while tasks.plans:
-        retried = StaticDeps(d.settings, RetriedCommits(d.store), d.blobs, d.tasks)  # type: ignore[arg-type]
+        retried = StaticDeps(d.settings, RetriedCommits(d.store), d.blobs, d.tasks)
         plan_job(retried, tasks.plans.pop(0))
     chunks = [(c.index, c.start, c.end, c.first_line, c.record_count, c.skip_lines) for c in d.store.list_chunks(job_id)]
     assert chunks == expected["chunks"] and sorted(i for _, i in tasks.chunks) == [c[0] for c in chunks]
