@@ -14,6 +14,7 @@ demo: bootstrap
 test: bootstrap lint check-infra
 	$(PY) -m pytest tests
 
+# mypy checks functions/ (main.py too), client/, infra/ and tests/, strict: pyproject.toml [tool.mypy].
 lint: bootstrap
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .

@@ -14,8 +14,9 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -60,7 +61,10 @@ def main() -> int:
     args = parser.parse_args()
     with fake_llm_process("--latency-ms", "40", port=args.port) as base_url:
         url = f"{base_url}/v1/chat/completions"
-        clients: list[tuple[str, Callable[[str, int, int], Awaitable[None]]]] = [("httpx", with_httpx), ("aiohttp", with_aiohttp)]
+        clients: list[tuple[str, Callable[[str, int, int], Coroutine[Any, Any, None]]]] = [
+            ("httpx", with_httpx),
+            ("aiohttp", with_aiohttp),
+        ]
         print(f"{'client':<8} {'wall s':>7} {'req/s':>7} {'cpu ms/req':>11}")
         for name, run in clients:
             wall, cpu = time.perf_counter(), time.process_time()

@@ -45,7 +45,7 @@ def run_job(base_url: str, api_key: str, file: Path, out_dir: Path, provider: st
     init = requests.post(f"{base_url}/v1/jobs/init", json={"provider": provider, "model": model}, headers=headers, timeout=30)
     init.raise_for_status()
     job = init.json()
-    job_id = job["job_id"]
+    job_id: str = job["job_id"]
     print(f"job {job_id} created; uploading {file} ({file.stat().st_size:,} bytes)")
     with file.open("rb") as f:
         put = requests.put(job["upload_url"], data=f, headers=job["upload_headers"], timeout=300)

@@ -62,6 +62,13 @@ print(json.dumps(report))
 _DUMMY_KEYS = {"OPENAI_API_KEY": "probe", "ANTHROPIC_API_KEY": "probe", "GEMINI_API_KEY": "probe"}
 
 
+def _seconds(result: dict[str, object], key: str) -> float:
+    value = result[key]
+    if not isinstance(value, int | float):
+        raise SystemExit(f"import probe: {key} is {value!r}, not a number of seconds")
+    return float(value)
+
+
 def probe(provider: str = "") -> dict[str, object]:
     """One fresh interpreter's import of main.py (then, with ``provider``, its opening)."""
     args = [sys.executable, "-c", _CHILD] + ([provider] if provider else [])
@@ -82,13 +89,13 @@ def main() -> int:
         print(json.dumps(results[0]))
         return 0
     heavy = results[0]["heavy_modules_loaded"] or "none"
-    times = sorted(float(r["seconds"]) for r in results)  # type: ignore[arg-type]
+    times = sorted(_seconds(r, "seconds") for r in results)
     if not args.provider:
         print(f"{'runs':>5} {'median s':>9} {'min s':>7} {'max s':>7}  heavy modules loaded")
         print(f"{args.runs:>5} {statistics.median(times):>9.3f} {times[0]:>7.3f} {times[-1]:>7.3f}  {heavy}")
         return 0
-    opened = sorted(float(r["provider_seconds"]) for r in results)  # type: ignore[arg-type]
-    totals = sorted(float(r["total_seconds"]) for r in results)  # type: ignore[arg-type]
+    opened = sorted(_seconds(r, "provider_seconds") for r in results)
+    totals = sorted(_seconds(r, "total_seconds") for r in results)
     print(f"{'provider':<18} {'runs':>4} {'main s':>7} {'provider s':>10} {'total s':>8} {'min':>6} {'max':>6}  loaded")
     print(
         f"{args.provider:<18} {args.runs:>4} {statistics.median(times):>7.3f} {statistics.median(opened):>10.3f} "

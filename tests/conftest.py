@@ -33,7 +33,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(what: str, check: Callable[[], T], timeout_s: float = 30.0, interval_s: float = 0.05) -> T:
+def wait_until(what: str, check: Callable[[], T | None], timeout_s: float = 30.0, interval_s: float = 0.05) -> T:
     """Poll ``check`` until it returns something truthy, and return that.
 
     For waiting on something the test cannot subscribe to (a record arriving, a count

@@ -217,9 +217,9 @@ class JobRun:
         self.tasks = QueueTasks()
         self.deps = StaticDeps(
             base.settings,
-            Faulty(base.store, self.inj, "firestore"),  # type: ignore[arg-type]
-            FaultyBlobs(base.blobs, self.inj),  # type: ignore[arg-type]
-            Faulty(self.tasks, self.inj, "tasks"),  # type: ignore[arg-type]
+            Faulty(base.store, self.inj, "firestore"),
+            FaultyBlobs(base.blobs, self.inj),
+            Faulty(self.tasks, self.inj, "tasks"),
             self.clock,
         )
         self._segments: dict[str, set[str]] = {}

@@ -30,7 +30,7 @@ RETRYABLE = {429, 500, 502, 503, 504}
 
 def estimate_tokens(body: dict[str, Any]) -> int:
     """About 4 characters a token, plus the output the request may use."""
-    return sum(len(m["content"]) for m in body["messages"]) // 4 + body.get("max_tokens", 16)
+    return sum(len(m["content"]) for m in body["messages"]) // 4 + int(body.get("max_tokens", 16))
 
 
 async def run_one(body: dict[str, Any], ctx: dict[str, Any]) -> tuple[str, dict[str, Any] | None, str]:

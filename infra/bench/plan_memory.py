@@ -39,7 +39,7 @@ class _Range(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, n: int = -1) -> bytes:
         if self._left is not None:
             n = self._left if n is None or n < 0 else min(n, self._left)
         data = self._f.read(n)
@@ -139,10 +139,10 @@ def child(which: str, upload: Path, work: Path, ref: str) -> dict[str, Any]:
     from tests.fakes import MemoryStore, RecordingTasks
 
     planner = _old_planner(ref) if which == "old" else plan_new
-    logs.log = lambda *a, **k: None  # type: ignore[assignment]
+    logs.log = lambda *a, **k: None
     settings = dataclasses.replace(config.load(), providers=("fake",))
     blobs = DiskBlobs(work)
-    deps = StaticDeps(settings, MemoryStore(), blobs, RecordingTasks())  # type: ignore[arg-type]
+    deps = StaticDeps(settings, MemoryStore(), blobs, RecordingTasks())
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if which == "baseline":
         return {"peak_mib": base / 1024, "seconds": 0.0, "invocations": 0}

@@ -274,7 +274,7 @@ def _parse_time(text: str | None) -> datetime | None:
 def run_promptforge(ctx: Context, scenario: Scenario, files: Files, work: Path) -> RunResult:
     result = _new_result("promptforge", scenario, files)
     base, headers = ctx.stack.base_url, {"X-API-Key": ctx.api_key}
-    body = {"provider": "fake", "model": scenario.model, "params": {"max_tokens": scenario.max_tokens}}
+    body: dict[str, Any] = {"provider": "fake", "model": scenario.model, "params": {"max_tokens": scenario.max_tokens}}
     init = requests.post(f"{base}/v1/jobs/init", json=body, headers=headers, timeout=30)
     init.raise_for_status()
     job = init.json()

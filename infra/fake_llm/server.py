@@ -99,7 +99,7 @@ from .gemini_format import GeminiDialect
 from .limits import RateLimiter
 from .openai_format import ChatCompletionRequest, OpenAIDialect, OpenAIError, parse_chat_request
 from .replies import complete, prompt_tokens
-from .wire import Dialect, Prompt, WireError, is_int, is_number, reject_constant
+from .wire import Dialect, ErrorKind, Prompt, WireError, is_int, is_number, reject_constant
 
 __all__ = [
     "FAULT_KINDS",
@@ -632,13 +632,14 @@ class FakeLLM:
             self.stats.admit(cost)
             return None
         call.record.rate_limited_by = decision.refused_by
+        kind: ErrorKind
         if decision.refused_by == "requests":
             kind, limit = "rate_limit_requests", decision.view.limit_requests
         else:
             kind = "rate_limit_tokens" if decision.retry_after_s is not None else "request_too_large"
             limit = decision.view.limit_tokens
         info = self._info(call, limit=limit, requested=cost, retry_after_s=decision.retry_after_s)
-        return call.dialect.error(kind, info, call.headers)  # type: ignore[arg-type]
+        return call.dialect.error(kind, info, call.headers)
 
     async def draw_fault(self, call: Call) -> Response | None:
         """Pick this request's fault; a ``context_length`` one is answered at once."""

@@ -40,7 +40,7 @@ import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import hcl2
 from hcl2 import SerializationOptions
@@ -68,10 +68,11 @@ class Finding:
 
 @cache
 def load_schema(path: Path = SCHEMA_FILE) -> dict[str, Any]:
-    return json.loads(path.read_text())
+    schema: dict[str, Any] = json.loads(path.read_text())
+    return schema
 
 
-def _is_block_list(value: Any) -> bool:
+def _is_block_list(value: Any) -> TypeGuard[list[dict[str, Any]]]:
     return isinstance(value, list) and bool(value) and all(isinstance(v, dict) and v.get("__is_block__") for v in value)
 
 

@@ -403,7 +403,7 @@ def test_an_unexpected_failure_is_a_plain_500_that_can_be_retried(deps: StaticDe
         def __getattr__(self, name: str) -> Any:
             raise RuntimeError("the store is down, secret prompt text")
 
-    broken = StaticDeps(deps.settings, Broken(), deps.blobs, deps.tasks)  # type: ignore[arg-type]
+    broken = StaticDeps(deps.settings, Broken(), deps.blobs, deps.tasks)
     app = app_for(broken)
     with app.test_client() as c:
         res = c.get(f"/v1/jobs/{uuid.uuid4()}/status", headers=me.headers)

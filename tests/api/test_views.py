@@ -105,6 +105,6 @@ def test_a_list_page_renders_each_job_as_its_status_does_and_reads_only_live_tot
     assert done.job_id in {j["job_id"] for j in seen} and set(live) <= {j["job_id"] for j in seen}
 
     counting = CountingStore(deps.store)
-    one_page = progress.page(StaticDeps(deps.settings, counting, deps.blobs, deps.tasks), me.client_id, 100, None)  # type: ignore[arg-type]
+    one_page = progress.page(StaticDeps(deps.settings, counting, deps.blobs, deps.tasks), me.client_id, 100, None)
     assert len(one_page.views) == 9 and one_page.after is None
     assert counting.totals_read == len(live)  # one aggregation a live job, none for the rest

@@ -92,9 +92,13 @@ def rewrite(text: str) -> str:
     for name, render in SECTIONS.items():
         section(text, name)  # it must be there
         body = render()
+
+        def fill(m: re.Match[str], body: str = body) -> str:
+            return m.group(1) + body + m.group(2)
+
         text = re.sub(
             rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)",
-            lambda m, body=body: m.group(1) + body + m.group(2),
+            fill,
             text,
             flags=re.S,
         )

@@ -135,7 +135,7 @@ class Page:
 
     def press_enter(self) -> None:
         for kind in ("rawKeyDown", "char", "keyUp"):
-            extra = {"text": "\r"} if kind == "char" else {}
+            extra: dict[str, Any] = {"text": "\r"} if kind == "char" else {}
             self.call("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter", windowsVirtualKeyCode=13, **extra)
 
     def screenshot(self, path: Path) -> Path:

@@ -74,7 +74,8 @@ def test_events_stream_status_changes_and_end_at_a_terminal_state(stack: Any) ->
     with requests.get(f"{base}/v1/jobs/{job_id}/events", headers={"X-API-Key": key}, stream=True, timeout=60) as res:
         assert res.status_code == 200 and res.headers["Content-Type"].startswith("text/event-stream")
         name = ""
-        for line in res.iter_lines(decode_unicode=True):
+        for raw in res.iter_lines():
+            line = raw.decode()
             if line.startswith("event: "):
                 name = line[7:]
             elif line.startswith("data: "):
@@ -112,7 +113,8 @@ def test_events_stream_from_the_events_url_the_status_gives_with_cors_for_the_jo
     names = []
     with requests.get(url, headers={"X-API-Key": key, "Origin": base}, stream=True, timeout=60) as res:
         assert res.status_code == 200 and res.headers["Access-Control-Allow-Origin"] == base
-        for line in res.iter_lines(decode_unicode=True):
+        for raw in res.iter_lines():
+            line = raw.decode()
             if line.startswith("event: "):
                 names.append(line[7:])
             if names and names[-1] == "done":

@@ -61,20 +61,19 @@ bad_text_lines = st.sampled_from(
 # JSON objects that are not valid prompts. Their prompt_ids never collide with the valid
 # lines' ids: which line a duplicate of an invalid line's id should keep is a question of
 # its own (tests/corpus/duplicate_of_invalid_line.jsonl).
+_BAD_OBJECTS: list[dict[str, object]] = [
+    {"prompt": "no id"},
+    {"prompt_id": "", "prompt": "empty id"},
+    {"prompt_id": 7, "prompt": "number id"},
+    {"prompt_id": "ID", "prompt": "x", "messages": [{"role": "user", "content": "x"}]},
+    {"prompt_id": "ID"},
+    {"prompt_id": "ID", "prompt": 5},
+    {"prompt_id": "ID", "messages": []},
+    {"prompt_id": "ID", "prompt": "x", "params": {"max_token": 5}},
+    {"prompt_id": "ID", "prompt": "x", "params": {"temperature": 7}},
+]
 bad_object_lines = st.tuples(
-    st.sampled_from(
-        [
-            {"prompt": "no id"},
-            {"prompt_id": "", "prompt": "empty id"},
-            {"prompt_id": 7, "prompt": "number id"},
-            {"prompt_id": "ID", "prompt": "x", "messages": [{"role": "user", "content": "x"}]},
-            {"prompt_id": "ID"},
-            {"prompt_id": "ID", "prompt": 5},
-            {"prompt_id": "ID", "messages": []},
-            {"prompt_id": "ID", "prompt": "x", "params": {"max_token": 5}},
-            {"prompt_id": "ID", "prompt": "x", "params": {"temperature": 7}},
-        ]
-    ),
+    st.sampled_from(_BAD_OBJECTS),
     st.integers(0, 10**6),
 ).map(lambda t: ("bad_object", _obj({k: (f"bad{t[1]}" if v == "ID" else v) for k, v in t[0].items()}), None))
 

@@ -21,7 +21,7 @@ from promptforge.domain.job import JobStatus
 from promptforge.service.deps import StaticDeps
 from tests.conftest import make_settings
 from tests.fakes import MemoryBlobs, MemoryStore, RecordingTasks
-from tests.faults import KINDS, MODES, Fault, check, each_fault, run_job, sampled_faults
+from tests.faults import KINDS, MODES, Fault, Outcome, check, each_fault, run_job, sampled_faults
 
 PROMPTS = 72
 
@@ -43,7 +43,7 @@ def memory_deps() -> StaticDeps:
     return StaticDeps(crash_settings(), MemoryStore(), MemoryBlobs(), RecordingTasks())
 
 
-def run(deps: StaticDeps, fault: Fault | None, monkeypatch: pytest.MonkeyPatch) -> Any:
+def run(deps: StaticDeps, fault: Fault | None, monkeypatch: pytest.MonkeyPatch) -> tuple[Outcome, list[str]]:
     return run_job(deps, fault, monkeypatch, PROMPTS)
 
 

@@ -13,10 +13,11 @@ import pytest
 
 from promptforge.domain import paths
 from promptforge.domain.job import JobStatus
-from promptforge.domain.records import ChunkStatus
+from promptforge.domain.records import Chunk, ChunkStatus
 from promptforge.service import lifecycle, results, watchdog
 from promptforge.service.chunks import process_chunk
 from promptforge.service.deps import StaticDeps
+from promptforge.service.ports import Tx
 from tests.service.test_lifecycle import drain, rows
 from tests.service.test_reliability import ids, later, planned
 
@@ -90,7 +91,7 @@ def test_partial_results_are_grouped_the_same_way(deps: StaticDeps, monkeypatch:
     kept = deps.store.get_job(job_id)
     assert kept is not None and kept.result_files == files
     inner = deps.store
-    deps.store = NoListing(inner)  # type: ignore[assignment]
+    deps.store = NoListing(inner)
     assert results.listed_partial_files(deps, kept) == files
     deps.store = inner
 
@@ -115,12 +116,15 @@ def test_the_watchdog_redrives_only_chunks_whose_worker_stopped_answering(deps: 
     grace = timedelta(seconds=deps.settings.watchdog_grace_seconds)
     for index, lease in ((1, now - timedelta(seconds=1)), (2, now + grace + timedelta(seconds=60))):
         chunk = next(c for c in deps.store.unfinished_chunks(job_id, 10) if c.index == index)
-        deps.store.run_transaction(
-            lambda tx, c=chunk, u=lease: tx.put_chunk(c.replace(status=ChunkStatus.RUNNING, lease_until=u))
-        )
+        leased = chunk.replace(status=ChunkStatus.RUNNING, lease_until=lease)
+
+        def put(tx: Tx, c: Chunk = leased) -> None:
+            tx.put_chunk(c)
+
+        deps.store.run_transaction(put)
     later(deps, deps.settings.watchdog_grace_seconds + 10)
     inner = deps.store
-    deps.store = NoListing(inner)  # type: ignore[assignment]
+    deps.store = NoListing(inner)
     swept = watchdog.sweep(deps)
     # Chunk 2 still holds its lease, so work is moving: chunk 3 waits in the queue, and
     # only chunk 1, whose lease ended more than the grace period ago, is re-driven.

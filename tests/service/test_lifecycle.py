@@ -202,7 +202,7 @@ def test_a_chunk_that_fails_midway_is_handed_back_for_the_retry(deps: StaticDeps
         def open_read(self, *args: Any, **kwargs: Any) -> Any:
             raise ConnectionError("storage went away")
 
-    deps.blobs = Broken()  # type: ignore[assignment]
+    deps.blobs = Broken()
     with pytest.raises(ConnectionError):
         process_chunk(deps, job_id, 0)
     deps.blobs = original

@@ -20,7 +20,7 @@ from promptforge.service import plan as plan_module
 from promptforge.service.deps import StaticDeps
 from tests.conftest import make_settings
 from tests.fakes import MemoryBlobs, MemoryStore, RecordingTasks
-from tests.faults import KINDS, MODES, Fault, check, each_fault, run_job, sampled_faults
+from tests.faults import KINDS, MODES, Fault, Outcome, check, each_fault, run_job, sampled_faults
 from tests.service.test_crash_points import crash_settings
 
 PROMPTS = 10
@@ -43,7 +43,7 @@ def memory_deps() -> StaticDeps:
     return StaticDeps(plan_crash_settings(), MemoryStore(), MemoryBlobs(), RecordingTasks())
 
 
-def run(deps: StaticDeps, fault: Fault | None, monkeypatch: pytest.MonkeyPatch) -> Any:
+def run(deps: StaticDeps, fault: Fault | None, monkeypatch: pytest.MonkeyPatch) -> tuple[Outcome, list[str]]:
     # The same salt in every run: the ids then fall into the same buckets, so every run
     # makes the same dedupe steps, and the N-th call is the same call.
     monkeypatch.setattr(plan_module, "new_salt", lambda: "5a" * 16)

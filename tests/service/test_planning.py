@@ -30,7 +30,7 @@ EXPECTED = json.loads((CORPUS / "expected.json").read_text(encoding="utf-8"))["c
 
 # Every step its own task, a slice of at most two records and one chunk, dedupe steps
 # of a record or two: the most steps a file can be planned in.
-TINY = {
+TINY: dict[str, Any] = {
     "plan_slice_bytes": 64,
     "plan_slice_records": 2,
     "plan_slice_chunks": 1,
@@ -161,7 +161,7 @@ def test_duplicates_across_slices_and_buckets_are_found_as_one_pass_finds_them(d
         if i % 11 == 0:
             lines.append({"prompt_id": f"id{i % 23}", "prompt": ""})  # invalid repeat keeps its own error
     data = b"".join(dump_line(x) for x in lines) + b"\n\nnot json\n"
-    settings = {"chunk_max_lines": 5, "plan_slice_records": 7, "plan_slice_chunks": 2, "plan_dedupe_records": 3}
+    settings: dict[str, Any] = {"chunk_max_lines": 5, "plan_slice_records": 7, "plan_slice_chunks": 2, "plan_dedupe_records": 3}
     expected = one_pass(data, dataclasses.replace(deps.settings, **settings))
     got, d, job = planned(deps, data, **settings, plan_invocation_seconds=0.0)
     assert got == expected
@@ -240,7 +240,7 @@ def test_a_step_that_keeps_failing_fails_the_job_with_a_reason(deps: StaticDeps)
     _, job_id = submit(deps, b'{"prompt_id": "secret-id", "prompt": "secret text"}\n')
     assert deps.tasks.plans == [job_id]  # type: ignore[attr-defined]
     broken = BrokenUploads(deps.blobs, deps.settings.upload_bucket)
-    d = StaticDeps(deps.settings, deps.store, broken, deps.tasks)  # type: ignore[arg-type]
+    d = StaticDeps(deps.settings, deps.store, broken, deps.tasks)
     for _ in range(deps.settings.plan_max_attempts):
         with pytest.raises(OSError):
             plan_job(d, job_id)
@@ -281,7 +281,7 @@ def test_a_failure_that_passes_does_not_fail_the_job(deps: StaticDeps) -> None:
     while tasks.plans:
         job = tasks.plans[0]
         # every step's first delivery does its work and fails to commit; the retry does it again
-        flaky = StaticDeps(d.settings, LostCommit(d.store), d.blobs, d.tasks)  # type: ignore[arg-type]
+        flaky = StaticDeps(d.settings, LostCommit(d.store), d.blobs, d.tasks)
         with pytest.raises(ServiceUnavailable):
             plan_job(flaky, job)
         failures += 1
@@ -313,7 +313,7 @@ def test_a_commit_whose_success_was_hidden_goes_on(deps: StaticDeps) -> None:
     expected = one_pass(data, deps.settings)
     d, job_id, tasks = tiny_job(deps, data)
     while tasks.plans:
-        retried = StaticDeps(d.settings, RetriedCommits(d.store), d.blobs, d.tasks)  # type: ignore[arg-type]
+        retried = StaticDeps(d.settings, RetriedCommits(d.store), d.blobs, d.tasks)
         plan_job(retried, tasks.plans.pop(0))
     chunks = [(c.index, c.start, c.end, c.first_line, c.record_count, c.skip_lines) for c in d.store.list_chunks(job_id)]
     assert chunks == expected["chunks"] and sorted(i for _, i in tasks.chunks) == [c[0] for c in chunks]

@@ -249,7 +249,8 @@ def test_finalization_refuses_counts_that_do_not_add_up_to_the_prompts(deps: Sta
     _, job_id = planned(deps, 8)
     job = deps.store.get_job(job_id)
     assert job is not None
-    deps.store.run_transaction(lambda tx: tx.put_job(job.replace(prompt_count=9)))  # one prompt more than rows
+    more = job.replace(prompt_count=9)  # one prompt more than rows
+    deps.store.run_transaction(lambda tx: tx.put_job(more))
     process_chunk(deps, job_id, 0)
     process_chunk(deps, job_id, 1)
     job = deps.store.get_job(job_id)

@@ -214,7 +214,7 @@ def test_the_signer_holds_exactly_what_the_signed_urls_do(needs: dict[str, Needs
     granted: dict[str, str] = {}
     for body in module.resources("google_storage_bucket_iam_member").values():
         if body["member"] == 'serviceAccount:${google_service_account.role["signer"].email}':
-            bucket = re.fullmatch(r'\$\{google_storage_bucket\.data\["(\w+)"\]\.name\}', body["bucket"])
-            assert bucket, body
-            granted[bucket[1]] = body["role"]
+            named = re.fullmatch(r'\$\{google_storage_bucket\.data\["(\w+)"\]\.name\}', body["bucket"])
+            assert named, body
+            granted[named[1]] = body["role"]
     assert granted == want

@@ -63,8 +63,9 @@ def edit_in_resource(path: Path, type_: str, pattern: str, replacement: str) -> 
     new, count = re.subn(pattern, replacement, block, count=1, flags=re.M)
     assert count == 1, f"{pattern!r} not in the first {type_} of {path.name}: this test is out of date"
     path.write_text(text[:start] + new + text[end:])
-    name = re.match(r'resource "[^"]+" "([^"]+)"', block)[1]
-    return f"{type_}.{name}"
+    header = re.match(r'resource "[^"]+" "([^"]+)"', block)
+    assert header, f"{type_} in {path.name} does not start with its resource line"
+    return f"{type_}.{header[1]}"
 
 
 def findings_for(findings: list[Finding], file: Path, address: str) -> list[Finding]:

@@ -190,7 +190,7 @@ def deps() -> StaticDeps:
 def call(deps: StaticDeps, handler: Any, path: str, data: bytes, key: str) -> flask.Response:
     """One POST through ``public.endpoint`` with a body of no stated length, as a chunked
     body reaches the function (the server de-chunks it, as gunicorn does)."""
-    environ = EnvironBuilder(path=path, method="POST", headers={"X-API-Key": key}).get_environ()
+    environ = EnvironBuilder(path=path, method="POST", headers=[("X-API-Key", key)]).get_environ()
     environ["wsgi.input"] = Trickle(data, 4096)
     environ["wsgi.input_terminated"] = True
     environ.pop("CONTENT_LENGTH", None)
@@ -212,7 +212,7 @@ def test_a_stored_nan_never_makes_a_500(deps: StaticDeps) -> None:
     key, record = keys.create_key(deps)
     # A job created before NaN was refused on the way in.
     new = lifecycle.create_job(deps, record.client_id, {"provider": "fake", "model": "m", "metadata": {"score": float("nan")}})
-    environ = EnvironBuilder(path=f"/v1/jobs/{new.job.job_id}/status", headers={"X-API-Key": key}).get_environ()
+    environ = EnvironBuilder(path=f"/v1/jobs/{new.job.job_id}/status", headers=[("X-API-Key", key)]).get_environ()
     with flask.Flask(__name__).request_context(environ):
         res = public.endpoint(public.job_status, lambda: deps)(flask.request)
     assert res.status_code == 200

@@ -1,9 +1,9 @@
-from promptforge.domain.chunking import ChunkCutter
+from promptforge.domain.chunking import ChunkCutter, ChunkSpec
 
 
-def cut(records: list[tuple[int, int, bool, bool]], max_records: int, max_bytes: int = 10**9):
+def cut(records: list[tuple[int, int, bool, bool]], max_records: int, max_bytes: int = 10**9) -> list[ChunkSpec]:
     cutter = ChunkCutter(max_records, max_bytes)
-    out = []
+    out: list[ChunkSpec] = []
     for n, (start, end, record, skip) in enumerate(records, start=1):
         spec = cutter.add(n, start, end, record, skip)
         if spec:

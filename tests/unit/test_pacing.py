@@ -303,7 +303,7 @@ def call(provider: Any, clock: Clock, max_rate_limited_s: float) -> tuple[Any, A
 
     pacer = Pacer(Limits(rpm=6000), 1.0, clock=clock, sleep=clock.sleep)
     request = ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}], params={})
-    out: list[Any] = []
+    out: list[tuple[Any, Any]] = []
 
     async def go() -> None:
         out.append(

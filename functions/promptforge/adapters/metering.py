@@ -415,12 +415,12 @@ class MeteredDeps(LiveDeps):
 
     @functools.cached_property
     def store(self) -> JobStore:
-        return MeteredStore(LiveDeps.store.func(self), self.meter)  # type: ignore[attr-defined,return-value]
+        return MeteredStore(LiveDeps.store.func(self), self.meter)  # type: ignore[attr-defined]
 
     @functools.cached_property
     def blobs(self) -> BlobStore:
-        return MeteredBlobs(LiveDeps.blobs.func(self), self.meter)  # type: ignore[attr-defined,return-value]
+        return MeteredBlobs(LiveDeps.blobs.func(self), self.meter)  # type: ignore[attr-defined]
 
     @functools.cached_property
     def tasks(self) -> TaskQueue:
-        return MeteredTasks(LiveDeps.tasks.func(self), self.meter)  # type: ignore[attr-defined,return-value]
+        return MeteredTasks(LiveDeps.tasks.func(self), self.meter)  # type: ignore[attr-defined]

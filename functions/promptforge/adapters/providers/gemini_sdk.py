@@ -146,7 +146,7 @@ class GeminiProvider:
             with self._client() as client:
                 response = await client.models.generate_content(
                     model=request.model,
-                    contents=contents,  # type: ignore[arg-type]
+                    contents=contents,
                     config=types.GenerateContentConfig(**config),
                 )
         except _TIMEOUTS as exc:
