@@ -12,7 +12,7 @@ first use, inside the function that needs them, to keep cold starts short.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import functions_framework
 
@@ -46,7 +46,7 @@ def _entry(ep: EntryPoint) -> Callable[..., Any]:
     # looks the target up under the same name: both must be the entry point's.
     serve.__name__ = serve.__qualname__ = ep.name
     registered: Callable[..., Any] = (
-        functions_framework.cloud_event(serve) if ep.trigger == "event" else functions_framework.http(serve)
+        functions_framework.cloud_event(cast(Any, serve)) if ep.trigger == "event" else functions_framework.http(cast(Any, serve))
     )
     return registered
 

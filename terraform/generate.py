@@ -107,7 +107,7 @@ def document() -> dict[str, Any]:
     }
 
 
-class _Dumper(yaml.SafeDumper):  # type: ignore[misc]
+class _Dumper(yaml.SafeDumper):
     """Double-quotes what Terraform fills in (``${...}``), so the value stays one YAML
     string whatever it becomes."""
 
