@@ -183,6 +183,9 @@ def _put_usage(args: tuple[Any, ...], result: Any) -> dict[str, int]:
 STORE_RULES: dict[str, Rule] = {
     "create_job": _fixed(WRITES),
     "get_job": _fixed(READS),
+    "get_chunk": _fixed(READS),
+    # A read, and a write when the change stored something (a lost race reads again, uncounted).
+    "update_chunk": lambda args, result: {READS: 1, WRITES: int(result is not None)},
     "find_jobs": _per_document,
     "list_jobs": _per_document,
     "list_chunks": _per_document,
