@@ -252,9 +252,16 @@ class _ChunkRun:
         bucket, scratch = self.s.results_bucket, paths.scratch_prefix(client, job_id, index)
         results = [n for n in mine.segments if paths.is_results_segment(n)]
         errors = [n for n in mine.segments if not paths.is_results_segment(n)]
-        publish(self.deps.blobs, bucket, errors, paths.chunk_errors_object(client, job_id, index), mine.errors_bytes, scratch)
-        staged = paths.chunk_results_object(client, job_id, index)
-        publish(self.deps.blobs, bucket, results, staged, mine.results_bytes, scratch)
+        # An object of no rows is never read (finalization and partial results take a
+        # chunk's results only if it completed a prompt, its errors only if one failed), so
+        # none is written; a count or a size without its rows still goes to publish, which
+        # refuses it.
+        if errors or mine.failed or mine.errors_bytes:
+            errors_object = paths.chunk_errors_object(client, job_id, index)
+            publish(self.deps.blobs, bucket, errors, errors_object, mine.errors_bytes, scratch)
+        if results or mine.completed or mine.results_bytes:
+            staged = paths.chunk_results_object(client, job_id, index)
+            publish(self.deps.blobs, bucket, results, staged, mine.results_bytes, scratch)
         now = self.deps.now()
 
         def record(tx: Tx) -> Any:  # the count's DoneMark (ports), or None: counted before
