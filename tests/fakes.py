@@ -11,12 +11,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, TypeVar
 
-from promptforge.adapters.firestore_store import DONE_SHARDS, AlreadyExists
+from promptforge.adapters.firestore_store import DONE_SHARDS, AlreadyExists, shard_size
 from promptforge.domain.job import Job, JobStatus
 from promptforge.domain.plan_state import PlanState
 from promptforge.domain.records import ApiKey, Chunk, ChunkStatus, ClientState, DoneCount, Totals
 from promptforge.domain.usage import ClientUsage
-from promptforge.service.ports import COMPOSE_MAX_SOURCES, BudgetBeat, ObjectInfo
+from promptforge.service.ports import COMPOSE_MAX_SOURCES, BudgetBeat, DoneMark, ObjectInfo
 
 T = TypeVar("T")
 T_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -63,8 +63,16 @@ class _MemTx:
     def put_chunk(self, chunk: Chunk) -> None:
         self._writes.append(lambda: self._s.chunks.__setitem__((chunk.job_id, chunk.index), chunk))
 
-    def count_done(self, job_id: str, index: int, delta: int, at: datetime) -> None:
-        self._writes.append(lambda: self._s.add_done(job_id, index % DONE_SHARDS, delta, at))
+    def count_done(self, job_id: str, index: int, delta: int, at: datetime, chunk_count: int = 0) -> DoneMark:
+        mark = DoneMark()
+
+        def write() -> None:
+            value = self._s.add_done(job_id, index % DONE_SHARDS, delta, at)
+            if chunk_count:
+                mark.may_complete = value >= shard_size(index, chunk_count)
+
+        self._writes.append(write)
+        return mark
 
     def commit(self) -> None:
         for write in self._writes:
@@ -100,6 +108,18 @@ class MemoryStore:
 
     def get_job(self, job_id: str) -> Job | None:
         return self.jobs.get(job_id)
+
+    def get_chunk(self, job_id: str, index: int) -> Chunk | None:
+        return self.chunks.get((job_id, index))
+
+    def update_chunk(self, job_id: str, index: int, change: Callable[[Chunk | None], Chunk | None]) -> Chunk | None:
+        with self._lock:
+            updated = change(self.chunks.get((job_id, index)))
+            if updated is not None:
+                if (updated.job_id, updated.index) != (job_id, index):
+                    raise ValueError("update_chunk changes the chunk it read, no other")
+                self.chunks[(job_id, index)] = updated
+            return updated
 
     def find_jobs(self, status: JobStatus, status_before: datetime | None = None, limit: int = 500) -> list[Job]:
         found = [
@@ -142,10 +162,11 @@ class MemoryStore:
             {k: v for k, v in errors.items() if v},
         )
 
-    def add_done(self, job_id: str, shard: int, delta: int, at: datetime) -> None:
+    def add_done(self, job_id: str, shard: int, delta: int, at: datetime) -> int:
         counter = self.done_counts.setdefault((job_id, shard), [0, None, None])
         counter[0] += delta
         counter[1] = at
+        return int(counter[0])
 
     def chunks_done(self, job_id: str) -> DoneCount:
         with self._lock:

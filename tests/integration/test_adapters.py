@@ -108,6 +108,49 @@ def test_chunk_progress_is_summed_across_chunks(live: LiveDeps) -> None:
     assert live.store.list_chunks(j.job_id)[0].status is ChunkStatus.PENDING
 
 
+def test_a_chunk_reads_plainly_and_updates_only_the_version_it_read(live: LiveDeps) -> None:
+    j = job("c-upd")
+    chunk = Chunk(j.job_id, 0, 0, 10, 1, 5)
+    assert live.store.get_chunk(j.job_id, 0) is None
+    assert live.store.update_chunk(j.job_id, 0, lambda c: None) is None
+    live.store.save_chunks([chunk])
+    assert live.store.get_chunk(j.job_id, 0) == chunk
+    seen: list[Chunk | None] = []
+
+    def change(current: Chunk | None) -> Chunk | None:
+        seen.append(current)
+        if len(seen) == 1:
+            # Another writer commits between this read and its write: the write must fail
+            # and the change run again on what that writer stored.
+            live.store.run_transaction(lambda tx: tx.put_chunk(chunk.replace(deliveries=7)))
+        assert current is not None
+        return current.replace(completed=current.completed + 2, segments=(*current.segments, "s"), error_counts={"timeout": 1})
+
+    stored = live.store.update_chunk(j.job_id, 0, change)
+    assert [c.deliveries if c else None for c in seen] == [0, 7]
+    assert stored == chunk.replace(deliveries=7, completed=2, segments=("s",), error_counts={"timeout": 1})
+    assert live.store.get_chunk(j.job_id, 0) == stored
+    with pytest.raises(LookupError):
+        live.store.update_chunk(j.job_id, 0, lambda c: (_ for _ in ()).throw(LookupError("refused")))
+    assert live.store.get_chunk(j.job_id, 0) == stored  # a change that raises writes nothing
+
+
+def test_a_done_count_change_tells_whether_the_job_may_be_complete(live: LiveDeps) -> None:
+    job_id = job("c-mark").job_id
+
+    def count(index: int, delta: int, chunk_count: int = 10) -> bool | None:
+        mark = live.store.run_transaction(lambda tx: tx.count_done(job_id, index, delta, T0, chunk_count))
+        return mark.may_complete  # type: ignore[no-any-return]
+
+    # Ten chunks: the counter of chunk 0 counts chunks 0 and 8; that of chunk 5 only chunk 5.
+    assert count(0, 1) is False
+    assert count(5, 1) is True
+    assert count(8, 1) is True
+    assert count(8, -1) is False  # reopened
+    assert count(8, 1, chunk_count=0) is None  # without the job's size, nothing is known
+    assert live.store.chunks_done(job_id).done == 3
+
+
 def test_api_keys_are_stored_by_hash(live: LiveDeps) -> None:
     digest = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
     live.store.put_api_key(ApiKey(digest, "c-key", "pf_abcdefg", T0))

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from promptforge.adapters.firestore_store import DONE_SHARDS
 from promptforge.domain import paths
 from promptforge.domain.job import JobStatus
 from promptforge.domain.records import Chunk, ChunkStatus
@@ -48,6 +49,40 @@ def test_a_chunk_done_counts_without_writing_the_job_document(deps: StaticDeps) 
     assert deps.store.chunks_done(job_id).done == 3
     job = deps.store.get_job(job_id)
     assert job is not None and job.status is JobStatus.COMPLETED and job.completed_count == 12
+
+
+class CountReads:
+    """The store, counting the reads of a job's done count."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.reads = 0
+
+    def chunks_done(self, job_id: str) -> Any:
+        self.reads += 1
+        return self._inner.chunks_done(job_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@pytest.mark.parametrize("order", ["forward", "backward"])
+def test_only_a_chunk_that_fills_its_share_of_the_count_reads_it(deps: StaticDeps, order: str) -> None:
+    """20 chunks over the 8 counters (3, 3, 3, 3, 2, 2, 2, 2 chunks each): only the chunk
+    that fills its counter reads the whole count, whichever order they finish in, and the
+    last chunk always does, so the job completes with its last delivery."""
+    client_id, job_id = planned(deps, 20, chunk_lines=1)
+    counting = CountReads(deps.store)
+    deps.store = counting  # type: ignore[assignment]
+    indexes = list(range(20)) if order == "forward" else list(reversed(range(20)))
+    for n, index in enumerate(indexes):
+        assert process_chunk(deps, job_id, index) == "done"
+        job = counting.get_job(job_id)
+        assert job is not None and job.status is (JobStatus.COMPLETED if n == 19 else JobStatus.PROCESSING)
+    assert counting.reads == DONE_SHARDS
+    assert process_chunk(deps, job_id, 3) == "ignored: job is COMPLETED"
+    deps.store = counting._inner
+    assert ids(deps, client_id, job_id) == Counter({f"p{i:04d}": 1 for i in range(20)})
 
 
 def test_part_names_sort_and_stay_under_a_thousand_whatever_the_chunk_count() -> None:

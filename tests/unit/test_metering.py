@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -188,6 +190,24 @@ def test_the_meter_writes_its_totals_per_process(meter: Meter) -> None:
     meter.flush()
     assert json.loads(meter.path.read_text())["counts"] == {READS: 5, WRITES: 1}
     assert not [f for f in meter.directory.iterdir() if f.name.endswith(".tmp")]
+
+
+def test_a_worker_forked_after_the_meter_started_flushes_its_own_counts(meter: Meter) -> None:
+    # A server that loads the app (and starts the meter) before forking its workers: the
+    # flusher thread does not survive the fork, so the worker must start its own.
+    meter.add(READS, 2)
+    meter.start(every_s=0.05)
+    pid = os.fork()
+    if pid == 0:  # the worker: count, let its flusher write, leave without pytest's teardown
+        try:
+            meter.add(WRITES, 3)
+            time.sleep(1.0)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    child = meter.directory / f"process_chunk-{pid}.json"
+    assert json.loads(child.read_text())["counts"] == {WRITES: 3}  # its own, not the parent's too
+    assert meter.snapshot() == {READS: 2}
 
 
 def test_counting_reader_reads_into_buffers(meter: Meter) -> None:

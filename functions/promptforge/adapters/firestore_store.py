@@ -39,7 +39,7 @@ from ..domain.job import Job, JobError, JobStatus
 from ..domain.plan_state import PlanPhase, PlanSlice, PlanState
 from ..domain.records import ROW_ERROR_CODES, ApiKey, Chunk, ChunkStatus, ClientState, DoneCount, Totals, Waiting
 from ..domain.usage import REQUEST_WINDOW, AwaitingUpload, ClientUsage
-from ..service.ports import BudgetBeat
+from ..service.ports import BudgetBeat, DoneMark
 
 T = TypeVar("T")
 _BATCH = 400  # below Firestore's 500 writes per batch
@@ -163,21 +163,36 @@ def _read(db: firestore.Client, ref: Any, transaction: bytes | None = None) -> d
     those two costs were most of the CPU of the reads; GetDocument is a unary call with
     the same consistency, the same transaction semantics and the client's default retry.
     """
+    fields, _ = _read_versioned(db, ref, transaction)
+    return fields
+
+
+def _read_versioned(db: firestore.Client, ref: Any, transaction: bytes | None = None) -> tuple[dict[str, Any] | None, Any]:
+    """:func:`_read`, with the document's update time (None with no document): the version
+    a conditional write names."""
     request: dict[str, Any] = {"name": ref._document_path}
     if transaction is not None:
         request["transaction"] = transaction
     try:
         doc = db._firestore_api.get_document(request=request, metadata=db._rpc_metadata)
     except gexc.NotFound:
-        return None
+        return None, None
     fields: dict[str, Any] = _helpers.decode_dict(doc.fields, db)
-    return fields
+    return fields, doc.update_time
+
+
+def shard_size(index: int, chunk_count: int) -> int:
+    """How many of a job's ``chunk_count`` chunks the done counter of chunk ``index`` counts."""
+    shard = index % DONE_SHARDS
+    return chunk_count // DONE_SHARDS + (1 if shard < chunk_count % DONE_SHARDS else 0)
 
 
 class _Tx:
     def __init__(self, db: firestore.Client, txn: firestore.Transaction) -> None:
         self._db = db
         self._txn = txn
+        # Done marks to fill from the commit: (position of the write, chunks its counter counts, mark).
+        self.marks: list[tuple[int, int, DoneMark]] = []
 
     def _get(self, ref: Any) -> dict[str, Any] | None:
         return _read(self._db, ref, self._txn.id)
@@ -214,9 +229,20 @@ class _Tx:
         ref = self._db.collection("jobs").document(chunk.job_id).collection("chunks").document(_chunk_id(chunk.index))
         self._txn.set(ref, chunk_to_doc(chunk))
 
-    def count_done(self, job_id: str, index: int, delta: int, at: datetime) -> None:
+    def count_done(self, job_id: str, index: int, delta: int, at: datetime, chunk_count: int = 0) -> DoneMark:
         ref = _done_counts(self._db, job_id).document(str(index % DONE_SHARDS))
         self._txn.set(ref, {"done": firestore.Increment(delta), "at": at}, merge=True)
+        mark = DoneMark()
+        if chunk_count:
+            self.marks.append((len(self._txn._write_pbs) - 1, shard_size(index, chunk_count), mark))
+        return mark
+
+    def committed(self, results: list[Any]) -> None:
+        """Fill the done marks from the commit's write results: an increment's result is
+        the counter's value after it."""
+        for position, size, mark in self.marks:
+            transforms = results[position].transform_results if position < len(results) else ()
+            mark.may_complete = int(transforms[0].integer_value) >= size if transforms else None
 
 
 class FirestoreJobStore:
@@ -226,16 +252,21 @@ class FirestoreJobStore:
         self._db = client
 
     def run_transaction(self, fn: Callable[[_Tx], T]) -> T:
+        attempts: list[_Tx] = []
+
         @firestore.transactional  # type: ignore[untyped-decorator]
         def body(txn: firestore.Transaction) -> T:
-            return fn(_Tx(self._db, txn))
+            attempts.append(_Tx(self._db, txn))
+            return fn(attempts[-1])
 
         # The client retries a commit aborted by contention, five times; a read aborted by
         # contention (the emulator does this after its lock timeout), or five lost commits in
         # a row, is retried here with jittered backoff before the error goes up.
         for attempt in range(6):
             try:
-                result: T = body(self._db.transaction())
+                txn = self._db.transaction()
+                result: T = body(txn)
+                attempts[-1].committed(list(getattr(txn, "write_results", None) or ()))
                 return result
             except (gexc.Aborted, ValueError) as exc:
                 contended = isinstance(exc, gexc.Aborted) or isinstance(exc.__cause__, gexc.Aborted)
@@ -271,6 +302,36 @@ class FirestoreJobStore:
         if after is not None:
             query = query.start_after({"created_at": after[0], "job_id": after[1]})
         return [job_from_doc(s.to_dict()) for s in query.limit(limit).stream()]
+
+    def get_chunk(self, job_id: str, index: int) -> Chunk | None:
+        doc = _read(self._db, self._chunks(job_id).document(_chunk_id(index)))
+        return chunk_from_doc(doc) if doc is not None else None
+
+    def update_chunk(self, job_id: str, index: int, change: Callable[[Chunk | None], Chunk | None]) -> Chunk | None:
+        ref = self._chunks(job_id).document(_chunk_id(index))
+        for attempt in range(6):
+            doc, version = _read_versioned(self._db, ref)
+            updated = change(chunk_from_doc(doc) if doc is not None else None)
+            if updated is None:
+                return None
+            if (updated.job_id, updated.index) != (job_id, index):
+                raise ValueError("update_chunk changes the chunk it read, no other")
+            # The write goes through only if the document is still the version read (or,
+            # read as missing, still missing): what a transaction would have ensured. An
+            # update naming every field of the chunk replaces the document.
+            batch = self._db.batch()
+            if version is None:
+                batch.create(ref, chunk_to_doc(updated))
+            else:
+                batch.update(ref, chunk_to_doc(updated), option=self._db.write_option(last_update_time=version))
+            try:
+                batch.commit()
+                return updated
+            except (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.NotFound, gexc.Aborted):
+                if attempt == 5:
+                    raise
+                time.sleep(random.uniform(0.005, 0.01) * 2**attempt)  # someone wrote between: read again
+        raise AssertionError("unreachable")
 
     def get_plan(self, job_id: str) -> PlanState | None:
         snap = self._db.collection("plans").document(job_id).get()

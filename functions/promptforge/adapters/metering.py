@@ -99,6 +99,7 @@ class Meter:
         self._flush_lock = threading.Lock()  # the flusher thread and the exit hook share the file
         self._written: dict[str, int] | None = None
         self._thread: threading.Thread | None = None
+        self._fork_hook = False
 
     def add(self, key: str, n: int = 1) -> None:
         with self._lock:
@@ -137,7 +138,20 @@ class Meter:
 
         self._thread = threading.Thread(target=loop, name="promptforge-meter", daemon=True)
         self._thread.start()
+        if not self._fork_hook:  # once per meter (a child inherits it)
+            os.register_at_fork(after_in_child=lambda: self._forked(every_s))
+            self._fork_hook = True
         atexit.register(self.flush)
+
+    def _forked(self, every_s: float) -> None:
+        """In a process forked after the meter started (a server that loads the app before
+        forking its workers): no thread survives a fork, so the child starts its own
+        flusher; it counts from zero into its own file, the parent's file keeps what was
+        counted before the fork."""
+        self._lock, self._flush_lock = threading.Lock(), threading.Lock()
+        self.counts = Counter()
+        self._written, self._thread = None, None
+        self.start(every_s)
 
 
 def _at_least_one(n: int) -> int:
@@ -183,6 +197,9 @@ def _put_usage(args: tuple[Any, ...], result: Any) -> dict[str, int]:
 STORE_RULES: dict[str, Rule] = {
     "create_job": _fixed(WRITES),
     "get_job": _fixed(READS),
+    "get_chunk": _fixed(READS),
+    # A read, and a write when the change stored something (a lost race reads again, uncounted).
+    "update_chunk": lambda args, result: {READS: 1, WRITES: int(result is not None)},
     "find_jobs": _per_document,
     "list_jobs": _per_document,
     "list_chunks": _per_document,

@@ -64,8 +64,9 @@ def process_chunk(deps: Deps, job_id: str, index: int) -> str:
     if chunk is None:
         finalize_if_done(deps, job_id)
         return "already done"
+    run = _ChunkRun(deps, job, chunk)
     try:
-        outcome = _ChunkRun(deps, job, chunk).execute()
+        outcome = run.execute()
     except ProviderUnavailable as exc:
         _release(deps, chunk)
         fail_job(deps, job_id, JobError("provider_unavailable", str(exc)))
@@ -82,7 +83,9 @@ def process_chunk(deps: Deps, job_id: str, index: int) -> str:
         # Hand the chunk back at once so the task's retry need not wait out the lease.
         _release(deps, chunk)
         raise
-    if outcome == "done":
+    if outcome == "done" and run.may_complete is not False:
+        # Only a chunk whose DONE commit filled its share of the done count can be the
+        # job's last; the others skip reading the count.
         finalize_if_done(deps, job_id)
     return outcome
 
@@ -109,8 +112,9 @@ def _claim(deps: Deps, job_id: str, index: int) -> Chunk | None:
         raise ChunkBusy(min(result, 60))
     if result is None:
         return None
-    # Read back: a retried commit can hide that this call's claim went through.
-    stored = deps.store.run_transaction(lambda tx: tx.get_chunk(job_id, index))
+    # Read back: a retried commit can hide that this call's claim went through. A plain
+    # read sees every committed write, as a transaction that only reads would.
+    stored = deps.store.get_chunk(job_id, index)
     if stored is None or stored.deliveries != result.deliveries or stored.status is not ChunkStatus.RUNNING:
         raise ChunkBusy(1)
     return stored
@@ -163,6 +167,8 @@ class _ChunkRun:
         self.started = time.monotonic()
         self.last_checkpoint = time.monotonic()
         self.last_renewal = time.monotonic()
+        # From the DONE commit: False when this chunk cannot have been the job's last.
+        self.may_complete: bool | None = None
 
     @property
     def halt(self) -> str | None:
@@ -246,25 +252,38 @@ class _ChunkRun:
         bucket, scratch = self.s.results_bucket, paths.scratch_prefix(client, job_id, index)
         results = [n for n in mine.segments if paths.is_results_segment(n)]
         errors = [n for n in mine.segments if not paths.is_results_segment(n)]
-        publish(self.deps.blobs, bucket, errors, paths.chunk_errors_object(client, job_id, index), mine.errors_bytes, scratch)
-        staged = paths.chunk_results_object(client, job_id, index)
-        publish(self.deps.blobs, bucket, results, staged, mine.results_bytes, scratch)
+        # An object of no rows is never read (finalization and partial results take a
+        # chunk's results only if it completed a prompt, its errors only if one failed), so
+        # none is written; a count or a size without its rows still goes to publish, which
+        # refuses it.
+        if errors or mine.failed or mine.errors_bytes:
+            errors_object = paths.chunk_errors_object(client, job_id, index)
+            publish(self.deps.blobs, bucket, errors, errors_object, mine.errors_bytes, scratch)
+        if results or mine.completed or mine.results_bytes:
+            staged = paths.chunk_results_object(client, job_id, index)
+            publish(self.deps.blobs, bucket, results, staged, mine.results_bytes, scratch)
         now = self.deps.now()
 
-        def record(tx: Tx) -> None:
+        def record(tx: Tx) -> Any:  # the count's DoneMark (ports), or None: counted before
             current = tx.get_chunk(job_id, index)
             if current is None or current.status is ChunkStatus.DONE:
-                return
+                return None
             if current.deliveries != mine.deliveries or current.segments != mine.segments:
                 raise LeaseLost()
             tx.put_chunk(current.replace(status=ChunkStatus.DONE, lease_until=None, stopped=stopped))
-            tx.count_done(job_id, index, 1, now)
+            return tx.count_done(job_id, index, 1, now, self.job.chunk_count or 0)
 
-        self.deps.store.run_transaction(record)
+        mark = self.deps.store.run_transaction(record)
+        self.may_complete = mark.may_complete if mark is not None else None
         logs.info("chunk done", job_id=job_id, chunk=index, completed=mine.completed, failed=mine.failed, stopped=stopped)
 
     def _verify_lease(self) -> None:
-        current = self.deps.store.run_transaction(lambda tx: tx.get_chunk(self.chunk.job_id, self.chunk.index))
+        """Turn back before publishing if a later delivery took the chunk over. A check at
+        one instant, so a plain read (which sees every committed write) does what a
+        transaction would; a takeover after it is caught by the DONE transaction, which
+        compares the delivery and the segments, and finalization checks every published
+        object's size."""
+        current = self.deps.store.get_chunk(self.chunk.job_id, self.chunk.index)
         if current is None or current.deliveries != self.chunk.deliveries:
             raise LeaseLost()
 
@@ -293,8 +312,7 @@ class _ChunkRun:
         mine = self.chunk
         lease_until = self.deps.now() + _lease(self.deps)
 
-        def save(tx: Tx) -> Chunk:
-            current = tx.get_chunk(mine.job_id, mine.index)
+        def save(current: Chunk | None) -> Chunk:
             if current is None or current.deliveries != mine.deliveries or current.status is not ChunkStatus.RUNNING:
                 raise LeaseLost()
             updated = current.replace(
@@ -308,10 +326,14 @@ class _ChunkRun:
                 results_bytes=mine.results_bytes + sizes["results"],
                 errors_bytes=mine.errors_bytes + sizes["errors"],
             )
-            tx.put_chunk(updated)
             return updated
 
-        self.chunk = self.deps.store.run_transaction(save)
+        # A read and a write conditioned on it: a takeover between the two fails the write,
+        # and the read again finds the chunk taken.
+        stored = self.deps.store.update_chunk(mine.job_id, mine.index, save)
+        if stored is None:  # save returns a chunk or raises: nothing stored is no lease
+            raise LeaseLost()
+        self.chunk = stored
         self.last_checkpoint = self.last_renewal = time.monotonic()
 
     # --- the asynchronous run --------------------------------------------------------

@@ -39,12 +39,30 @@ class Tx(Protocol):
 
     def put_plan(self, state: PlanState) -> None: ...
 
-    def count_done(self, job_id: str, index: int, delta: int, at: datetime) -> None:
+    def count_done(self, job_id: str, index: int, delta: int, at: datetime, chunk_count: int = 0) -> DoneMark:
         """Add ``delta`` (+1 when chunk ``index`` turns DONE, -1 when it is reopened) to the
         job's count of done chunks, committed with the transaction's other writes. A write
         without a read, spread over a few counter documents, so chunks finishing together
-        neither wait on each other nor on the job document."""
+        neither wait on each other nor on the job document. With the job's ``chunk_count``,
+        the returned mark tells, once the transaction has committed, whether the job may
+        now be done."""
         ...
+
+
+@dataclass
+class DoneMark:
+    """What one change of a job's done count tells once its transaction has committed.
+
+    The count is split over counter documents, each counting a fixed set of the job's
+    chunks; the server applies the change and returns that counter's new value with the
+    commit, at no read. While the counter a chunk changed is short of the chunks it counts,
+    the job cannot be done, whatever the other counters hold: only the commit that fills
+    its counter needs to read the whole count. The last chunk to finish fills its own
+    counter, so it always looks.
+    """
+
+    # None until the transaction commits, or when the counter's size was not given.
+    may_complete: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,19 @@ class JobStore(Protocol):
 
     def create_job(self, job: Job) -> None: ...
     def get_job(self, job_id: str) -> Job | None: ...
+    def get_chunk(self, job_id: str, index: int) -> Chunk | None:
+        """A chunk as committed now: a plain strongly consistent read, outside any
+        transaction (one request, where a transaction that only reads takes three)."""
+        ...
+
+    def update_chunk(self, job_id: str, index: int, change: Callable[[Chunk | None], Chunk | None]) -> Chunk | None:
+        """Read a chunk, and store ``change(chunk)`` unless it returns None, only if the
+        chunk was not written since the read: otherwise read again and call ``change``
+        again (so it must be pure). Returns what was stored, or None. The same isolation as
+        a transaction over that one document, in a read and a conditional write, holding no
+        lock; an exception from ``change`` goes up and writes nothing."""
+        ...
+
     def find_jobs(self, status: JobStatus, status_before: datetime | None = None, limit: int = 500) -> list[Job]:
         """Jobs in ``status`` (that entered it before ``status_before``), oldest first."""
         ...
