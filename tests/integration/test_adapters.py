@@ -140,7 +140,7 @@ def test_a_done_count_change_tells_whether_the_job_may_be_complete(live: LiveDep
 
     def count(index: int, delta: int, chunk_count: int = 10) -> bool | None:
         mark = live.store.run_transaction(lambda tx: tx.count_done(job_id, index, delta, T0, chunk_count))
-        return mark.may_complete  # type: ignore[no-any-return]
+        return mark.may_complete
 
     # Ten chunks: the counter of chunk 0 counts chunks 0 and 8; that of chunk 5 only chunk 5.
     assert count(0, 1) is False

@@ -73,7 +73,7 @@ def test_only_a_chunk_that_fills_its_share_of_the_count_reads_it(deps: StaticDep
     last chunk always does, so the job completes with its last delivery."""
     client_id, job_id = planned(deps, 20, chunk_lines=1)
     counting = CountReads(deps.store)
-    deps.store = counting  # type: ignore[assignment]
+    deps.store = counting
     indexes = list(range(20)) if order == "forward" else list(reversed(range(20)))
     for n, index in enumerate(indexes):
         assert process_chunk(deps, job_id, index) == "done"
