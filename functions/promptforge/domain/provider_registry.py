@@ -25,7 +25,8 @@ class ProviderSpec:
     opener: str  # the function in ``module`` that opens it for a chunk run
     credential_env: str | None  # the deployment's key for it (a Secret Manager secret of that name)
     wire: str  # the request format on the wire: "openai", "anthropic" or "gemini"
-    sdk: str | None  # the distribution in functions/requirements.txt its adapter uses
+    sdk: str | None  # the SDK module its adapter imports (only when the provider is opened)
+    distribution: str | None  # the SDK's line in functions/requirements.txt
     price_key: str | None  # its table in domain/prices.json (None: nothing is priced)
     deployable: bool  # may a Terraform deployment enable it (fake is for local stacks)
     # The row in docs/providers.md:
@@ -42,6 +43,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         credential_env="OPENAI_API_KEY",
         wire="openai",
         sdk="openai",
+        distribution="openai",
         price_key="openai",
         deployable=True,
         client="official `openai` SDK (`AsyncOpenAI`), chat completions",
@@ -55,6 +57,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         credential_env="ANTHROPIC_API_KEY",
         wire="anthropic",
         sdk="anthropic",
+        distribution="anthropic",
         price_key="anthropic",
         deployable=True,
         client="official `anthropic` SDK (`AsyncAnthropic`), messages API",
@@ -67,7 +70,8 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         opener="open_gemini",
         credential_env="GEMINI_API_KEY",
         wire="gemini",
-        sdk="google-genai",
+        sdk="google.genai",
+        distribution="google-genai",
         price_key="gemini",
         deployable=True,
         client="`google-genai` SDK, `models.generate_content`",
@@ -82,6 +86,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         credential_env=None,  # each endpoint names its own (PROMPTFORGE_ENDPOINTS key_env)
         wire="openai",
         sdk=None,
+        distribution=None,
         price_key=None,
         deployable=True,
         client="PromptForge's small OpenAI wire client (`openai_wire.py`, on aiohttp)",
@@ -96,7 +101,8 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         credential_env=None,
         wire="openai",
         sdk=None,
-        price_key=None,
+        distribution=None,
+        price_key="fake",  # a made-up price, so benchmarks show a cost,
         deployable=False,
         client="the same wire client",
         environment="`PROMPTFORGE_FAKE_LLM_URL`",
@@ -104,6 +110,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
     ),
 )
 
+SDKS: tuple[str, ...] = tuple(dict.fromkeys(p.sdk for p in PROVIDERS if p.sdk))
 BY_NAME: dict[str, ProviderSpec] = {p.name: p for p in PROVIDERS}
 NAMES: tuple[str, ...] = tuple(p.name for p in PROVIDERS)
 # The deployment-wide credentials (Terraform's provider key secrets).
