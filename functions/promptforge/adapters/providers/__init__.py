@@ -47,8 +47,9 @@ class LiveProviders:
     registry).
     """
 
-    def __init__(self, lookup: Callable[[str], str] = secret) -> None:
+    def __init__(self, lookup: Callable[[str], str] = secret, timeout_s: float = PROVIDER_TIMEOUT_S) -> None:
         self._lookup = lookup
+        self._timeout_s = timeout_s
 
     def _secret(self, name: str, who: str) -> str:
         value = self._lookup(name)
@@ -65,11 +66,11 @@ class LiveProviders:
             raise ProviderUnavailable(f"provider {name!r} is not available")
         module = importlib.import_module(f"{__name__}.{spec.module}")
         opener = getattr(module, spec.opener)
-        provider: Provider = opener(settings, endpoint, base_url, self._secret)
+        provider: Provider = opener(settings, endpoint, base_url, self._secret, self._timeout_s)
         return provider
 
 
 def open_provider(name: str, settings: Settings, endpoint: str | None = None, base_url: str | None = None) -> Provider:
     """A ready provider, its credential from the environment (tools and tests; use cases
     open providers through ``deps.providers``)."""
-    return LiveProviders()(name, settings, endpoint, base_url)
+    return LiveProviders(timeout_s=PROVIDER_TIMEOUT_S)(name, settings, endpoint, base_url)

@@ -21,7 +21,7 @@ from google.genai import errors, types
 from google.genai.client import AsyncClient
 
 from . import _http, _messages, _shared
-from ._opening import PROVIDER_TIMEOUT_S, Secret, Settings
+from ._opening import Secret, Settings, deployment_key
 from .base import ChatRequest, ChatResult, ProviderError
 
 # google-genai sends async requests through aiohttp when aiohttp is installed, else
@@ -223,7 +223,9 @@ def _status_error(exc: errors.APIError) -> ProviderError:
     )
 
 
-def open_gemini(settings: Settings, endpoint: str | None, base_url: str | None, secret: Secret) -> GeminiProvider:
+def open_gemini(
+    settings: Settings, endpoint: str | None, base_url: str | None, secret: Secret, timeout_s: float
+) -> GeminiProvider:
     """The registry's opener for ``gemini``: the Gemini API with a key, or Vertex AI with
     the function's service account."""
     if settings.gemini_vertex:
@@ -231,10 +233,10 @@ def open_gemini(settings: Settings, endpoint: str | None, base_url: str | None, 
             vertex_project=settings.project,
             vertex_location=settings.gemini_location,
             base_url=settings.gemini_base_url or None,
-            timeout_s=PROVIDER_TIMEOUT_S,
+            timeout_s=timeout_s,
         )
     return GeminiProvider(
-        api_key=secret("GEMINI_API_KEY", "gemini"),
+        api_key=deployment_key("gemini", secret),
         base_url=settings.gemini_base_url or None,
-        timeout_s=PROVIDER_TIMEOUT_S,
+        timeout_s=timeout_s,
     )

@@ -20,7 +20,7 @@ from typing import Any
 import openai
 
 from . import _http, _sdk_transport, _shared
-from ._opening import PROVIDER_TIMEOUT_S, Secret, Settings
+from ._opening import Secret, Settings, deployment_key
 from .base import ChatRequest, ChatResult, ProviderError
 
 
@@ -122,11 +122,13 @@ def _status_error(exc: openai.APIStatusError) -> ProviderError:
     )
 
 
-def open_openai(settings: Settings, endpoint: str | None, base_url: str | None, secret: Secret) -> OpenAIProvider:
+def open_openai(
+    settings: Settings, endpoint: str | None, base_url: str | None, secret: Secret, timeout_s: float
+) -> OpenAIProvider:
     """The registry's opener for ``openai`` (see :func:`promptforge.adapters.providers.open_provider`)."""
     return OpenAIProvider(
         name="openai",
-        api_key=secret("OPENAI_API_KEY", "openai"),
+        api_key=deployment_key("openai", secret),
         base_url=settings.openai_base_url or None,
-        timeout_s=PROVIDER_TIMEOUT_S,
+        timeout_s=timeout_s,
     )
