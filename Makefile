@@ -19,6 +19,7 @@ lint: bootstrap
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
+	cd functions && ../.venv/bin/lint-imports --config ../pyproject.toml --no-cache
 
 # Offline checks of terraform/ and cloudbuild.yaml (fmt, checkov, Cloud Build schema) and
 # their structural tests; plan and apply need Google Cloud and run in Cloud Build.

@@ -24,15 +24,18 @@ import sys
 from pathlib import Path
 
 FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
+sys.path.insert(0, str(FUNCTIONS))
+from promptforge.domain.provider_registry import CREDENTIAL_ENVS, NAMES, SDKS  # noqa: E402
+
+# The clients worth watching: Google Cloud's, the HTTP clients and every provider SDK
+# of the registry.
 HEAVY = (
     "google.cloud.tasks_v2",
     "google.cloud.firestore",
     "google.cloud.storage",
     "grpc",
     "httpx",
-    "openai",
-    "anthropic",
-    "google.genai",
+    *SDKS,
     "httpx2",
     "aiohttp",
 )
@@ -59,7 +62,7 @@ if provider:
     report["heavy_modules_loaded"] = sorted(h for h in __NAMES__ if any(m == h or m.startswith(h + ".") for m in sys.modules))
 print(json.dumps(report))
 """.replace("__NAMES__", repr(HEAVY))
-_DUMMY_KEYS = {"OPENAI_API_KEY": "probe", "ANTHROPIC_API_KEY": "probe", "GEMINI_API_KEY": "probe"}
+_DUMMY_KEYS = dict.fromkeys(CREDENTIAL_ENVS, "probe")
 
 
 def _seconds(result: dict[str, object], key: str) -> float:
@@ -80,9 +83,7 @@ def probe(provider: str = "") -> dict[str, object]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument(
-        "--provider", default="", help="also open this provider (openai, anthropic, gemini, openai_compatible, fake)"
-    )
+    parser.add_argument("--provider", default="", choices=("", *NAMES), help="also open this provider (one of the registry's)")
     args = parser.parse_args()
     results = [probe(args.provider) for _ in range(args.runs)]
     if args.runs == 1:

@@ -21,8 +21,9 @@ sys.path.insert(0, str(ROOT / "functions"))
 sys.path.insert(0, str(ROOT))
 
 from promptforge import config  # noqa: E402
+from promptforge.adapters.outbound import HttpOutbound  # noqa: E402
 from promptforge.service.deps import StaticDeps  # noqa: E402
-from tests.fakes import MemoryBlobs, MemoryStore, RecordingTasks  # noqa: E402
+from tests.fakes import MemoryBlobs, MemoryProviders, MemoryStore, RecordingTasks  # noqa: E402
 
 T = TypeVar("T")
 
@@ -128,16 +129,30 @@ def make_settings(**overrides: Any) -> config.Settings:
 
 
 @pytest.fixture(params=["memory", "emulators"])
-def deps(request: pytest.FixtureRequest, fake_llm: str) -> StaticDeps:
+def deps(request: pytest.FixtureRequest) -> StaticDeps:
     """Deps with in-memory adapters, or the real Firestore and Cloud Storage emulators.
 
     Tasks are recorded, not sent: the tests deliver them, which is how they repeat a
-    delivery or drop one on purpose.
+    delivery or drop one on purpose. Callbacks go out over real HTTP. The LLM is the in-memory provider
+    (``deps.providers``, a :class:`~tests.fakes.MemoryProviders`): a use case's tests set
+    its latency or errors on it; :func:`http_deps` runs the real provider adapter against
+    the fake LLM server instead.
     """
-    settings = make_settings(fake_llm_url=f"{fake_llm}/v1", chunk_max_lines=4)
+    settings = make_settings(chunk_max_lines=4)
     if request.param == "memory":
-        return StaticDeps(settings, MemoryStore(), MemoryBlobs(), RecordingTasks())
+        return StaticDeps(
+            settings, MemoryStore(), MemoryBlobs(), RecordingTasks(), providers=MemoryProviders(), outbound=HttpOutbound()
+        )
     return emulator_deps(request, settings)
+
+
+@pytest.fixture
+def http_deps(deps: StaticDeps, fake_llm: str) -> StaticDeps:
+    """``deps`` with the production provider factory, over HTTP to the fake LLM server."""
+    from promptforge.adapters.providers import LiveProviders
+
+    settings = dataclasses.replace(deps.settings, fake_llm_url=f"{fake_llm}/v1")
+    return dataclasses.replace(deps, settings=settings, providers=LiveProviders())
 
 
 def emulator_deps(request: pytest.FixtureRequest, settings: config.Settings) -> StaticDeps:
@@ -161,7 +176,9 @@ def emulator_deps(request: pytest.FixtureRequest, settings: config.Settings) -> 
         )
     )
     _ensure_buckets(live, "service-tests-uploads", "service-tests-results")
-    return StaticDeps(live.settings, live.store, live.blobs, RecordingTasks())
+    return StaticDeps(
+        live.settings, live.store, live.blobs, RecordingTasks(), providers=MemoryProviders(), outbound=HttpOutbound()
+    )
 
 
 def _ensure_buckets(live: Any, *names: str) -> None:

@@ -1,9 +1,12 @@
 """In-memory adapters for fast service tests. The same tests also run against the
 emulators (see conftest), so these must behave like the real ones where it matters:
-transactions read before they write and commit all or nothing."""
+transactions read before they write and commit all or nothing. The in-memory LLM
+provider stands in for a provider's behaviour (latency, errors, 429s, usage); the real
+HTTP path against the fake LLM server is tested per provider in tests/providers."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -12,11 +15,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, TypeVar
 
 from promptforge.adapters.firestore_store import DONE_SHARDS, AlreadyExists, shard_size
+from promptforge.config import Settings
 from promptforge.domain.job import Job, JobStatus
 from promptforge.domain.plan_state import PlanState
 from promptforge.domain.records import ApiKey, Chunk, ChunkStatus, ClientState, DoneCount, Totals
 from promptforge.domain.usage import ClientUsage
 from promptforge.service.ports import COMPOSE_MAX_SOURCES, BudgetBeat, DoneMark, ObjectInfo
+from promptforge.service.provider_port import ChatRequest, ChatResult, ProviderError, ProviderUnavailable
 
 T = TypeVar("T")
 T_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -311,3 +316,61 @@ class RecordingTasks:
 
     def enqueue_chunk(self, job_id: str, index: int, tag: str = "") -> None:
         self.chunks.append((job_id, index))
+
+
+class MemoryProviders:
+    """A provider factory and the one provider it opens, in memory.
+
+    Every prompt is answered with an echo of its last message and usage counted from its
+    length (about four characters a token), after ``latency_s`` of the event loop's time.
+    ``script`` may return a :class:`ProviderError` for a request (a 429, a timeout, a
+    refusal) instead of an answer. Like the real factory, a provider the deployment has
+    not enabled is unavailable.
+    """
+
+    def __init__(self, latency_s: float = 0.0, script: Callable[[ChatRequest], ProviderError | None] | None = None) -> None:
+        self.latency_s = latency_s
+        self.script = script
+        self.requests_total = 0
+        self.answered = 0
+        self.opened: list[tuple[str, str | None, str | None]] = []
+        self._lock = threading.Lock()
+
+    def __call__(
+        self, name: str, settings: Settings, endpoint: str | None = None, base_url: str | None = None
+    ) -> MemoryProviders:
+        if name not in settings.providers:
+            raise ProviderUnavailable(f"provider {name!r} is not enabled on this deployment")
+        with self._lock:
+            self.opened.append((name, endpoint, base_url))
+        return self
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        with self._lock:
+            self.requests_total += 1
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        error = self.script(request) if self.script else None
+        if error is not None:
+            raise error
+        prompt = str(request.messages[-1].get("content", ""))
+        text = f"echo: {prompt}"
+        with self._lock:
+            self.answered += 1
+        return ChatResult(
+            text=text,
+            model=request.model,
+            input_tokens=sum(len(str(m.get("content", ""))) for m in request.messages) // 4 + 1,
+            output_tokens=len(text) // 4 + 1,
+            finish_reason="stop",
+        )
+
+    async def aclose(self) -> None:
+        return None
+
+
+def llm(deps: Any) -> MemoryProviders:
+    """The in-memory provider of deps built by the tests' fixtures."""
+    providers = deps.providers
+    assert isinstance(providers, MemoryProviders), "these deps call a real provider, not the in-memory one"
+    return providers

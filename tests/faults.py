@@ -25,15 +25,14 @@ from typing import Any, BinaryIO
 from google.api_core.exceptions import ServiceUnavailable
 
 from promptforge.adapters.metering import Intercepted
-from promptforge.adapters.providers import ChatRequest, ChatResult, ProviderError
 from promptforge.domain import paths
 from promptforge.domain.job import Job
-from promptforge.service import chunks as chunks_module
 from promptforge.service import keys, lifecycle, watchdog
 from promptforge.service.chunks import ChunkBusy, process_chunk
 from promptforge.service.deps import StaticDeps
 from promptforge.service.plan import plan_job
 from promptforge.service.ports import BlobStore
+from promptforge.service.provider_port import ChatRequest, ChatResult, ProviderError
 
 KINDS = ("firestore", "storage", "tasks")
 MODES = ("503", "die", "die-after")
@@ -215,16 +214,16 @@ class JobRun:
         self.clock = Clock()
         self.inj = Injector(fault)
         self.tasks = QueueTasks()
+        self._segments: dict[str, set[str]] = {}
+        self.provider: ScriptedProvider = ScriptedProvider(self._checkpointed)
         self.deps = StaticDeps(
             base.settings,
             Faulty(base.store, self.inj, "firestore"),
             FaultyBlobs(base.blobs, self.inj),
             Faulty(self.tasks, self.inj, "tasks"),
             self.clock,
+            providers=lambda *a, **k: self.provider,
         )
-        self._segments: dict[str, set[str]] = {}
-        self.provider = ScriptedProvider(self._checkpointed)
-        monkeypatch.setattr(chunks_module, "open_provider", lambda *a, **k: self.provider)
         self.job_id = ""
         self.client_id = ""
 

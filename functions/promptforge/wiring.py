@@ -8,11 +8,13 @@ from datetime import datetime
 
 from . import config
 from .service.deps import utc_now
-from .service.ports import BlobStore, JobStore, TaskQueue
+from .service.ports import BlobStore, JobStore, Outbound, TaskQueue
+from .service.provider_port import ProviderFactory
 
 
 class LiveDeps:
-    """Deps over Firestore, Cloud Storage and Cloud Tasks (or their emulators)."""
+    """Deps over Firestore, Cloud Storage and Cloud Tasks (or their emulators), the LLM
+    providers of the registry and outbound HTTP."""
 
     def __init__(self, settings: config.Settings) -> None:
         self.settings = settings
@@ -49,6 +51,19 @@ class LiveDeps:
         from .adapters.cloud_tasks import CloudTasksQueue, make_client
 
         return CloudTasksQueue(make_client(self.settings), self.settings)
+
+    @functools.cached_property
+    def providers(self) -> ProviderFactory:
+        # Light: the factory imports a provider's SDK only when a chunk opens it.
+        from .adapters.providers import LiveProviders
+
+        return LiveProviders(config.secret)
+
+    @functools.cached_property
+    def outbound(self) -> Outbound:
+        from .adapters.outbound import HttpOutbound
+
+        return HttpOutbound()
 
     def now(self) -> datetime:
         return utc_now()

@@ -13,13 +13,14 @@ import flask
 import pytest
 from flask.testing import FlaskClient
 
+from promptforge.adapters.outbound import HttpOutbound
 from promptforge.api import internal, public
 from promptforge.api.routes import ROUTES
 from promptforge.config import parse_endpoints
 from promptforge.service import keys
 from promptforge.service.deps import StaticDeps
 from tests.conftest import make_settings
-from tests.fakes import MemoryBlobs, MemoryStore, RecordingTasks
+from tests.fakes import MemoryBlobs, MemoryProviders, MemoryStore, RecordingTasks
 
 # The Cloud Tasks targets, at paths of their own (each is a function with its own URL).
 TASK_TARGETS = {
@@ -44,7 +45,9 @@ def deps() -> StaticDeps:
             '{"local": {"base_url": "http://127.0.0.1:9/v1"}, "other": {"base_url": "http://127.0.0.1:9/v1"}}'
         ),
     )
-    return StaticDeps(settings, MemoryStore(), MemoryBlobs(), RecordingTasks())
+    return StaticDeps(
+        settings, MemoryStore(), MemoryBlobs(), RecordingTasks(), providers=MemoryProviders(), outbound=HttpOutbound()
+    )
 
 
 def app_for(deps: StaticDeps) -> flask.Flask:

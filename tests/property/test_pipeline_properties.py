@@ -18,15 +18,15 @@ from promptforge.domain.job import JobStatus
 from promptforge.service.deps import StaticDeps
 from promptforge.service.plan import plan_job
 from tests.conftest import make_settings
-from tests.fakes import MemoryBlobs, MemoryStore, RecordingTasks
+from tests.fakes import MemoryBlobs, MemoryProviders, MemoryStore, RecordingTasks
 from tests.service.test_lifecycle import all_rows, drain, submit
 
 MAX_LINE = 512  # above the longest valid line generated (20 astral characters, 12 bytes each escaped)
 
 
-def memory_deps(fake_llm: str, **overrides: object) -> StaticDeps:
-    settings_ = make_settings(**{"fake_llm_url": f"{fake_llm}/v1", "chunk_max_lines": 3, "max_line_bytes": MAX_LINE, **overrides})
-    return StaticDeps(settings_, MemoryStore(), MemoryBlobs(), RecordingTasks())
+def memory_deps(**overrides: object) -> StaticDeps:
+    settings_ = make_settings(**{"chunk_max_lines": 3, "max_line_bytes": MAX_LINE, **overrides})
+    return StaticDeps(settings_, MemoryStore(), MemoryBlobs(), RecordingTasks(), providers=MemoryProviders())
 
 
 # Each generated line: (kind, bytes, prompt_id or None). Kinds: "valid", "blank", and bad
@@ -92,13 +92,11 @@ def build(lines: list[tuple[str, bytes, str | None]], eol: bytes, bom: bool, fin
 
 @settings(max_examples=30, deadline=None)
 @given(files)
-def test_every_line_ends_in_exactly_one_row(
-    fake_llm: str, file: tuple[list[tuple[str, bytes, str | None]], bytes, bool, bool]
-) -> None:
+def test_every_line_ends_in_exactly_one_row(file: tuple[list[tuple[str, bytes, str | None]], bytes, bool, bool]) -> None:
     lines, eol, bom, final_eol = file
     assert all(len(b) <= MAX_LINE for kind, b, _ in lines if kind == "valid")  # the oracle relies on it
     data = build(lines, eol, bom, final_eol)
-    deps = memory_deps(fake_llm)
+    deps = memory_deps()
     client_id, job_id = submit(deps, data)
     drain(deps)
     job = deps.store.get_job(job_id)
@@ -144,22 +142,22 @@ def _deep_file(depth: int) -> bytes:
     return _deep_line("deep", depth) + b'\n{"prompt_id": "ok", "prompt": "y"}\n'
 
 
-def _planning_accepts(fake_llm: str, depth: int) -> bool:
-    deps = memory_deps(fake_llm, max_line_bytes=10**6)
+def _planning_accepts(depth: int) -> bool:
+    deps = memory_deps(max_line_bytes=10**6)
     _, job_id = submit(deps, _deep_file(depth))
     plan_job(deps, deps.tasks.plans.pop(0))  # type: ignore[attr-defined]
     job = deps.store.get_job(job_id)
     return job is not None and job.invalid_count == 0
 
 
-def test_a_line_that_planning_accepts_is_never_lost_and_never_crashes_the_worker(fake_llm: str) -> None:
+def test_a_line_that_planning_accepts_is_never_lost_and_never_crashes_the_worker() -> None:
     lo, hi = 1, sys.getrecursionlimit()  # the deepest nesting planning accepts, by bisection
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if _planning_accepts(fake_llm, mid) else (lo, mid - 1)
+        lo, hi = (mid, hi) if _planning_accepts(mid) else (lo, mid - 1)
     problems = []
     for depth in range(lo - 20, lo + 1):
-        deps = memory_deps(fake_llm, max_line_bytes=10**6)
+        deps = memory_deps(max_line_bytes=10**6)
         client_id, job_id = submit(deps, _deep_file(depth))
         try:
             drain(deps)

@@ -14,8 +14,9 @@ import requests
 
 from promptforge import config
 from promptforge.adapters.providers import Provider, open_provider
+from promptforge.domain.provider_registry import CREDENTIAL_ENVS, NAMES
 
-PROVIDERS = ("openai", "anthropic", "gemini", "openai_compatible", "fake")
+PROVIDERS = NAMES  # every provider of the registry runs these tests
 KEY = "sk-test-secret-key-7Q2"
 
 
@@ -66,7 +67,7 @@ def fake(fake_server: FakeServer) -> Iterator[FakeServer]:
 def opener_for(base_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """``opener(name)``: the provider ``name`` opened by ``open_provider`` with the
     environment and settings pointing every provider at ``base_url``."""
-    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "OPENAI_COMPATIBLE_API_KEY"):
+    for var in (*CREDENTIAL_ENVS, "OPENAI_COMPATIBLE_API_KEY"):
         monkeypatch.setenv(var, KEY)
     monkeypatch.setenv("OPENAI_BASE_URL", f"{base_url}/v1")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", base_url)

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
+from promptforge.domain.provider_registry import CREDENTIAL_ENVS, PROVIDERS, SDKS
 from tests.conftest import ROOT
 
-SDKS = ("openai", "anthropic", "google.genai")
 CLIENTS = (*SDKS, "httpx", "httpx2")
 
 _PROBE = """
@@ -26,13 +26,13 @@ def loaded():
 report = {"package": loaded()}
 name = sys.argv[1]
 if name != "-":
-    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
+    for var in __KEYS__:
         os.environ[var] = "k"
     settings = dataclasses.replace(config.load(), providers=(name,), endpoints={"probe": config.Endpoint("probe", "http://127.0.0.1:9/v1")})
     providers.open_provider(name, settings, "probe")
     report["opened"] = loaded()
 print(json.dumps(report))
-""".replace("__NAMES__", repr(CLIENTS))
+""".replace("__NAMES__", repr(CLIENTS)).replace("__KEYS__", repr(CREDENTIAL_ENVS))
 
 
 def _probe(name: str) -> dict[str, list[str]]:
@@ -47,16 +47,8 @@ def test_importing_the_providers_package_imports_no_sdk_and_no_http_client() -> 
     assert _probe("-") == {"package": []}
 
 
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("openai", ["openai"]),
-        ("anthropic", ["anthropic"]),
-        ("gemini", ["google.genai"]),
-        ("openai_compatible", []),
-        ("fake", []),
-    ],
-)
+# Every provider of the registry, and the one SDK its entry says it imports.
+@pytest.mark.parametrize(("name", "expected"), [(p.name, [p.sdk] if p.sdk else []) for p in PROVIDERS])
 def test_opening_a_provider_imports_its_sdk_only(name: str, expected: list[str]) -> None:
     report = _probe(name)
     assert report["package"] == []

@@ -14,8 +14,8 @@ from promptforge.service import keys, lifecycle
 from promptforge.service.chunks import ChunkBusy, process_chunk
 from promptforge.service.deps import StaticDeps
 from promptforge.service.plan import plan_job
-from tests.conftest import llm_stats
-from tests.fakes import RecordingTasks
+from promptforge.service.provider_port import ProviderError
+from tests.fakes import RecordingTasks, llm
 
 SPEC = {"provider": "fake", "model": "fake-model", "params": {"max_tokens": 64}}
 
@@ -82,6 +82,48 @@ def test_a_job_runs_to_completion_with_every_line_accounted_for(deps: StaticDeps
     assert dup["prompt_id"] == "p0001" and "first on line 2" in dup["detail"]
 
 
+def test_a_job_runs_through_the_real_provider_adapter_over_http(http_deps: StaticDeps, fake_llm: str) -> None:
+    # The production provider factory, its wire client and the fake LLM server: the
+    # path the in-memory provider stands in for everywhere else in these tests.
+    from tests.conftest import llm_stats
+
+    calls = llm_stats(fake_llm)["requests_total"]
+    client_id, job_id = submit(http_deps, prompts_file(5))
+    drain(http_deps)
+    job = http_deps.store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.COMPLETED and job.completed_count == 5
+    results, _ = all_rows(http_deps, client_id, job_id)
+    assert sorted(r["prompt_id"] for r in results) == [f"p{i:04d}" for i in range(5)]
+    assert all(r["result"] and r["input_tokens"] > 0 for r in results)
+    assert llm_stats(fake_llm)["requests_total"] - calls == 5
+
+
+def test_provider_errors_429s_and_usage_reach_the_rows(deps: StaticDeps) -> None:
+    refused: dict[str, int] = {}
+
+    def script(request: Any) -> ProviderError | None:
+        prompt = request.messages[-1]["content"]
+        refused[prompt] = refused.get(prompt, 0) + 1
+        if prompt.endswith("1"):
+            return ProviderError("content_filtered", "stopped", retryable=False)
+        if prompt.endswith("2") and refused[prompt] <= 2:
+            return ProviderError("rate_limit_exceeded", "slow down", retryable=True, retry_after=0.01)
+        return None
+
+    llm(deps).script = script
+    client_id, job_id = submit(deps, prompts_file(3))
+    drain(deps)
+    job = deps.store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.COMPLETED
+    assert (job.completed_count, job.failed_count) == (2, 1) and job.error_counts == {"content_filtered": 1}
+    results, errors = all_rows(deps, client_id, job_id)
+    by_id = {r["prompt_id"]: r for r in results}
+    assert by_id["p0002"]["attempts"] == 3  # two 429s, then the answer; a 429 is no failed attempt
+    assert by_id["p0000"]["output_tokens"] == len(by_id["p0000"]["result"]) // 4 + 1
+    assert [(e["prompt_id"], e["error"], e["attempts"]) for e in errors] == [("p0001", "content_filtered", 1)]
+    assert llm(deps).requests_total == 5
+
+
 def test_a_second_job_waits_pending_and_starts_when_the_first_completes(deps: StaticDeps) -> None:
     t0 = datetime(2026, 5, 1, tzinfo=UTC)
     client_id, first = submit(deps, prompts_file(3), when=t0)
@@ -98,25 +140,25 @@ def test_a_second_job_waits_pending_and_starts_when_the_first_completes(deps: St
     assert starts[0] < starts[1] < starts[2]  # type: ignore[operator]
 
 
-def test_repeated_events_and_deliveries_change_nothing_and_call_no_model(deps: StaticDeps, fake_llm: str) -> None:
+def test_repeated_events_and_deliveries_change_nothing_and_call_no_model(deps: StaticDeps) -> None:
     client_id, job_id = submit(deps, prompts_file(6))
     job = deps.store.get_job(job_id)
     name = paths.upload_object(client_id, job_id)
     assert lifecycle.accept_upload(deps, deps.settings.upload_bucket, name, 10, deps.now()).startswith("ignored")
     assert deps.tasks.plans == [job_id]  # type: ignore[attr-defined]
     drain(deps)
-    before_calls = llm_stats(fake_llm)["requests_total"]
+    before_calls = llm(deps).requests_total
     before = all_rows(deps, client_id, job_id)
     # every task delivered again, after the job completed
     plan_job(deps, job_id)
     for index in range(2):
         process_chunk(deps, job_id, index)
-    assert llm_stats(fake_llm)["requests_total"] == before_calls
+    assert llm(deps).requests_total == before_calls
     assert all_rows(deps, client_id, job_id) == before
     assert job is not None and deps.store.get_job(job_id).status is JobStatus.COMPLETED  # type: ignore[union-attr]
 
 
-def test_an_object_already_under_the_part_name_is_not_trusted(deps: StaticDeps, fake_llm: str) -> None:
+def test_an_object_already_under_the_part_name_is_not_trusted(deps: StaticDeps) -> None:
     # A short part left under the final name (the old step-by-step assembly did this when
     # it died halfway) must not be counted as the chunk's output.
     client_id, job_id = submit(deps, prompts_file(4))
@@ -128,9 +170,9 @@ def test_an_object_already_under_the_part_name_is_not_trusted(deps: StaticDeps, 
     deps.blobs.write(deps.settings.results_bucket, part, (json.dumps(row) + "\n").encode())
     staged = paths.chunk_results_object(client_id, job_id, 0)
     deps.blobs.write(deps.settings.results_bucket, staged, (json.dumps(row) + "\n").encode())
-    calls = llm_stats(fake_llm)["requests_total"]
+    calls = llm(deps).requests_total
     assert process_chunk(deps, job_id, 0) == "done"
-    assert llm_stats(fake_llm)["requests_total"] - calls == 4  # nothing was checkpointed
+    assert llm(deps).requests_total - calls == 4  # nothing was checkpointed
     job = deps.store.get_job(job_id)
     assert job is not None and job.status is JobStatus.COMPLETED and job.completed_count == 4
     res, errs = all_rows(deps, client_id, job_id)

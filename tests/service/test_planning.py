@@ -86,7 +86,7 @@ def one_pass(data: bytes, s: Settings) -> dict[str, Any]:
 
 def planned(deps: StaticDeps, data: bytes, **settings: Any) -> tuple[dict[str, Any], StaticDeps, Job]:
     """Plan ``data`` (no chunk runs) with these settings; what the stores then hold."""
-    d = StaticDeps(dataclasses.replace(deps.settings, **settings), deps.store, deps.blobs, RecordingTasks())
+    d = dataclasses.replace(deps, settings=dataclasses.replace(deps.settings, **settings), tasks=RecordingTasks())
     client_id, job_id = submit(d, data)
     tasks = d.tasks
     assert isinstance(tasks, RecordingTasks)
@@ -120,7 +120,7 @@ def planned(deps: StaticDeps, data: bytes, **settings: Any) -> tuple[dict[str, A
 
 def tiny_job(deps: StaticDeps, data: bytes) -> tuple[StaticDeps, str, RecordingTasks]:
     """A job of ``data`` submitted to be planned with the TINY settings."""
-    d = StaticDeps(dataclasses.replace(deps.settings, **TINY), deps.store, deps.blobs, RecordingTasks())
+    d = dataclasses.replace(deps, settings=dataclasses.replace(deps.settings, **TINY), tasks=RecordingTasks())
     _, job_id = submit(d, data)
     assert isinstance(d.tasks, RecordingTasks)
     return d, job_id, d.tasks
@@ -185,7 +185,7 @@ def test_a_sliced_plan_runs_to_completion_with_exact_counts(deps: StaticDeps) ->
     data = (
         good + dump_line({"prompt_id": "p3", "prompt": "again"}) + b"nope\n" + dump_line({"prompt_id": "p8", "prompt": "again"})
     )
-    d = StaticDeps(dataclasses.replace(deps.settings, **TINY), deps.store, deps.blobs, RecordingTasks())
+    d = dataclasses.replace(deps, settings=dataclasses.replace(deps.settings, **TINY), tasks=RecordingTasks())
     client_id, job_id = submit(d, data)
     drain(d)
     job = d.store.get_job(job_id)
@@ -240,7 +240,7 @@ def test_a_step_that_keeps_failing_fails_the_job_with_a_reason(deps: StaticDeps)
     _, job_id = submit(deps, b'{"prompt_id": "secret-id", "prompt": "secret text"}\n')
     assert deps.tasks.plans == [job_id]  # type: ignore[attr-defined]
     broken = BrokenUploads(deps.blobs, deps.settings.upload_bucket)
-    d = StaticDeps(deps.settings, deps.store, broken, deps.tasks)
+    d = dataclasses.replace(deps, blobs=broken)
     for _ in range(deps.settings.plan_max_attempts):
         with pytest.raises(OSError):
             plan_job(d, job_id)
@@ -281,7 +281,7 @@ def test_a_failure_that_passes_does_not_fail_the_job(deps: StaticDeps) -> None:
     while tasks.plans:
         job = tasks.plans[0]
         # every step's first delivery does its work and fails to commit; the retry does it again
-        flaky = StaticDeps(d.settings, LostCommit(d.store), d.blobs, d.tasks)
+        flaky = dataclasses.replace(d, store=LostCommit(d.store))
         with pytest.raises(ServiceUnavailable):
             plan_job(flaky, job)
         failures += 1
@@ -313,7 +313,7 @@ def test_a_commit_whose_success_was_hidden_goes_on(deps: StaticDeps) -> None:
     expected = one_pass(data, deps.settings)
     d, job_id, tasks = tiny_job(deps, data)
     while tasks.plans:
-        retried = StaticDeps(d.settings, RetriedCommits(d.store), d.blobs, d.tasks)
+        retried = dataclasses.replace(d, store=RetriedCommits(d.store))
         plan_job(retried, tasks.plans.pop(0))
     chunks = [(c.index, c.start, c.end, c.first_line, c.record_count, c.skip_lines) for c in d.store.list_chunks(job_id)]
     assert chunks == expected["chunks"] and sorted(i for _, i in tasks.chunks) == [c[0] for c in chunks]

@@ -11,7 +11,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-import requests
 
 from promptforge.domain import paths
 from promptforge.domain.job import JobStatus
@@ -21,7 +20,8 @@ from promptforge.service import finalize, lifecycle, results, watchdog
 from promptforge.service.chunks import ChunkBusy, process_chunk
 from promptforge.service.deps import StaticDeps
 from promptforge.service.plan import plan_job
-from tests.conftest import llm_stats, wait_until
+from tests.conftest import wait_until
+from tests.fakes import llm
 from tests.service.test_lifecycle import all_rows, drain, prompts_file, rows, submit
 
 
@@ -38,9 +38,9 @@ def ids(deps: StaticDeps, client_id: str, job_id: str) -> Counter[str]:
     return Counter(r["prompt_id"] for r in res + errs)
 
 
-def test_every_chunk_delivered_twice_and_once_concurrently_gives_the_same_output(deps: StaticDeps, fake_llm: str) -> None:
+def test_every_chunk_delivered_twice_and_once_concurrently_gives_the_same_output(deps: StaticDeps) -> None:
     client_id, job_id = planned(deps, 12)
-    calls = llm_stats(fake_llm)["requests_total"]
+    calls = llm(deps).requests_total
     outcomes: list[str] = []
     busy: list[int] = []
 
@@ -62,17 +62,17 @@ def test_every_chunk_delivered_twice_and_once_concurrently_gives_the_same_output
         deliver(index)
     job = deps.store.get_job(job_id)
     assert job is not None and job.status is JobStatus.COMPLETED
-    assert llm_stats(fake_llm)["requests_total"] - calls == 12
+    assert llm(deps).requests_total - calls == 12
     assert ids(deps, client_id, job_id) == Counter({f"p{i:04d}": 1 for i in range(12)})
     assert deps.store.chunks_done(job_id).done == job.chunk_count == 3
 
 
 def test_a_delivery_that_dies_after_checkpointing_is_resumed_without_calling_the_model_again(
-    deps: StaticDeps, fake_llm: str, monkeypatch: pytest.MonkeyPatch
+    deps: StaticDeps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client_id, job_id = planned(deps, 6, chunk_lines=6)
     deps.settings = dataclasses.replace(deps.settings, checkpoint_rows=2)
-    calls = llm_stats(fake_llm)["requests_total"]
+    calls = llm(deps).requests_total
     real_finish = chunks_module._ChunkRun._finish
 
     def die(self: Any) -> None:
@@ -85,15 +85,15 @@ def test_a_delivery_that_dies_after_checkpointing_is_resumed_without_calling_the
     assert chunk.status is ChunkStatus.PENDING and chunk.completed == 6 and chunk.segments
     monkeypatch.setattr(chunks_module._ChunkRun, "_finish", real_finish)
     assert process_chunk(deps, job_id, 0) == "done"
-    assert llm_stats(fake_llm)["requests_total"] - calls == 6  # the retry ran no prompt again
+    assert llm(deps).requests_total - calls == 6  # the retry ran no prompt again
     assert ids(deps, client_id, job_id) == Counter({f"p{i:04d}": 1 for i in range(6)})
     assert deps.store.get_job(job_id).status is JobStatus.COMPLETED  # type: ignore[union-attr]
 
 
-def test_a_chunk_past_its_time_box_hands_the_rest_to_a_continuation(deps: StaticDeps, fake_llm: str) -> None:
+def test_a_chunk_past_its_time_box_hands_the_rest_to_a_continuation(deps: StaticDeps) -> None:
     client_id, job_id = planned(deps, 30, chunk_lines=30)
     deps.settings = dataclasses.replace(deps.settings, chunk_time_budget_seconds=0, worker_concurrency=1)
-    calls = llm_stats(fake_llm)["requests_total"]
+    calls = llm(deps).requests_total
     outcomes = []
     for _ in range(100):
         outcomes.append(process_chunk(deps, job_id, 0))
@@ -101,7 +101,7 @@ def test_a_chunk_past_its_time_box_hands_the_rest_to_a_continuation(deps: Static
             break
         assert deps.tasks.chunks[-1] == (job_id, 0)  # type: ignore[attr-defined]
     assert outcomes[-1] == "done" and outcomes.count("continued") >= 2
-    assert llm_stats(fake_llm)["requests_total"] - calls == 30
+    assert llm(deps).requests_total - calls == 30
     assert ids(deps, client_id, job_id) == Counter({f"p{i:04d}": 1 for i in range(30)})
     assert deps.store.list_chunks(job_id)[0].continuations == outcomes.count("continued")
 
@@ -125,27 +125,24 @@ def test_cancel_stops_new_work_keeps_what_finished_and_frees_the_slot(deps: Stat
     assert sorted(r["prompt_id"] for r in got) == [f"p{i:04d}" for i in range(4)]
 
 
-def test_a_worker_running_when_the_job_is_cancelled_stops_starting_prompts(deps: StaticDeps, fake_llm: str) -> None:
+def test_a_worker_running_when_the_job_is_cancelled_stops_starting_prompts(deps: StaticDeps) -> None:
     client_id, job_id = planned(deps, 40, chunk_lines=40)
     deps.settings = dataclasses.replace(deps.settings, worker_concurrency=1, heartbeat_seconds=0.3)
-    requests.post(f"{fake_llm}/_config", json={"latency_ms": 100}, timeout=5).raise_for_status()
-    calls = llm_stats(fake_llm)["requests_total"]
+    llm(deps).latency_s = 0.1
+    calls = llm(deps).requests_total
     cancelled = threading.Event()
 
     def cancel_once_prompts_are_running() -> None:
         # The cancel comes once the worker has called the model a few times (of 40, one
         # at a time, 100 ms each): mid-chunk however fast or slow the machine is.
-        wait_until("the worker's first model calls", lambda: llm_stats(fake_llm)["requests_total"] - calls >= 5)
+        wait_until("the worker's first model calls", lambda: llm(deps).requests_total - calls >= 5)
         lifecycle.cancel_job(deps, deps.store.get_job(job_id))  # type: ignore[arg-type]
         cancelled.set()
 
     canceller = threading.Thread(target=cancel_once_prompts_are_running, daemon=True)
-    try:
-        canceller.start()
-        outcome = process_chunk(deps, job_id, 0)
-        canceller.join(timeout=60)
-    finally:
-        requests.post(f"{fake_llm}/_config", json={"latency_ms": 5}, timeout=5)
+    canceller.start()
+    outcome = process_chunk(deps, job_id, 0)
+    canceller.join(timeout=60)
     assert cancelled.is_set(), "the job was not cancelled while its chunk ran (see the thread's error above)"
     assert outcome == "stopped"
     chunk = deps.store.list_chunks(job_id)[0]
@@ -209,12 +206,12 @@ def test_the_watchdog_accepts_an_upload_whose_event_was_lost(deps: StaticDeps) -
     assert deps.store.get_job(new.job.job_id).status is JobStatus.COMPLETED  # type: ignore[union-attr]
 
 
-def test_chunk_rows_damaged_after_the_chunk_was_done_are_rebuilt_before_completion(deps: StaticDeps, fake_llm: str) -> None:
+def test_chunk_rows_damaged_after_the_chunk_was_done_are_rebuilt_before_completion(deps: StaticDeps) -> None:
     client_id, job_id = planned(deps, 8)
     process_chunk(deps, job_id, 0)
     staged = paths.chunk_results_object(client_id, job_id, 0)
     deps.blobs.write(deps.settings.results_bucket, staged, b'{"prompt_id": "p0000"}\n')  # short: as if cut off
-    calls = llm_stats(fake_llm)["requests_total"]
+    calls = llm(deps).requests_total
     process_chunk(deps, job_id, 1)  # the last chunk: finalization finds chunk 0's part wrong
     job = deps.store.get_job(job_id)
     assert job is not None and job.status is JobStatus.PROCESSING and deps.store.chunks_done(job_id).done == 1
@@ -222,7 +219,7 @@ def test_chunk_rows_damaged_after_the_chunk_was_done_are_rebuilt_before_completi
     drain(deps)
     job = deps.store.get_job(job_id)
     assert job is not None and job.status is JobStatus.COMPLETED and job.completed_count == 8
-    assert llm_stats(fake_llm)["requests_total"] == calls + 4  # only chunk 1 ran; chunk 0 was rebuilt
+    assert llm(deps).requests_total == calls + 4  # only chunk 1 ran; chunk 0 was rebuilt
     assert ids(deps, client_id, job_id) == Counter({f"p{i:04d}": 1 for i in range(8)})
     assert deps.store.list_chunks(job_id)[0].repairs == 1
 

@@ -9,7 +9,7 @@ into Google API calls:
     BlobStore methods            (deps.blobs.*, blobs.*)     Cloud Storage, by bucket
                                  signed_*_url                 IAM signBlob (as the signer)
     TaskQueue.enqueue_plan/chunk/notify (deps.tasks.*)       Cloud Tasks, by queue
-    promptforge.adapters.providers                           the provider keys (Secret Manager)
+    the provider port (deps.providers(...))                  the provider keys (Secret Manager)
 
 How it resolves things, and where it over-approximates (so a need is never missed; a
 need found on a path that never runs would show up as a grant the test demands, and is
@@ -21,8 +21,9 @@ then for a human to judge):
 - ``self.m`` inside a class is that class's method; referring to a class makes all its
   methods reachable (the object, once made, may have any of them called).
 - The adapters and the composition root (``promptforge.adapters``, ``promptforge.wiring``)
-  are not followed: they implement the ports, whose calls are what is counted. Reaching
-  ``promptforge.adapters.providers`` is the provider-keys need.
+  are not followed: they implement the ports, whose calls are what is counted. Opening a
+  provider through the port (``deps.providers``), or reaching
+  ``promptforge.adapters.providers`` directly, is the provider-keys need.
 - A bucket is the ``upload_bucket`` / ``results_bucket`` setting an argument names, or a
   local variable assigned from one, or a parameter bound at the call site (``publish(
   deps.blobs, bucket, ...)``). A bucket it cannot resolve is an error, not a guess.
@@ -46,6 +47,8 @@ QUEUE_METHODS = {"enqueue_plan": "plan", "enqueue_chunk": "chunks", "enqueue_not
 STORE_RECEIVERS = {"store", "tx"}
 BLOB_RECEIVERS = {"blobs"}
 TASK_RECEIVERS = {"tasks"}
+# The Deps attribute that opens LLM providers (service/provider_port.py ProviderFactory).
+PROVIDER_FACTORY = "providers"
 # What each BlobStore method does to the objects of its bucket.
 BLOB_OPS = {
     "open_read": {"read"},
@@ -234,7 +237,9 @@ class _Walker:
             if not isinstance(node, ast.Attribute):
                 continue
             tail = _tail(node.value)
-            if tail in STORE_RECEIVERS and node.attr in methods["store"]:
+            if tail == "deps" and node.attr == PROVIDER_FACTORY:
+                yield Use("provider_keys", "", self.where(node))
+            elif tail in STORE_RECEIVERS and node.attr in methods["store"]:
                 yield Use("firestore", "", self.where(node))
             elif tail in TASK_RECEIVERS and node.attr in methods["tasks"]:
                 yield Use("queue", QUEUE_METHODS[node.attr], self.where(node))

@@ -16,10 +16,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..domain.netguard import IPAddress, address_problem, parse_address, url_problem
+from ..service.ports import BlockedAddress
 
-
-class BlockedAddress(Exception):
-    """A client's URL leads somewhere the deployment must not reach."""
+__all__ = ["BlockedAddress", "HttpOutbound", "check_url", "check_url_form", "post", "resolve_checked"]
 
 
 def resolve_checked(host: str, port: int, allow_loopback: bool = False) -> list[IPAddress]:
@@ -109,3 +108,13 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float, allow
         raise OSError(f"bad HTTP answer: {type(exc).__name__}") from None
     finally:
         conn.close()
+
+
+class HttpOutbound:
+    """The :class:`~promptforge.service.ports.Outbound` port over this module."""
+
+    def check_url(self, url: str, allow_loopback_http: bool = False) -> None:
+        check_url(url, allow_loopback_http)
+
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: float, allow_loopback_http: bool = False) -> int:
+        return post(url, body, headers, timeout_s, allow_loopback_http)

@@ -28,6 +28,7 @@ from ..domain import paths
 from ..domain.job import Job, JobStatus
 from ..service import keys, lifecycle, progress, quotas, results
 from ..service.deps import Deps
+from ..service.ports import BlockedAddress
 from .body import drain, parse_object, read_limited, to_json
 from .envelope import ApiError, internal, invalid, not_found, payload_too_large, unauthenticated
 from .schemas import (
@@ -166,10 +167,8 @@ def _check_callback(deps: Deps, url: str | None) -> None:
     """A callback URL must lead to a public address now (and is checked again at send)."""
     if url is None:
         return
-    from ..adapters.outbound import BlockedAddress, check_url
-
     try:
-        check_url(url, deps.settings.allow_loopback_http_callbacks)
+        deps.outbound.check_url(url, deps.settings.allow_loopback_http_callbacks)
     except BlockedAddress as exc:
         raise invalid("callback_url", f"is refused: {exc}") from None
 
@@ -198,10 +197,8 @@ def _check_endpoint(deps: Deps, req: InitRequest) -> None:
             raise invalid("base_url", "give either endpoint or base_url, not both")
         if not deps.settings.allow_client_base_urls:
             raise invalid("base_url", f"client URLs are disabled on this deployment; name an endpoint ({names})")
-        from ..adapters.outbound import BlockedAddress, check_url
-
         try:
-            check_url(req.base_url)
+            deps.outbound.check_url(req.base_url)
         except BlockedAddress as exc:
             raise invalid("base_url", f"is refused: {exc}") from None
         return

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..domain.params import params_problem
+from ..domain.provider_registry import NAMES
 
-Provider = Literal["openai", "anthropic", "gemini", "openai_compatible", "fake"]
+if TYPE_CHECKING:
+    Provider = str
+else:
+    # The registry's names, in its order: the same enum (and the same validation
+    # message) as a Literal written out, with no second list to keep in step.
+    Provider = Literal[NAMES]
 
 
 class InitRequest(BaseModel):

@@ -6,6 +6,8 @@ import functools
 import json
 from pathlib import Path
 
+from .provider_registry import BY_NAME
+
 _TABLE = Path(__file__).with_name("prices.json")
 
 
@@ -16,8 +18,10 @@ def _prices() -> dict[str, dict[str, tuple[float, float]]]:
 
 
 def price_per_million(provider: str, model: str) -> tuple[float, float] | None:
-    """(input, output) USD per million tokens, by the longest matching model prefix."""
-    models = _prices().get(provider, {})
+    """(input, output) USD per million tokens, by the longest matching model prefix in
+    the provider's table (its registry entry's ``price_key``)."""
+    spec = BY_NAME.get(provider)
+    models = _prices().get(spec.price_key, {}) if spec and spec.price_key else {}
     matches = [prefix for prefix in models if model.startswith(prefix)]
     return models[max(matches, key=len)] if matches else None
 

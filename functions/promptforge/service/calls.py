@@ -8,11 +8,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..adapters.providers import ChatRequest, Provider, ProviderError
 from ..domain.job import Job
 from ..domain.jsonl import PromptLine
 from ..domain.retry import RetryPolicy
 from .pacing import Pacer
+from .provider_port import ChatRequest, Provider, ProviderError
 
 
 def chat_request(job: Job, line: PromptLine) -> ChatRequest:

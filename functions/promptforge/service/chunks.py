@@ -21,7 +21,6 @@ from datetime import timedelta
 from typing import Any
 
 from .. import logs
-from ..adapters.providers import ProviderUnavailable, open_provider
 from ..domain import paths
 from ..domain.job import Job, JobError
 from ..domain.jsonl import LineError, PromptLine, dump_line, iter_raw_lines, parse_line
@@ -35,6 +34,7 @@ from .finalize import finalize_if_done
 from .lifecycle import fail_job
 from .pacing import budget_id, estimate_tokens, limits_for, max_tokens_of
 from .ports import Tx
+from .provider_port import ProviderUnavailable
 
 
 class ChunkBusy(Exception):
@@ -351,7 +351,7 @@ class _ChunkRun:
         # Chunks that started earlier go first, so chunks end one after another.
         self.priority = float(number)
         pacer = hub.pacer
-        provider = open_provider(self.job.provider, self.s, self.job.endpoint, self.job.base_url)
+        provider = self.deps.providers(self.job.provider, self.s, self.job.endpoint, self.job.base_url)
         stop = asyncio.Event()
         writing = asyncio.Lock()  # checkpoints write the chunk one at a time
         self.started = time.monotonic()

@@ -1,4 +1,5 @@
-"""What a use case needs, as one object: settings, the three adapters and a clock.
+"""What a use case needs, as one object: settings, the adapters behind the ports
+(store, blobs, tasks, LLM providers, outbound HTTP) and a clock.
 
 Production builds them lazily (``promptforge.wiring``), so a function pays only for the
 clients it uses; the HTTP API never imports the Cloud Tasks client. Tests pass in-memory
@@ -13,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from ..config import Settings
-from .ports import BlobStore, JobStore, TaskQueue
+from .ports import BlobStore, BlockedAddress, JobStore, Outbound, TaskQueue
+from .provider_port import Provider, ProviderFactory, ProviderUnavailable
 
 
 def utc_now() -> datetime:
@@ -29,7 +31,27 @@ class Deps(Protocol):
     def blobs(self) -> BlobStore: ...
     @property
     def tasks(self) -> TaskQueue: ...
+    @property
+    def providers(self) -> ProviderFactory: ...
+    @property
+    def outbound(self) -> Outbound: ...
     def now(self) -> datetime: ...
+
+
+def no_providers(name: str, settings: Settings, endpoint: str | None = None, base_url: str | None = None) -> Provider:
+    """The factory of deps given no providers: every provider is unavailable (the job
+    fails with ``provider_unavailable``), never a silent default."""
+    raise ProviderUnavailable(f"provider {name!r}: these deps were given no provider factory")
+
+
+class NoOutbound:
+    """The outbound port of deps given none: every URL is refused."""
+
+    def check_url(self, url: str, allow_loopback_http: bool = False) -> None:
+        raise BlockedAddress("these deps were given no outbound HTTP")
+
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: float, allow_loopback_http: bool = False) -> int:
+        raise BlockedAddress("these deps were given no outbound HTTP")
 
 
 @dataclass
@@ -41,6 +63,8 @@ class StaticDeps:
     blobs: BlobStore
     tasks: TaskQueue
     clock: Callable[[], datetime] = field(default=utc_now)
+    providers: ProviderFactory = field(default=no_providers)
+    outbound: Outbound = field(default_factory=NoOutbound)
 
     def now(self) -> datetime:
         return self.clock()

@@ -22,22 +22,16 @@ from enum import Enum
 from typing import Any
 
 from ..config import Settings, secret
+from ..domain.provider_registry import credential_env
 from ..domain.ratelimit import Limits, Pace
 
-# The environment variable holding each provider's credential (openai_compatible
-# endpoints name their own).
-_CREDENTIAL_ENV = {
-    "openai": "OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "gemini": "GEMINI_API_KEY",
-}
 CHARS_PER_TOKEN = 4
 
 
 def budget_id(provider: str, model: str, settings: Settings, endpoint: str | None, base_url: str | None = None) -> str:
     """A stable id for the (provider, model, credential) budget; never reveals the key."""
     configured = settings.endpoints.get(endpoint or "")
-    key_env = configured.key_env if configured else _CREDENTIAL_ENV.get(provider, "")
+    key_env = configured.key_env if configured else credential_env(provider)
     credential = secret(key_env or "")
     fallback = settings.fake_llm_url if provider == "fake" else ""
     where = configured.base_url if configured is not None else base_url or fallback

@@ -1,7 +1,8 @@
 """The small interfaces the use cases need; adapters implement them.
 
-In-memory versions live in the tests; the Firestore, Cloud Storage and Cloud Tasks ones
-in ``promptforge.adapters``. The same service tests run against both.
+In-memory versions live in the tests; the Firestore, Cloud Storage, Cloud Tasks and
+outbound HTTP ones in ``promptforge.adapters``. The same service tests run against both.
+The LLM provider port is in :mod:`.provider_port`.
 """
 
 from __future__ import annotations
@@ -238,4 +239,22 @@ class TaskQueue(Protocol):
 
     def enqueue_chunk(self, job_id: str, index: int, tag: str = "") -> None:
         """``tag`` names a continuation or a re-drive, so its task name is new."""
+        ...
+
+
+class BlockedAddress(Exception):
+    """A URL leads to an address the deployment must not reach (private, loopback, ...)."""
+
+
+class Outbound(Protocol):
+    """HTTP to a client's own URL (callbacks), checked against the addresses the
+    deployment must not reach at the moment it is used."""
+
+    def check_url(self, url: str, allow_loopback_http: bool = False) -> None:
+        """Raise :class:`BlockedAddress` unless ``url`` leads to a public address now."""
+        ...
+
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: float, allow_loopback_http: bool = False) -> int:
+        """POST to the checked address (no redirect followed); the answer's status.
+        Raises :class:`BlockedAddress`, or ``OSError``/``TimeoutError`` on network errors."""
         ...

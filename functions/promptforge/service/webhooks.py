@@ -10,7 +10,7 @@ The body is the status object (as ``GET /status`` returns it). Headers:
 
 A non-2xx answer or a network error raises, and the task is retried by Cloud Tasks with
 backoff (the callback queue's retry settings bound it). The URL is the client's: it is
-resolved and checked at every send (see :mod:`promptforge.adapters.outbound`), the
+resolved and checked at every send (``deps.outbound``, the outbound port), the
 connection goes to the checked address, and a redirect is not followed. A URL that leads
 to a refused address is given up at once.
 """
@@ -24,12 +24,11 @@ import time
 from datetime import timedelta
 
 from .. import logs
-from ..adapters import outbound
 from ..domain.job import Job
 from ..domain.records import ClientState
 from . import quotas
 from .deps import Deps
-from .ports import Tx
+from .ports import BlockedAddress, Tx
 
 
 class CallbackFailed(Exception):
@@ -104,8 +103,8 @@ def deliver(deps: Deps, job: Job, body: bytes, timeout_s: float = 10.0) -> int:
         "X-PromptForge-Signature": sign(secret, body, int(time.time())),
     }
     try:
-        status = outbound.post(job.callback_url, body, headers, timeout_s, deps.settings.allow_loopback_http_callbacks)
-    except outbound.BlockedAddress as exc:
+        status = deps.outbound.post(job.callback_url, body, headers, timeout_s, deps.settings.allow_loopback_http_callbacks)
+    except BlockedAddress as exc:
         logs.warning("callback blocked", job_id=job.job_id, reason=str(exc))
         raise CallbackBlocked(str(exc)) from None
     except (TimeoutError, OSError) as exc:

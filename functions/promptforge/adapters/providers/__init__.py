@@ -1,23 +1,31 @@
-"""LLM providers behind one interface, each imported only when a job uses it.
+"""LLM providers behind the provider port, each imported only when a job uses it.
 
-Importing this package loads no SDK and no HTTP client: each provider's module (and so
-its SDK) is imported inside :func:`open_provider`'s branch for that provider.
+Importing this package loads no SDK and no HTTP client: the registry
+(:mod:`promptforge.domain.provider_registry`) names each provider's module and opener,
+and :class:`LiveProviders` imports that module only when a chunk opens the provider.
 
 Credentials come only from the environment (Secret Manager mounts them as variables in
-production), never from a job, and are never logged. They are read here, at the moment
-a provider is opened, rather than kept in :class:`~promptforge.config.Settings`, so no
-settings object ever holds a key.
+production), never from a job, and are never logged. The factory asks for them at the
+moment a provider is opened, through the ``secret`` lookup it was built with
+(``config.secret`` in production, see ``promptforge.wiring``), so no settings object
+ever holds a key.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+
 from ...config import Settings, secret
+from ...domain.provider_registry import BY_NAME
+from ._opening import PROVIDER_TIMEOUT_S
 from ._shared import close_shared_clients
-from .base import ChatRequest, ChatResult, Provider, ProviderError, RateLimitInfo
+from .base import ChatRequest, ChatResult, Provider, ProviderError, ProviderUnavailable, RateLimitInfo
 
 __all__ = [
     "ChatRequest",
     "ChatResult",
+    "LiveProviders",
     "PROVIDER_TIMEOUT_S",
     "Provider",
     "ProviderError",
@@ -27,95 +35,42 @@ __all__ = [
     "open_provider",
 ]
 
-# How long one call may take before it counts as a ``timeout`` (retryable).
-PROVIDER_TIMEOUT_S = 120.0
 
+class LiveProviders:
+    """The real :class:`~promptforge.service.provider_port.ProviderFactory`.
 
-class ProviderUnavailable(Exception):
-    """The deployment cannot serve this provider (not enabled, or not configured)."""
+    A provider is a light object, cheap to open once per chunk. Its HTTP client is shared
+    by every provider of the same configuration on the running event loop, made on the
+    first call and kept for the next chunks; ``aclose()`` leaves it open,
+    :func:`close_shared_clients` closes the loop's clients (see :mod:`._shared`).
+    Which variables each provider reads is in docs/providers.md (generated from the
+    registry).
+    """
 
+    def __init__(self, lookup: Callable[[str], str] = secret, timeout_s: float = PROVIDER_TIMEOUT_S) -> None:
+        self._lookup = lookup
+        self._timeout_s = timeout_s
 
-def _secret(name: str, provider: str) -> str:
-    value = secret(name)
-    if not value:
-        # The variable's name, never its value.
-        raise ProviderUnavailable(f"provider {provider!r} needs {name} in the environment")
-    return value
+    def _secret(self, name: str, who: str) -> str:
+        value = self._lookup(name)
+        if not value:
+            # The variable's name, never its value.
+            raise ProviderUnavailable(f"provider {who!r} needs {name} in the environment")
+        return value
+
+    def __call__(self, name: str, settings: Settings, endpoint: str | None = None, base_url: str | None = None) -> Provider:
+        if name not in settings.providers:
+            raise ProviderUnavailable(f"provider {name!r} is not enabled on this deployment")
+        spec = BY_NAME.get(name)
+        if spec is None:
+            raise ProviderUnavailable(f"provider {name!r} is not available")
+        module = importlib.import_module(f"{__name__}.{spec.module}")
+        opener = getattr(module, spec.opener)
+        provider: Provider = opener(settings, endpoint, base_url, self._secret, self._timeout_s)
+        return provider
 
 
 def open_provider(name: str, settings: Settings, endpoint: str | None = None, base_url: str | None = None) -> Provider:
-    """A ready provider: a light object, cheap to open once per chunk.
-
-    Its HTTP client is shared by every provider of the same configuration on the running
-    event loop, made on the first call and kept for the next chunks; ``aclose()`` leaves it
-    open, :func:`close_shared_clients` closes the loop's clients (see :mod:`._shared`).
-
-    ``endpoint`` (an operator-configured server) or ``base_url`` (the client's own URL,
-    where the operator allows it) are the job's, used only by ``openai_compatible``. Environment:
-
-    * ``openai``: ``OPENAI_API_KEY``; ``OPENAI_BASE_URL`` points it elsewhere (tests).
-    * ``anthropic``: ``ANTHROPIC_API_KEY``; ``ANTHROPIC_BASE_URL``.
-    * ``gemini``: ``GEMINI_API_KEY`` (Gemini API), or ``PROMPTFORGE_GEMINI_VERTEX=1`` for
-      Vertex AI with the function's service account, ``GOOGLE_CLOUD_PROJECT`` and
-      ``PROMPTFORGE_GEMINI_LOCATION`` (default ``us-central1``); ``GEMINI_BASE_URL``.
-    * ``openai_compatible``: the endpoint's ``key_env`` variable (optional); a client's
-      own URL gets no credential at all.
-    * ``fake``: ``PROMPTFORGE_FAKE_LLM_URL`` (in settings).
-    """
-    if name not in settings.providers:
-        raise ProviderUnavailable(f"provider {name!r} is not enabled on this deployment")
-    if name == "openai":
-        from .openai_sdk import OpenAIProvider
-
-        return OpenAIProvider(
-            name=name,
-            api_key=_secret("OPENAI_API_KEY", name),
-            base_url=settings.openai_base_url or None,
-            timeout_s=PROVIDER_TIMEOUT_S,
-        )
-    if name == "anthropic":
-        from .anthropic_sdk import AnthropicProvider
-
-        return AnthropicProvider(
-            api_key=_secret("ANTHROPIC_API_KEY", name),
-            base_url=settings.anthropic_base_url or None,
-            timeout_s=PROVIDER_TIMEOUT_S,
-        )
-    if name == "gemini":
-        from .gemini_sdk import GeminiProvider
-
-        if settings.gemini_vertex:
-            return GeminiProvider(
-                vertex_project=settings.project,
-                vertex_location=settings.gemini_location,
-                base_url=settings.gemini_base_url or None,
-                timeout_s=PROVIDER_TIMEOUT_S,
-            )
-        return GeminiProvider(
-            api_key=_secret("GEMINI_API_KEY", name),
-            base_url=settings.gemini_base_url or None,
-            timeout_s=PROVIDER_TIMEOUT_S,
-        )
-    if name == "fake":
-        from .openai_wire import OpenAIWireProvider
-
-        return OpenAIWireProvider(settings.fake_llm_url, api_key="fake-key", timeout_s=PROVIDER_TIMEOUT_S)
-    if name == "openai_compatible":
-        from .openai_wire import OpenAIWireProvider
-
-        if endpoint is not None:
-            configured = settings.endpoints.get(endpoint)
-            if configured is None:
-                raise ProviderUnavailable(f"endpoint {endpoint!r} is not configured on this deployment")
-            key = _secret(configured.key_env, f"{name}/{endpoint}") if configured.key_env else None
-            return OpenAIWireProvider(configured.base_url, api_key=key, timeout_s=PROVIDER_TIMEOUT_S)
-        if base_url and settings.allow_client_base_urls:
-            from ..outbound import BlockedAddress, check_url
-
-            try:
-                check_url(base_url)
-            except BlockedAddress as exc:
-                raise ProviderUnavailable(f"the job's base_url is refused: {exc}") from None
-            return OpenAIWireProvider(base_url, api_key=None, timeout_s=PROVIDER_TIMEOUT_S, guarded=True)
-        raise ProviderUnavailable("openai_compatible needs an endpoint configured by the operator")
-    raise ProviderUnavailable(f"provider {name!r} is not available")
+    """A ready provider, its credential from the environment (tools and tests; use cases
+    open providers through ``deps.providers``)."""
+    return LiveProviders(timeout_s=PROVIDER_TIMEOUT_S)(name, settings, endpoint, base_url)

@@ -14,6 +14,7 @@ from typing import Any
 import anthropic
 
 from . import _http, _messages, _sdk_transport, _shared
+from ._opening import Secret, Settings, deployment_key
 from .base import ChatRequest, ChatResult, ProviderError
 
 NAME = "anthropic"
@@ -159,3 +160,14 @@ def _status_error(exc: anthropic.APIStatusError) -> ProviderError:
     message = (exc.api_message or "").lower()
     too_long = kind == "invalid_request_error" and ("prompt is too long" in message or "context window" in message)
     return _http.status_error(exc.status_code, exc.response.headers, code=kind, context_length=too_long)
+
+
+def open_anthropic(
+    settings: Settings, endpoint: str | None, base_url: str | None, secret: Secret, timeout_s: float
+) -> AnthropicProvider:
+    """The registry's opener for ``anthropic``."""
+    return AnthropicProvider(
+        api_key=deployment_key("anthropic", secret),
+        base_url=settings.anthropic_base_url or None,
+        timeout_s=timeout_s,
+    )

@@ -1,86 +1,27 @@
-"""The provider interface every LLM provider implements."""
+"""The provider port's types, where the adapters in this package have always found them.
+
+They are defined with the other ports (:mod:`promptforge.service.provider_port`): the
+service layer depends on them, and the adapters implement them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from ...service.provider_port import (
+    ChatRequest,
+    ChatResult,
+    Provider,
+    ProviderError,
+    ProviderFactory,
+    ProviderUnavailable,
+    RateLimitInfo,
+)
 
-
-@dataclass(frozen=True)
-class ChatRequest:
-    """One prompt, ready for a provider: messages in the chat format, merged params."""
-
-    model: str
-    messages: list[dict[str, Any]]
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RateLimitInfo:
-    """What a provider said about its rate limits in one answer's headers.
-
-    Read from OpenAI-style ``x-ratelimit-*`` or Anthropic's ``anthropic-ratelimit-*``
-    headers. Every field is None when the provider did not send it. Limits are per
-    minute; ``reset_*_s`` is how many seconds until that budget is full again, as the
-    provider counts it (OpenAI sends a duration such as ``6m0s``, Anthropic a timestamp;
-    both are turned into seconds from the moment the answer was read).
-    """
-
-    limit_requests: int | None = None
-    limit_tokens: int | None = None
-    remaining_requests: int | None = None
-    remaining_tokens: int | None = None
-    reset_requests_s: float | None = None
-    reset_tokens_s: float | None = None
-
-
-@dataclass(frozen=True)
-class ChatResult:
-    """A successful answer.
-
-    ``finish_reason`` uses OpenAI's words where the provider has an equivalent (``stop``,
-    ``length``, ``tool_calls``); other reasons are the provider's own, lower-cased.
-    """
-
-    text: str
-    model: str
-    input_tokens: int
-    output_tokens: int
-    finish_reason: str | None = None
-    rate_limits: RateLimitInfo | None = None
-
-
-class ProviderError(Exception):
-    """A failed call, with the stable error code that lands in errors.jsonl.
-
-    ``detail`` is written by PromptForge (status codes and our own words, never the
-    provider's text, which can quote the prompt). ``retry_after`` is the provider's
-    ``retry-after`` in seconds when it sent one; ``rate_limits`` what its headers said
-    (sent with 429s, so the rate limiter can learn from a refusal too).
-    """
-
-    def __init__(
-        self,
-        code: str,
-        detail: str,
-        retryable: bool,
-        retry_after: float | None = None,
-        rate_limits: RateLimitInfo | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
-        self.retryable = retryable
-        self.retry_after = retry_after
-        self.rate_limits = rate_limits
-
-
-class Provider(Protocol):
-    """Sends one chat request; raises :class:`ProviderError` on failure.
-
-    One attempt per call: retries are the worker's single retry policy.
-    """
-
-    async def complete(self, request: ChatRequest) -> ChatResult: ...
-
-    async def aclose(self) -> None: ...
+__all__ = [
+    "ChatRequest",
+    "ChatResult",
+    "Provider",
+    "ProviderError",
+    "ProviderFactory",
+    "ProviderUnavailable",
+    "RateLimitInfo",
+]

@@ -21,6 +21,7 @@ from google.genai import errors, types
 from google.genai.client import AsyncClient
 
 from . import _http, _messages, _shared
+from ._opening import Secret, Settings, deployment_key
 from .base import ChatRequest, ChatResult, ProviderError
 
 # google-genai sends async requests through aiohttp when aiohttp is installed, else
@@ -219,4 +220,23 @@ def _status_error(exc: errors.APIError) -> ProviderError:
         code=exc.status if isinstance(exc.status, str) else "",
         context_length=too_long,
         retry_after=_retry_delay(exc.details),
+    )
+
+
+def open_gemini(
+    settings: Settings, endpoint: str | None, base_url: str | None, secret: Secret, timeout_s: float
+) -> GeminiProvider:
+    """The registry's opener for ``gemini``: the Gemini API with a key, or Vertex AI with
+    the function's service account."""
+    if settings.gemini_vertex:
+        return GeminiProvider(
+            vertex_project=settings.project,
+            vertex_location=settings.gemini_location,
+            base_url=settings.gemini_base_url or None,
+            timeout_s=timeout_s,
+        )
+    return GeminiProvider(
+        api_key=deployment_key("gemini", secret),
+        base_url=settings.gemini_base_url or None,
+        timeout_s=timeout_s,
     )

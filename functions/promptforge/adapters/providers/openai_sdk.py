@@ -20,6 +20,7 @@ from typing import Any
 import openai
 
 from . import _http, _sdk_transport, _shared
+from ._opening import Secret, Settings, deployment_key
 from .base import ChatRequest, ChatResult, ProviderError
 
 
@@ -118,4 +119,16 @@ def _status_error(exc: openai.APIStatusError) -> ProviderError:
         code=code,
         context_length="context_length" in code,
         content_filter="content_filter" in code or "content_policy" in code,
+    )
+
+
+def open_openai(
+    settings: Settings, endpoint: str | None, base_url: str | None, secret: Secret, timeout_s: float
+) -> OpenAIProvider:
+    """The registry's opener for ``openai`` (see :func:`promptforge.adapters.providers.open_provider`)."""
+    return OpenAIProvider(
+        name="openai",
+        api_key=deployment_key("openai", secret),
+        base_url=settings.openai_base_url or None,
+        timeout_s=timeout_s,
     )

@@ -23,7 +23,8 @@ from aiohttp.abc import ResolveResult
 
 from ...domain.netguard import address_problem, parse_address
 from . import _http, _json, _shared
-from .base import ChatRequest, ChatResult, ProviderError
+from ._opening import Secret, Settings
+from .base import ChatRequest, ChatResult, ProviderError, ProviderUnavailable
 
 
 def error_for_status(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
@@ -140,3 +141,33 @@ class OpenAIWireProvider:
 
     async def aclose(self) -> None:
         """Nothing to release: the session is shared (``close_shared_clients`` closes it)."""
+
+
+def open_fake(
+    settings: Settings, endpoint: str | None, base_url: str | None, secret: Secret, timeout_s: float
+) -> OpenAIWireProvider:
+    """The registry's opener for ``fake``: the local fake LLM server."""
+    return OpenAIWireProvider(settings.fake_llm_url, api_key="fake-key", timeout_s=timeout_s)
+
+
+def open_compatible(
+    settings: Settings, endpoint: str | None, base_url: str | None, secret: Secret, timeout_s: float
+) -> OpenAIWireProvider:
+    """The registry's opener for ``openai_compatible``: an endpoint the operator
+    configured (with its key, if it names one), or the client's own URL where the operator
+    allows it, checked now and at every connection, and sent no credential."""
+    if endpoint is not None:
+        configured = settings.endpoints.get(endpoint)
+        if configured is None:
+            raise ProviderUnavailable(f"endpoint {endpoint!r} is not configured on this deployment")
+        key = secret(configured.key_env, f"openai_compatible/{endpoint}") if configured.key_env else None
+        return OpenAIWireProvider(configured.base_url, api_key=key, timeout_s=timeout_s)
+    if base_url and settings.allow_client_base_urls:
+        from ..outbound import BlockedAddress, check_url
+
+        try:
+            check_url(base_url)
+        except BlockedAddress as exc:
+            raise ProviderUnavailable(f"the job's base_url is refused: {exc}") from None
+        return OpenAIWireProvider(base_url, api_key=None, timeout_s=timeout_s, guarded=True)
+    raise ProviderUnavailable("openai_compatible needs an endpoint configured by the operator")
