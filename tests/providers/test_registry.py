@@ -81,3 +81,15 @@ def test_terraform_variables_accept_exactly_the_registry_providers_and_keys() ->
 
     assert sorted(allowed("providers_enabled")) == sorted(p.name for p in PROVIDERS if p.deployable)
     assert sorted(allowed("provider_keys")) == sorted(CREDENTIAL_ENVS)
+
+
+def test_the_cli_names_every_provider() -> None:
+    """The CLI takes the provider as free text (a newer server may offer more, and the server
+    checks it), but its help lists the names: every one the registry has."""
+    from promptforge_client import cli
+
+    source = (ROOT / "client" / "promptforge_client" / "cli.py").read_text()
+    listed = re.search(r'help="(openai[^"]*)"', source)
+    assert listed is not None and cli is not None
+    named = set(re.findall(r"[a-z_]+", listed.group(1)))
+    assert set(NAMES) <= named, f"cli.py's --provider help misses: {sorted(set(NAMES) - named)}"
