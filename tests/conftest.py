@@ -165,10 +165,13 @@ def emulator_deps(request: pytest.FixtureRequest, settings: config.Settings) -> 
 
     # Buckets of their own: an upload to the stack's uploads bucket would also wake the
     # stack's own on_upload function, which would then race the test for the same job.
+    # A Firestore project of their own too: the watchdog tests sweep every unfinished job
+    # they can see, and must not find the end-to-end tests' jobs, whose uploads live in the
+    # stack's bucket.
     live = LiveDeps(
         dataclasses.replace(
             settings,
-            project=env["GOOGLE_CLOUD_PROJECT"],
+            project=env["GOOGLE_CLOUD_PROJECT"] + "-service-tests",
             upload_bucket="service-tests-uploads",
             results_bucket="service-tests-results",
             storage_emulator_host=env["STORAGE_EMULATOR_HOST"],

@@ -170,7 +170,9 @@ def test_cancel_through_the_api_keeps_what_finished(stack: Any, monkeypatch: pyt
     base, key = stack.base_url, new_key(stack)
     llm = stack.env()["PROMPTFORGE_FAKE_LLM_URL"].removesuffix("/v1")
     data = b"".join(json.dumps({"prompt_id": f"x{i:04d}", "prompt": "slow"}).encode() + b"\n" for i in range(3000))
-    requests.post(f"{llm}/_config", json={"latency_ms": 200}, timeout=5).raise_for_status()
+    # 2 s answers: the four chunks in flight take about 12 s for the file, so the cancel
+    # lands while they run (at 200 ms they could all finish first, and none is stopped).
+    requests.post(f"{llm}/_config", json={"latency_ms": 2000}, timeout=5).raise_for_status()
     try:
         job = init(base, key).json()
         upload(job, data)
