@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -165,13 +166,14 @@ def emulator_deps(request: pytest.FixtureRequest, settings: config.Settings) -> 
 
     # Buckets of their own: an upload to the stack's uploads bucket would also wake the
     # stack's own on_upload function, which would then race the test for the same job.
-    # A Firestore project of their own too: the watchdog tests sweep every unfinished job
-    # they can see, and must not find the end-to-end tests' jobs, whose uploads live in the
-    # stack's bucket.
+    # A Firestore project of each test's own too: the watchdog tests sweep every unfinished
+    # job they can see, and must not find another test's jobs (the end-to-end tests' have
+    # their uploads in the stack's bucket; a service test may leave a job whose upload it
+    # never wrote).
     live = LiveDeps(
         dataclasses.replace(
             settings,
-            project=env["GOOGLE_CLOUD_PROJECT"] + "-service-tests",
+            project=f"{env['GOOGLE_CLOUD_PROJECT']}-t{uuid.uuid4().hex[:12]}",
             upload_bucket="service-tests-uploads",
             results_bucket="service-tests-results",
             storage_emulator_host=env["STORAGE_EMULATOR_HOST"],
