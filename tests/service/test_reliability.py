@@ -94,7 +94,7 @@ def test_a_chunk_past_its_time_box_hands_the_rest_to_a_continuation(deps: Static
     client_id, job_id = planned(deps, 30, chunk_lines=30)
     deps.settings = dataclasses.replace(deps.settings, chunk_time_budget_seconds=0, worker_concurrency=1)
     calls = llm(deps).requests_total
-    outcomes = []
+    outcomes: list[str] = []
     for _ in range(100):
         outcomes.append(process_chunk(deps, job_id, 0))
         if outcomes[-1] == "done":

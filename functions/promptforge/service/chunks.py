@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from .. import logs
 from ..domain import paths
+from ..domain.chunk_outcomes import ChunkOutcome, HaltReason
 from ..domain.job import Job, JobError
 from ..domain.jsonl import LineError, PromptLine, dump_line, iter_raw_lines, parse_line
 from ..domain.records import Chunk, ChunkStatus, count_errors
@@ -53,37 +55,37 @@ class ChunkInconsistent(Exception):
     """A chunk's checkpoints do not account for every one of its lines: it is not done."""
 
 
-def process_chunk(deps: Deps, job_id: str, index: int) -> str:
+def process_chunk(deps: Deps, job_id: str, index: int) -> ChunkOutcome:
     """Run chunk ``index`` of a job. Raises :class:`ChunkBusy` when another delivery owns it."""
     job = deps.store.get_job(job_id)
     if job is None:
-        return "ignored: unknown job"
+        return ChunkOutcome.IGNORED_UNKNOWN_JOB
     if job.status.terminal:
-        return f"ignored: job is {job.status.value}"
+        return ChunkOutcome.ignored(job.status)
     chunk = _claim(deps, job_id, index)
     if chunk is None:
         finalize_if_done(deps, job_id)
-        return "already done"
+        return ChunkOutcome.ALREADY_DONE
     run = _ChunkRun(deps, job, chunk)
     try:
         outcome = run.execute()
     except ProviderUnavailable as exc:
         _release(deps, chunk)
         fail_job(deps, job_id, JobError("provider_unavailable", str(exc)))
-        return "failed: provider unavailable"
+        return ChunkOutcome.FAILED_PROVIDER_UNAVAILABLE
     except LeaseLost:
         logs.warning("chunk taken over by a later delivery", job_id=job_id, chunk=index)
-        return "lease lost"
+        return ChunkOutcome.LEASE_LOST
     except ChunkInconsistent as exc:
         _release(deps, chunk)
         logs.error("chunk output does not add up", job_id=job_id, chunk=index)
         fail_job(deps, job_id, JobError("inconsistent_results", f"{exc}; partial results are kept"))
-        return "failed: inconsistent chunk"
+        return ChunkOutcome.FAILED_INCONSISTENT
     except BaseException:
         # Hand the chunk back at once so the task's retry need not wait out the lease.
         _release(deps, chunk)
         raise
-    if outcome == "done" and run.may_complete is not False:
+    if outcome is ChunkOutcome.DONE and run.may_complete is not False:
         # Only a chunk whose DONE commit filled its share of the done count can be the
         # job's last; the others skip reading the count.
         finalize_if_done(deps, job_id)
@@ -149,60 +151,27 @@ class _Pending:
         return len(self.results) + len(self.errors)
 
 
-class _ChunkRun:
-    """One delivery running one chunk: pacing, checkpoints, heartbeat, stop signals."""
+class Checkpointer:
+    """The rows of one delivery not yet checkpointed, when to checkpoint them (enough
+    rows, rows waiting long enough, or a lease due for renewal), and the write itself:
+    segment objects, then the chunk updated only if this delivery still holds it.
 
-    def __init__(self, deps: Deps, job: Job, chunk: Chunk) -> None:
+    ``clock`` is a monotonic clock in seconds (injected, so a test can drive the timing);
+    wall time, for the lease, is ``deps.now``.
+    """
+
+    def __init__(self, deps: Deps, job: Job, chunk: Chunk, clock: Callable[[], float]) -> None:
         self.deps = deps
         self.s = deps.settings
         self.job = job
         self.chunk = chunk  # as stored: the fencing token and the checkpoints so far
-        self.budget = budget_id(job.provider, job.model, self.s, job.endpoint, job.base_url)
-        self.limits = limits_for(job.provider, job.model, self.s, job.endpoint)
-        self.hub: runtime.Hub | None = None
-        self.priority = 0.0
+        self.clock = clock
         self.pending = _Pending()
         self.seq = 0
-        self.stop: str | None = None  # this delivery's own stop: the time box
-        self.started = time.monotonic()
-        self.last_checkpoint = time.monotonic()
-        self.last_renewal = time.monotonic()
-        # From the DONE commit: False when this chunk cannot have been the job's last.
-        self.may_complete: bool | None = None
+        self.last_checkpoint = self.last_renewal = clock()
+        self.renew_after = self.s.chunk_lease_seconds / 3
 
-    @property
-    def halt(self) -> str | None:
-        """Why no new prompt may start: the time box, or the job's stop signal."""
-        if self.stop:
-            return self.stop
-        return self.hub.signals_for(self.job.job_id).halt if self.hub is not None else None
-
-    @property
-    def over_budget(self) -> bool:
-        return self.hub is not None and self.hub.signals_for(self.job.job_id).over_budget
-
-    # --- the synchronous frame -------------------------------------------------------
-
-    def execute(self) -> str:
-        """Run the chunk to its end, a stop, or a hand-over; returns the outcome.
-
-        An earlier delivery may have published the part and died before recording the
-        chunk done: its rows are all in the listed checkpoints, so this delivery calls no
-        model and publishes the same part again from them. An object already under the
-        part's name is never trusted as it stands.
-        """
-        done_ids, done_lines = self._load_checkpoints()
-        lines, late_errors = _lines(self.deps, self.job, self.chunk)
-        lines = [line for line in lines if line.prompt_id not in done_ids]
-        self.pending.errors.extend(e for e in late_errors if e["line"] not in done_lines)
-        runtime.run(self._run(lines))
-        if self.stop == "time box":
-            self._hand_over()
-            return "continued"
-        self._finish()
-        return "stopped" if self.halt else "done"
-
-    def _load_checkpoints(self) -> tuple[set[str], set[int]]:
+    def load(self) -> tuple[set[str], set[int]]:
         """The prompt_ids, and the line numbers of late invalid lines, already checkpointed."""
         ids: set[str] = set()
         lines: set[int] = set()
@@ -214,6 +183,250 @@ class _ChunkRun:
                     else:
                         ids.add(row["prompt_id"])
         return ids, lines
+
+    @property
+    def full(self) -> bool:
+        """Enough rows wait to checkpoint them now."""
+        return len(self.pending) >= self.s.checkpoint_rows
+
+    def due(self) -> bool:
+        """Rows waited long enough, or the lease is due for renewal."""
+        now = self.clock()
+        waited = bool(self.pending) and now - self.last_checkpoint >= self.s.checkpoint_seconds
+        return waited or now - self.last_renewal >= self.renew_after
+
+    def take(self) -> _Pending:
+        """Hand over the rows waiting for a checkpoint (on the event loop's thread, so no
+        row can be appended to a batch that is already being written)."""
+        rows, self.pending = self.pending, _Pending()
+        return rows
+
+    def write(self, rows: _Pending) -> None:
+        """Write ``rows`` as segments and list them on the chunk, renewing the lease
+        (blocking: called from a worker thread)."""
+        names: list[str] = []
+        sizes = {"results": 0, "errors": 0}
+        for kind, batch in (("results", rows.results), ("errors", rows.errors)):
+            if batch:
+                name = paths.segment_object(
+                    self.job.client_id, self.job.job_id, self.chunk.index, self.chunk.deliveries, self.seq, kind
+                )
+                data = _jsonl(batch)
+                self.deps.blobs.write(self.s.results_bucket, name, data)
+                names.append(name)
+                sizes[kind] = len(data)
+        self.seq += 1
+        mine = self.chunk
+        lease_until = self.deps.now() + _lease(self.deps)
+
+        def save(current: Chunk | None) -> Chunk:
+            if current is None or current.deliveries != mine.deliveries or current.status is not ChunkStatus.RUNNING:
+                raise LeaseLost()
+            updated = current.replace(
+                segments=current.segments + tuple(n for n in names if n not in current.segments),
+                lease_until=lease_until,
+                completed=mine.completed + len(rows.results),
+                failed=mine.failed + len(rows.errors),
+                input_tokens=mine.input_tokens + sum(r.get("input_tokens", 0) for r in rows.results),
+                output_tokens=mine.output_tokens + sum(r.get("output_tokens", 0) for r in rows.results),
+                error_counts=count_errors(rows.errors, mine.error_counts),
+                results_bytes=mine.results_bytes + sizes["results"],
+                errors_bytes=mine.errors_bytes + sizes["errors"],
+            )
+            return updated
+
+        # A read and a write conditioned on it: a takeover between the two fails the write,
+        # and the read again finds the chunk taken.
+        stored = self.deps.store.update_chunk(mine.job_id, mine.index, save)
+        if stored is None:  # save returns a chunk or raises: nothing stored is no lease
+            raise LeaseLost()
+        self.chunk = stored
+        self.last_checkpoint = self.last_renewal = self.clock()
+
+
+class ChunkRunner:
+    """The asynchronous part of a delivery: lanes that run the chunk's prompts through
+    the provider under the budget's pacer, a keeper that checkpoints and renews the
+    lease, and the halt checks (the time box, by ``clock``; the job's stop signal, from
+    the hub's beat)."""
+
+    def __init__(self, deps: Deps, job: Job, checkpoints: Checkpointer, clock: Callable[[], float]) -> None:
+        self.deps = deps
+        self.s = deps.settings
+        self.job = job
+        self.checkpoints = checkpoints
+        self.clock = clock
+        self.budget = budget_id(job.provider, job.model, self.s, job.endpoint, job.base_url)
+        self.limits = limits_for(job.provider, job.model, self.s, job.endpoint)
+        self.hub: runtime.Hub | None = None
+        self.priority = 0.0
+        self.stop: HaltReason | None = None  # this delivery's own stop: the time box
+        self.started = clock()
+        self.begun = 0
+
+    @property
+    def halt(self) -> HaltReason | None:
+        """Why no new prompt may start: the time box, or the job's stop signal."""
+        if self.stop:
+            return self.stop
+        return self.hub.signals_for(self.job.job_id).halt if self.hub is not None else None
+
+    @property
+    def over_budget(self) -> bool:
+        return self.hub is not None and self.hub.signals_for(self.job.job_id).over_budget
+
+    def may_start(self) -> bool:
+        """Whether the next prompt may start. Past the time box, stop starting prompts
+        (but always start at least one, so every delivery makes progress)."""
+        if self.begun and self.clock() - self.started > self.s.chunk_time_budget_seconds:
+            self.stop = self.stop or HaltReason.TIME_BOX
+        if self.halt:
+            return False
+        self.begun += 1
+        return True
+
+    async def run(self, lines: list[PromptLine]) -> None:
+        expected = max(1, min(self.job.chunk_count or 1, self.s.max_concurrent_chunks))
+        self.hub, number = await runtime.attach(self.deps, self.budget, self.limits, self.job.job_id, expected)
+        try:
+            await self._run_attached(lines, self.hub, number)
+        finally:
+            await runtime.detach(self.hub, number)
+
+    async def _run_attached(self, lines: list[PromptLine], hub: runtime.Hub, number: int) -> None:
+        policy = RetryPolicy()
+        # Chunks that started earlier go first, so chunks end one after another.
+        self.priority = float(number)
+        pacer = hub.pacer
+        provider = self.deps.providers(self.job.provider, self.s, self.job.endpoint, self.job.base_url)
+        cp = self.checkpoints
+        stop = asyncio.Event()
+        writing = asyncio.Lock()  # checkpoints write the chunk one at a time
+        self.started = self.clock()
+
+        async def one(line: PromptLine) -> None:
+            request = chat_request(self.job, line)
+            estimate = estimate_tokens(request.messages, request.params, self.s.default_max_tokens_estimate)
+            if not self.may_start():
+                return  # not started: stays for a continuation, or unrun in a stopped job
+            row: dict[str, Any] | None
+            err: dict[str, Any] | None
+            if self.over_budget:
+                row, err = None, {"prompt_id": line.prompt_id, "error": "budget_exceeded", "attempts": 0}
+            else:
+                row, err = await call_with_retries(
+                    provider,
+                    request,
+                    line.prompt_id,
+                    self.job.max_attempts,
+                    policy,
+                    pacer,
+                    estimate,
+                    max_tokens_of(request.params, self.s.default_max_tokens_estimate),
+                    self.priority,
+                    self.s.rate_limit_max_wait_seconds,
+                )
+            if row is not None:
+                cp.pending.results.append(row)
+            elif err is not None:
+                cp.pending.errors.append(err)
+            if cp.full:
+                # Enough rows wait: checkpoint them now, still holding the lane, so a
+                # worker never runs far ahead of its checkpoints.
+                async with writing:
+                    if cp.full:
+                        await asyncio.to_thread(cp.write, cp.take())
+
+        todo = iter(lines)
+
+        async def lane() -> None:
+            # ``worker_concurrency`` lanes take the chunk's lines in order, one prompt at a
+            # time each: the same prompts in flight as a task per line behind a semaphore,
+            # without making a task and queueing on a semaphore for every line.
+            for line in todo:
+                await one(line)
+
+        async def keeper() -> None:
+            # Checkpoints rows that waited long enough, and renews the lease of a chunk
+            # whose prompts wait behind an earlier chunk's.
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(stop.wait(), 0.25)
+                except TimeoutError:
+                    pass
+                async with writing:
+                    if cp.due():
+                        await asyncio.to_thread(cp.write, cp.take())
+
+        keeping = asyncio.create_task(keeper())
+        running = [asyncio.ensure_future(lane()) for _ in range(min(self.s.worker_concurrency, len(lines)))]
+        try:
+            await asyncio.gather(*running)
+        except BaseException:
+            # The loop outlives this delivery: stop its other prompts before leaving.
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
+        finally:
+            stop.set()
+            try:
+                await keeping
+            finally:
+                await provider.aclose()
+        if cp.pending:
+            await asyncio.to_thread(cp.write, cp.take())
+        logs.info(
+            "chunk ran",
+            job_id=self.job.job_id,
+            chunk=cp.chunk.index,
+            prompts=len(lines),
+            seconds=round(self.clock() - self.started, 3),
+            rate_limited=pacer.rate_limited,
+            halted=self.halt,
+        )
+
+
+class _ChunkRun:
+    """One delivery running one chunk, the synchronous frame: load the checkpoints, run
+    the rest (:class:`ChunkRunner`), then finish the chunk or hand it over."""
+
+    def __init__(self, deps: Deps, job: Job, chunk: Chunk, clock: Callable[[], float] = time.monotonic) -> None:
+        self.deps = deps
+        self.s = deps.settings
+        self.job = job
+        self.checkpoints = Checkpointer(deps, job, chunk, clock)
+        self.runner = ChunkRunner(deps, job, self.checkpoints, clock)
+        # From the DONE commit: False when this chunk cannot have been the job's last.
+        self.may_complete: bool | None = None
+
+    @property
+    def chunk(self) -> Chunk:
+        """The chunk as this delivery last stored it (the fencing token, the checkpoints)."""
+        return self.checkpoints.chunk
+
+    @property
+    def halt(self) -> HaltReason | None:
+        return self.runner.halt
+
+    def execute(self) -> ChunkOutcome:
+        """Run the chunk to its end, a stop, or a hand-over; returns the outcome.
+
+        An earlier delivery may have published the part and died before recording the
+        chunk done: its rows are all in the listed checkpoints, so this delivery calls no
+        model and publishes the same part again from them. An object already under the
+        part's name is never trusted as it stands.
+        """
+        done_ids, done_lines = self.checkpoints.load()
+        lines, late_errors = _lines(self.deps, self.job, self.chunk)
+        lines = [line for line in lines if line.prompt_id not in done_ids]
+        self.checkpoints.pending.errors.extend(e for e in late_errors if e["line"] not in done_lines)
+        runtime.run(self.runner.run(lines))
+        if self.runner.stop is HaltReason.TIME_BOX:
+            self._hand_over()
+            return ChunkOutcome.CONTINUED
+        self._finish()
+        return ChunkOutcome.STOPPED if self.halt else ChunkOutcome.DONE
 
     def _hand_over(self) -> None:
         """Past the time box: release the chunk and enqueue its continuation."""
@@ -286,167 +499,6 @@ class _ChunkRun:
         current = self.deps.store.get_chunk(self.chunk.job_id, self.chunk.index)
         if current is None or current.deliveries != self.chunk.deliveries:
             raise LeaseLost()
-
-    # --- checkpoints and heartbeat (called from a worker thread) ----------------------
-
-    def _take_pending(self) -> _Pending:
-        """Hand over the rows waiting for a checkpoint (on the event loop's thread, so no
-        row can be appended to a batch that is already being written)."""
-        rows, self.pending = self.pending, _Pending()
-        return rows
-
-    def _checkpoint(self, rows: _Pending) -> None:
-        """Write ``rows`` as segments and list them on the chunk, renewing the lease."""
-        names: list[str] = []
-        sizes = {"results": 0, "errors": 0}
-        for kind, batch in (("results", rows.results), ("errors", rows.errors)):
-            if batch:
-                name = paths.segment_object(
-                    self.job.client_id, self.job.job_id, self.chunk.index, self.chunk.deliveries, self.seq, kind
-                )
-                data = _jsonl(batch)
-                self.deps.blobs.write(self.s.results_bucket, name, data)
-                names.append(name)
-                sizes[kind] = len(data)
-        self.seq += 1
-        mine = self.chunk
-        lease_until = self.deps.now() + _lease(self.deps)
-
-        def save(current: Chunk | None) -> Chunk:
-            if current is None or current.deliveries != mine.deliveries or current.status is not ChunkStatus.RUNNING:
-                raise LeaseLost()
-            updated = current.replace(
-                segments=current.segments + tuple(n for n in names if n not in current.segments),
-                lease_until=lease_until,
-                completed=mine.completed + len(rows.results),
-                failed=mine.failed + len(rows.errors),
-                input_tokens=mine.input_tokens + sum(r.get("input_tokens", 0) for r in rows.results),
-                output_tokens=mine.output_tokens + sum(r.get("output_tokens", 0) for r in rows.results),
-                error_counts=count_errors(rows.errors, mine.error_counts),
-                results_bytes=mine.results_bytes + sizes["results"],
-                errors_bytes=mine.errors_bytes + sizes["errors"],
-            )
-            return updated
-
-        # A read and a write conditioned on it: a takeover between the two fails the write,
-        # and the read again finds the chunk taken.
-        stored = self.deps.store.update_chunk(mine.job_id, mine.index, save)
-        if stored is None:  # save returns a chunk or raises: nothing stored is no lease
-            raise LeaseLost()
-        self.chunk = stored
-        self.last_checkpoint = self.last_renewal = time.monotonic()
-
-    # --- the asynchronous run --------------------------------------------------------
-
-    async def _run(self, lines: list[PromptLine]) -> None:
-        expected = max(1, min(self.job.chunk_count or 1, self.s.max_concurrent_chunks))
-        self.hub, number = await runtime.attach(self.deps, self.budget, self.limits, self.job.job_id, expected)
-        try:
-            await self._run_attached(lines, self.hub, number)
-        finally:
-            await runtime.detach(self.hub, number)
-
-    async def _run_attached(self, lines: list[PromptLine], hub: runtime.Hub, number: int) -> None:
-        policy = RetryPolicy()
-        # Chunks that started earlier go first, so chunks end one after another.
-        self.priority = float(number)
-        pacer = hub.pacer
-        provider = self.deps.providers(self.job.provider, self.s, self.job.endpoint, self.job.base_url)
-        stop = asyncio.Event()
-        writing = asyncio.Lock()  # checkpoints write the chunk one at a time
-        self.started = time.monotonic()
-        begun = 0
-        renew_after = self.s.chunk_lease_seconds / 3
-
-        async def one(line: PromptLine) -> None:
-            nonlocal begun
-            request = chat_request(self.job, line)
-            estimate = estimate_tokens(request.messages, request.params, self.s.default_max_tokens_estimate)
-            # Past the time box, stop starting prompts (but always start at least one,
-            # so every delivery makes progress).
-            if begun and time.monotonic() - self.started > self.s.chunk_time_budget_seconds:
-                self.stop = self.stop or "time box"
-            if self.halt:
-                return  # not started: stays for a continuation, or unrun in a stopped job
-            begun += 1
-            row: dict[str, Any] | None
-            err: dict[str, Any] | None
-            if self.over_budget:
-                row, err = None, {"prompt_id": line.prompt_id, "error": "budget_exceeded", "attempts": 0}
-            else:
-                row, err = await call_with_retries(
-                    provider,
-                    request,
-                    line.prompt_id,
-                    self.job.max_attempts,
-                    policy,
-                    pacer,
-                    estimate,
-                    max_tokens_of(request.params, self.s.default_max_tokens_estimate),
-                    self.priority,
-                    self.s.rate_limit_max_wait_seconds,
-                )
-            if row is not None:
-                self.pending.results.append(row)
-            elif err is not None:
-                self.pending.errors.append(err)
-            if len(self.pending) >= self.s.checkpoint_rows:
-                # Enough rows wait: checkpoint them now, still holding the lane, so a
-                # worker never runs far ahead of its checkpoints.
-                async with writing:
-                    if len(self.pending) >= self.s.checkpoint_rows:
-                        await asyncio.to_thread(self._checkpoint, self._take_pending())
-
-        todo = iter(lines)
-
-        async def lane() -> None:
-            # ``worker_concurrency`` lanes take the chunk's lines in order, one prompt at a
-            # time each: the same prompts in flight as a task per line behind a semaphore,
-            # without making a task and queueing on a semaphore for every line.
-            for line in todo:
-                await one(line)
-
-        async def keeper() -> None:
-            # Checkpoints rows that waited long enough, and renews the lease of a chunk
-            # whose prompts wait behind an earlier chunk's.
-            while not stop.is_set():
-                try:
-                    await asyncio.wait_for(stop.wait(), 0.25)
-                except TimeoutError:
-                    pass
-                now = time.monotonic()
-                async with writing:
-                    due = self.pending and now - self.last_checkpoint >= self.s.checkpoint_seconds
-                    if due or now - self.last_renewal >= renew_after:
-                        await asyncio.to_thread(self._checkpoint, self._take_pending())
-
-        keeping = asyncio.create_task(keeper())
-        running = [asyncio.ensure_future(lane()) for _ in range(min(self.s.worker_concurrency, len(lines)))]
-        try:
-            await asyncio.gather(*running)
-        except BaseException:
-            # The loop outlives this delivery: stop its other prompts before leaving.
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
-            raise
-        finally:
-            stop.set()
-            try:
-                await keeping
-            finally:
-                await provider.aclose()
-        if self.pending:
-            await asyncio.to_thread(self._checkpoint, self._take_pending())
-        logs.info(
-            "chunk ran",
-            job_id=self.job.job_id,
-            chunk=self.chunk.index,
-            prompts=len(lines),
-            seconds=round(time.monotonic() - self.started, 3),
-            rate_limited=pacer.rate_limited,
-            halted=self.halt,
-        )
 
 
 def _lines(deps: Deps, job: Job, chunk: Chunk) -> tuple[list[PromptLine], list[dict[str, Any]]]:

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import uvloop
 
 from .. import logs
+from ..domain.chunk_outcomes import HaltReason
 from ..domain.ratelimit import Limits
 from .deps import Deps
 from .pacing import Learned, Pacer
@@ -86,7 +87,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 class JobSignals:
     """What the beat found about one job, for its running chunks."""
 
-    halt: str | None = None  # why no new prompt may start: "job CANCELLED", ...
+    halt: HaltReason | None = None  # why no new prompt may start: the job ended
     over_budget: bool = False
 
 
@@ -137,7 +138,7 @@ class Hub:
             job = store.get_job(job_id)
             signals = self.signals.setdefault(job_id, JobSignals())
             if job is None or job.status.terminal:
-                signals.halt = f"job {job.status.value if job else 'deleted'}"
+                signals.halt = HaltReason.job_ended(job.status if job else None)
             if job is not None and job.budget_tokens is not None and not signals.over_budget:
                 totals = store.chunk_totals(job_id)
                 if totals.input_tokens + totals.output_tokens >= job.budget_tokens:
