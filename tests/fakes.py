@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, TypeVar
 from promptforge.adapters.firestore_store import DONE_SHARDS, AlreadyExists, shard_size
 from promptforge.config import Settings
 from promptforge.domain.job import Job, JobStatus
+from promptforge.domain.outcomes import ROW_ERROR_CODES
 from promptforge.domain.plan_state import PlanState
 from promptforge.domain.records import ApiKey, Chunk, ChunkStatus, ClientState, DoneCount, Totals
 from promptforge.domain.usage import ClientUsage
@@ -155,10 +156,8 @@ class MemoryStore:
 
     def chunk_totals(self, job_id: str) -> Totals:
         cs = self.list_chunks(job_id)
-        errors: dict[str, int] = {}
-        for c in cs:
-            for code, n in c.error_counts.items():
-                errors[code] = errors.get(code, 0) + n
+        # The same list Firestore sums (Chunk refuses any other code).
+        errors = {code.value: sum(c.error_counts.get(code, 0) for c in cs) for code in ROW_ERROR_CODES}
         return Totals(
             sum(c.completed for c in cs),
             sum(c.failed for c in cs),

@@ -27,6 +27,7 @@ from google.api_core.exceptions import ServiceUnavailable
 from promptforge.adapters.metering import Intercepted
 from promptforge.domain import paths
 from promptforge.domain.job import Job
+from promptforge.domain.outcomes import ErrorCode
 from promptforge.service import keys, lifecycle, watchdog
 from promptforge.service.chunks import ChunkBusy, process_chunk
 from promptforge.service.deps import StaticDeps
@@ -177,7 +178,7 @@ class ScriptedProvider:
         if prompt_id in self._checkpointed():
             self.after_checkpoint.append(prompt_id)
         if prompt_id.endswith("7"):
-            raise ProviderError("invalid_request", "refused by the scripted provider", retryable=False)
+            raise ProviderError(ErrorCode.INVALID_REQUEST, "refused by the scripted provider", retryable=False)
         return ChatResult(text=f"answer to {prompt_id}", model="scripted", input_tokens=3, output_tokens=5)
 
     async def aclose(self) -> None:

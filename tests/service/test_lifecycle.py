@@ -10,6 +10,7 @@ import pytest
 
 from promptforge.domain import paths
 from promptforge.domain.job import JobStatus
+from promptforge.domain.outcomes import ErrorCode
 from promptforge.service import keys, lifecycle
 from promptforge.service.chunks import ChunkBusy, process_chunk
 from promptforge.service.deps import StaticDeps
@@ -105,9 +106,9 @@ def test_provider_errors_429s_and_usage_reach_the_rows(deps: StaticDeps) -> None
         prompt = request.messages[-1]["content"]
         refused[prompt] = refused.get(prompt, 0) + 1
         if prompt.endswith("1"):
-            return ProviderError("content_filtered", "stopped", retryable=False)
+            return ProviderError(ErrorCode.CONTENT_FILTERED, "stopped", retryable=False)
         if prompt.endswith("2") and refused[prompt] <= 2:
-            return ProviderError("rate_limit_exceeded", "slow down", retryable=True, retry_after=0.01)
+            return ProviderError(ErrorCode.RATE_LIMIT_EXCEEDED, "slow down", retryable=True, retry_after=0.01)
         return None
 
     llm(deps).script = script

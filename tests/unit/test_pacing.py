@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from promptforge.domain.outcomes import ErrorCode
 from promptforge.domain.ratelimit import Limits, Pace, Schedule
 from promptforge.service.pacing import Pacer, estimate_tokens, limits_for
 from tests.conftest import make_settings
@@ -292,7 +293,7 @@ class Refusing:
 
         if self.left:
             self.left -= 1
-            raise ProviderError("rate_limit_exceeded", "provider answered HTTP 429", True, 0.5)
+            raise ProviderError(ErrorCode.RATE_LIMIT_EXCEEDED, "provider answered HTTP 429", True, 0.5)
         return ChatResult(text="ok", model="m", input_tokens=3, output_tokens=2)
 
 

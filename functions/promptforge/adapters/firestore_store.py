@@ -36,8 +36,9 @@ from google.cloud.firestore_v1 import _helpers
 from proto.datetime_helpers import DatetimeWithNanoseconds
 
 from ..domain.job import Job, JobError, JobStatus
+from ..domain.outcomes import ROW_ERROR_CODES
 from ..domain.plan_state import PlanPhase, PlanSlice, PlanState
-from ..domain.records import ROW_ERROR_CODES, ApiKey, Chunk, ChunkStatus, ClientState, DoneCount, Totals, Waiting
+from ..domain.records import ApiKey, Chunk, ChunkStatus, ClientState, DoneCount, Totals, Waiting
 from ..domain.usage import REQUEST_WINDOW, AwaitingUpload, ClientUsage
 from ..service.ports import BudgetBeat, DoneMark
 

@@ -42,7 +42,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from ..config import Settings, load
 from ..domain.job import Job
-from ..domain.records import ROW_ERROR_CODES
+from ..domain.outcomes import ROW_ERROR_CODES
 from ..service.ports import BlobStore, JobStore, TaskQueue
 from ..wiring import LiveDeps
 

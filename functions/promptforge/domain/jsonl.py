@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from .outcomes import ErrorCode, ErrorRow
 from .params import params_problem
 
 BOM = b"\xef\xbb\xbf"
@@ -62,7 +63,7 @@ class LineError:
     json_object: bool = False  # the line was a JSON object, just not a valid prompt
 
     def to_row(self) -> dict[str, Any]:
-        return {"prompt_id": self.prompt_id, "error": "invalid_line", "line": self.line, "detail": self.detail}
+        return ErrorRow(self.prompt_id, ErrorCode.INVALID_LINE, line=self.line, detail=self.detail).to_json()
 
 
 def iter_raw_lines(stream: BinaryIO, max_line_bytes: int, offset: int = 0, first_number: int = 1) -> Iterator[RawLine]:

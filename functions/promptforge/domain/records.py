@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from .outcomes import row_error_code
+
 
 class ChunkStatus(str, Enum):
     PENDING = "PENDING"
@@ -43,6 +45,12 @@ class Chunk:
     errors_bytes: int = 0
     repairs: int = 0  # times finalization found this chunk's output wrong and re-drove it
     expire_at: datetime | None = None  # Firestore TTL: stamped with the job's, after it ends
+
+    def __post_init__(self) -> None:
+        # Firestore's live totals sum only ROW_ERROR_CODES: a count under any other code
+        # would show in final counts but not in live status, so it is refused here.
+        for code in self.error_counts:
+            row_error_code(code)
 
     def replace(self, **changes: Any) -> Chunk:
         return dataclasses.replace(self, **changes)
@@ -130,23 +138,10 @@ class Totals:
     error_counts: dict[str, int] = field(default_factory=dict)
 
 
-# The codes an error row can carry after planning (invalid_line rows come from planning).
-ROW_ERROR_CODES = (
-    "rate_limit_exceeded",
-    "timeout",
-    "provider_error",
-    "invalid_request",
-    "content_filtered",
-    "context_length_exceeded",
-    "budget_exceeded",
-    "invalid_line",
-)
-
-
 def count_errors(rows: list[dict[str, Any]], into: dict[str, int] | None = None) -> dict[str, int]:
     """Error rows counted by code (added to ``into``)."""
     counts = dict(into or {})
     for row in rows:
-        code = str(row.get("error"))
-        counts[code] = counts.get(code, 0) + 1
+        code = row_error_code(str(row.get("error")))
+        counts[code.value] = counts.get(code, 0) + 1
     return counts

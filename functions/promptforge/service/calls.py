@@ -10,6 +10,7 @@ from typing import Any
 
 from ..domain.job import Job
 from ..domain.jsonl import PromptLine
+from ..domain.outcomes import ErrorCode, ErrorRow, ResultRow
 from ..domain.retry import RetryPolicy
 from .pacing import Pacer
 from .provider_port import ChatRequest, Provider, ProviderError
@@ -63,18 +64,12 @@ async def call_with_retries(
             raise
         else:
             pacer.answered(estimate, result.input_tokens + charge, getattr(result, "rate_limits", None))
-            return {
-                "prompt_id": prompt_id,
-                "result": result.text,
-                "model": result.model,
-                "tokens_used": result.input_tokens + result.output_tokens,
-                "input_tokens": result.input_tokens,
-                "output_tokens": result.output_tokens,
-                "finish_reason": result.finish_reason,
-                "attempts": sent,
-            }, None
+            answered = ResultRow(
+                prompt_id, result.text, result.model, result.input_tokens, result.output_tokens, result.finish_reason, sent
+            )
+            return answered.to_json(), None
         info = getattr(error, "rate_limits", None)
-        if error.code == "rate_limit_exceeded":
+        if error.code is ErrorCode.RATE_LIMIT_EXCEEDED:
             pacer.on_rate_limited(error.retry_after, info)
             now = clock()
             limited_since = now if limited_since is None else limited_since
@@ -86,4 +81,4 @@ async def call_with_retries(
             if error.retryable and failures < max_attempts:
                 await sleep(policy.delay(failures, error.retry_after))
                 continue
-        return None, {"prompt_id": prompt_id, "error": error.code, "attempts": sent, "detail": error.detail}
+        return None, ErrorRow(prompt_id, error.code, attempts=sent, detail=error.detail).to_json()

@@ -26,6 +26,7 @@ from ..domain import paths
 from ..domain.chunk_outcomes import ChunkOutcome, HaltReason
 from ..domain.job import Job, JobError
 from ..domain.jsonl import LineError, PromptLine, dump_line, iter_raw_lines, parse_line
+from ..domain.outcomes import ErrorCode, ErrorRow
 from ..domain.records import Chunk, ChunkStatus, count_errors
 from ..domain.retry import RetryPolicy
 from . import runtime
@@ -71,7 +72,7 @@ def process_chunk(deps: Deps, job_id: str, index: int) -> ChunkOutcome:
         outcome = run.execute()
     except ProviderUnavailable as exc:
         _release(deps, chunk)
-        fail_job(deps, job_id, JobError("provider_unavailable", str(exc)))
+        fail_job(deps, job_id, JobError(ErrorCode.PROVIDER_UNAVAILABLE, str(exc)))
         return ChunkOutcome.FAILED_PROVIDER_UNAVAILABLE
     except LeaseLost:
         logs.warning("chunk taken over by a later delivery", job_id=job_id, chunk=index)
@@ -79,7 +80,7 @@ def process_chunk(deps: Deps, job_id: str, index: int) -> ChunkOutcome:
     except ChunkInconsistent as exc:
         _release(deps, chunk)
         logs.error("chunk output does not add up", job_id=job_id, chunk=index)
-        fail_job(deps, job_id, JobError("inconsistent_results", f"{exc}; partial results are kept"))
+        fail_job(deps, job_id, JobError(ErrorCode.INCONSISTENT_RESULTS, f"{exc}; partial results are kept"))
         return ChunkOutcome.FAILED_INCONSISTENT
     except BaseException:
         # Hand the chunk back at once so the task's retry need not wait out the lease.
@@ -178,7 +179,7 @@ class Checkpointer:
         for name in self.chunk.segments:
             with self.deps.blobs.open_read(self.s.results_bucket, name) as f:
                 for row in (json.loads(line) for line in f.read().splitlines() if line.strip()):
-                    if row.get("error") == "invalid_line":
+                    if row.get("error") == ErrorCode.INVALID_LINE:
                         lines.add(row["line"])
                     else:
                         ids.add(row["prompt_id"])
@@ -312,7 +313,7 @@ class ChunkRunner:
             row: dict[str, Any] | None
             err: dict[str, Any] | None
             if self.over_budget:
-                row, err = None, {"prompt_id": line.prompt_id, "error": "budget_exceeded", "attempts": 0}
+                row, err = None, ErrorRow(line.prompt_id, ErrorCode.BUDGET_EXCEEDED, attempts=0).to_json()
             else:
                 row, err = await call_with_retries(
                     provider,

@@ -27,6 +27,7 @@ from typing import TypeVar
 from .. import logs
 from ..domain import paths
 from ..domain.job import Job, JobError, JobStatus
+from ..domain.outcomes import ErrorCode
 from ..domain.records import Chunk, ChunkStatus
 from .assemble import publish, verify
 from .deps import Deps
@@ -75,7 +76,7 @@ def finalize_if_done(deps: Deps, job_id: str, recount: bool = False) -> bool:
         result = end_job(deps, job_id, Ending(JobStatus.COMPLETED, only_from=JobStatus.PROCESSING, settle=_settle))
     except _Inconsistent as exc:
         logs.error("job output does not add up", job_id=job_id)
-        fail_job(deps, job_id, JobError("inconsistent_results", f"{exc}; partial results are kept"))
+        fail_job(deps, job_id, JobError(ErrorCode.INCONSISTENT_RESULTS, f"{exc}; partial results are kept"))
         return False
     return result.won
 
@@ -200,7 +201,10 @@ def _redrive(deps: Deps, job: Job, broken: list[Chunk]) -> None:
         fail_job(
             deps,
             job_id,
-            JobError("inconsistent_results", f"chunk output still wrong after {MAX_REPAIRS} repairs; partial results are kept"),
+            JobError(
+                ErrorCode.INCONSISTENT_RESULTS,
+                f"chunk output still wrong after {MAX_REPAIRS} repairs; partial results are kept",
+            ),
         )
         return
     # Act on what is stored (a retried commit can hide that this call reopened them).

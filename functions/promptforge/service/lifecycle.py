@@ -14,6 +14,7 @@ from .. import logs
 from ..domain import paths
 from ..domain.job import Job, JobError, JobStatus
 from ..domain.jsonl import dump_line
+from ..domain.outcomes import ErrorCode
 from . import quotas
 from .deps import Deps
 from .ports import Tx
@@ -97,11 +98,11 @@ def accept_upload(deps: Deps, bucket: str, name: str, size: int, uploaded_at: da
         fail_job(
             deps,
             job_id,
-            JobError("file_too_large", f"the file is {size} bytes, over the limit of {deps.settings.max_upload_bytes}"),
+            JobError(ErrorCode.FILE_TOO_LARGE, f"the file is {size} bytes, over the limit of {deps.settings.max_upload_bytes}"),
         )
         return "failed: file too large"
     if size == 0:
-        fail_job(deps, job_id, JobError("empty_file", "the uploaded file is empty"))
+        fail_job(deps, job_id, JobError(ErrorCode.EMPTY_FILE, "the uploaded file is empty"))
         return "failed: empty file"
     now = deps.now()
 

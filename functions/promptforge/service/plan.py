@@ -61,6 +61,7 @@ from ..domain.dedupe import (
 )
 from ..domain.job import Job, JobError, JobStatus
 from ..domain.jsonl import LineError, PromptLine, RawLine, dump_line, iter_raw_lines, parse_line
+from ..domain.outcomes import ErrorCode
 from ..domain.plan_state import PlanPhase, PlanSlice, PlanState
 from ..domain.records import Chunk
 from .assemble import publish
@@ -100,7 +101,7 @@ def plan_job(deps: Deps, job_id: str) -> str:
     job, state = claimed
     if state.attempts > s.plan_max_attempts:
         message = f"planning stopped at step {state.step} ({state.phase.value.lower()}) after {s.plan_max_attempts} attempts"
-        if fail_job(deps, job_id, JobError("planning_failed", message)):
+        if fail_job(deps, job_id, JobError(ErrorCode.PLANNING_FAILED, message)):
             logs.error("planning failed", job_id=job_id, step=state.step, phase=state.phase.value)
         return "failed: planning"
     read = 0
@@ -234,7 +235,7 @@ def _scan(deps: Deps, job: Job, st: PlanState) -> _Next | str:
         # The state lists every slice: past this many it nears Firestore's 1 MiB document.
         # The defaults cut the largest file allowed into about 200.
         message = f"the file needs more than {MAX_SLICES} planning slices; raise PROMPTFORGE_PLAN_SLICE_*"
-        fail_job(deps, job.job_id, JobError("planning_failed", message))
+        fail_job(deps, job.job_id, JobError(ErrorCode.PLANNING_FAILED, message))
         return "failed: too many slices"
     tag = _tag(st)
     cutter = ChunkCutter(s.chunk_max_lines, s.chunk_max_bytes, st.next_chunk)
@@ -259,7 +260,7 @@ def _scan(deps: Deps, job: Job, st: PlanState) -> _Next | str:
                         fail_job(
                             deps,
                             job.job_id,
-                            JobError("too_many_prompts", f"the file has more than {s.max_prompts_per_job} prompts"),
+                            JobError(ErrorCode.TOO_MANY_PROMPTS, f"the file has more than {s.max_prompts_per_job} prompts"),
                         )
                         return "failed: too many prompts"
                     # Every line that names a prompt_id claims it, valid or not (the
@@ -307,10 +308,10 @@ def _scan(deps: Deps, job: Job, st: PlanState) -> _Next | str:
     if not at_end:
         return _Next(after, read)
     if records == 0:
-        fail_job(deps, job.job_id, JobError("empty_file", "the file holds no prompts"))
+        fail_job(deps, job.job_id, JobError(ErrorCode.EMPTY_FILE, "the file holds no prompts"))
         return "failed: no prompts"
     if json_objects == 0:
-        fail_job(deps, job.job_id, JobError("not_jsonl", "no line of the file is a JSON object; expected JSONL"))
+        fail_job(deps, job.job_id, JobError(ErrorCode.NOT_JSONL, "no line of the file is a JSON object; expected JSONL"))
         return "failed: not JSONL"
     bounds = tuple(split_buckets(totals, s.plan_dedupe_records))
     return _Next(after.replace(phase=PlanPhase.DEDUPE if bounds else PlanPhase.MERGE, cursor=0, bounds=bounds), read)

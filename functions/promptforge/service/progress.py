@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..domain.job import Job, JobStatus
+from ..domain.outcomes import ErrorCode
 from ..domain.pricing import estimated_cost_usd
 from ..domain.records import Chunk, Totals
 from .deps import Deps
@@ -53,7 +54,8 @@ def with_invalid_lines(job: Job, chunks: Totals) -> Totals:
     """The job's totals from its chunks' totals: planning's invalid lines added as failures."""
     errors = dict(chunks.error_counts)
     if job.invalid_count:
-        errors["invalid_line"] = errors.get("invalid_line", 0) + job.invalid_count
+        code = ErrorCode.INVALID_LINE.value
+        errors[code] = errors.get(code, 0) + job.invalid_count
     return Totals(chunks.completed, job.invalid_count + chunks.failed, chunks.input_tokens, chunks.output_tokens, errors)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..domain.outcomes import PROVIDER_ERROR_CODES, ErrorCode
+
 if TYPE_CHECKING:
     from ..config import Settings
 
@@ -70,14 +72,16 @@ class ProviderError(Exception):
 
     def __init__(
         self,
-        code: str,
+        code: ErrorCode,
         detail: str,
         retryable: bool,
         retry_after: float | None = None,
         rate_limits: RateLimitInfo | None = None,
     ) -> None:
         super().__init__(detail)
-        self.code = code
+        if code not in PROVIDER_ERROR_CODES:
+            raise ValueError(f"{code!r} is not a provider error code")
+        self.code = ErrorCode(code)
         self.detail = detail
         self.retryable = retryable
         self.retry_after = retry_after

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from .. import logs
 from ..domain import paths
 from ..domain.job import Job, JobError, JobStatus
+from ..domain.outcomes import ErrorCode
 from ..domain.records import Chunk, ChunkStatus
 from .deps import Deps
 from .finalize import finalize_if_done
@@ -73,7 +74,7 @@ def sweep(deps: Deps) -> Sweep:
         elif (
             upload is None
             and job.upload_expires_at < now
-            and fail_job(deps, job.job_id, JobError("upload_expired", "the upload URL expired before the file arrived"))
+            and fail_job(deps, job.job_id, JobError(ErrorCode.UPLOAD_EXPIRED, "the upload URL expired before the file arrived"))
         ):
             done.expired.append(job.job_id)
 
@@ -102,7 +103,7 @@ def _check_processing(deps: Deps, job: Job, now: datetime, grace: timedelta, tag
     idle = now - last_alive
     if idle > timedelta(seconds=deps.settings.job_stuck_seconds):
         minutes = int(idle.total_seconds() // 60)
-        if fail_job(deps, job.job_id, JobError("stuck", f"no progress for {minutes} minutes; partial results are kept")):
+        if fail_job(deps, job.job_id, JobError(ErrorCode.STUCK, f"no progress for {minutes} minutes; partial results are kept")):
             done.stuck.append(job.job_id)
         return
     waiting: list[Chunk]

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 
+from ...domain.outcomes import ErrorCode
 from .base import ProviderError, RateLimitInfo
 
 # "6m0s", "1h2m3.5s", "20ms", "0.5s", "1.2us": Go's duration syntax, which OpenAI uses.
@@ -169,39 +170,39 @@ def status_error(
         limits = rate_limits_from_headers(headers)
         if shown == "insufficient_quota":
             # OpenAI's "out of credit": waiting will not help within this job.
-            return ProviderError("rate_limit_exceeded", detail, False, None, limits)
-        return ProviderError("rate_limit_exceeded", detail, True, wait, limits)
+            return ProviderError(ErrorCode.RATE_LIMIT_EXCEEDED, detail, False, None, limits)
+        return ProviderError(ErrorCode.RATE_LIMIT_EXCEEDED, detail, True, wait, limits)
     if status in (408, 504):
-        return ProviderError("timeout", detail, True, wait)
+        return ProviderError(ErrorCode.TIMEOUT, detail, True, wait)
     if status == 409 or status >= 500:
-        return ProviderError("provider_error", detail, True, wait)
+        return ProviderError(ErrorCode.PROVIDER_ERROR, detail, True, wait)
     if context_length:
-        return ProviderError("context_length_exceeded", detail, False)
+        return ProviderError(ErrorCode.CONTEXT_LENGTH_EXCEEDED, detail, False)
     if content_filter:
-        return ProviderError("content_filtered", detail, False)
-    return ProviderError("invalid_request", detail, False)
+        return ProviderError(ErrorCode.CONTENT_FILTERED, detail, False)
+    return ProviderError(ErrorCode.INVALID_REQUEST, detail, False)
 
 
 def timeout_error(exc: BaseException) -> ProviderError:
     """The error for a call that got no answer in time."""
-    return ProviderError("timeout", f"no answer in time ({type(exc).__name__})", True)
+    return ProviderError(ErrorCode.TIMEOUT, f"no answer in time ({type(exc).__name__})", True)
 
 
 def connection_error(exc: BaseException) -> ProviderError:
     """The error for a call whose connection failed or broke off."""
-    return ProviderError("provider_error", f"connection failed ({type(exc).__name__})", True)
+    return ProviderError(ErrorCode.PROVIDER_ERROR, f"connection failed ({type(exc).__name__})", True)
 
 
 def malformed_response() -> ProviderError:
     """The error for a 2xx answer that cannot be read."""
-    return ProviderError("provider_error", "provider sent a malformed response", True)
+    return ProviderError(ErrorCode.PROVIDER_ERROR, "provider sent a malformed response", True)
 
 
 def content_filtered(reason: str) -> ProviderError:
     """The error for an answer the provider's safety system stopped (``reason`` is ours or an enum)."""
-    return ProviderError("content_filtered", f"the provider's content filter stopped the reply ({reason})", False)
+    return ProviderError(ErrorCode.CONTENT_FILTERED, f"the provider's content filter stopped the reply ({reason})", False)
 
 
 def unsupported_param(provider: str, name: str) -> ProviderError:
     """The error for a job parameter this provider has no equivalent for (no call is made)."""
-    return ProviderError("invalid_request", f"parameter {name!r} is not supported by provider {provider}", False)
+    return ProviderError(ErrorCode.INVALID_REQUEST, f"parameter {name!r} is not supported by provider {provider}", False)

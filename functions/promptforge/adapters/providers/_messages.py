@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...domain.outcomes import ErrorCode
 from .base import ProviderError
 
 SYSTEM_ROLES = ("system", "developer")
@@ -53,7 +54,7 @@ class Conversation:
 
 def _refuse(provider: str, what: str) -> ProviderError:
     # ``what`` is a role or part type name, never message text.
-    return ProviderError("invalid_request", f"{what} is not supported by provider {provider}", False)
+    return ProviderError(ErrorCode.INVALID_REQUEST, f"{what} is not supported by provider {provider}", False)
 
 
 def _image(provider: str, part: dict[str, Any]) -> Image:
@@ -103,5 +104,5 @@ def split(provider: str, messages: Sequence[dict[str, Any]]) -> Conversation:
         else:
             raise _refuse(provider, f"role {role!r}" if isinstance(role, str) and role.isidentifier() else "a message role")
     if not turns:
-        raise ProviderError("invalid_request", f"provider {provider} needs at least one user message", False)
+        raise ProviderError(ErrorCode.INVALID_REQUEST, f"provider {provider} needs at least one user message", False)
     return Conversation("\n\n".join(system) if system else None, turns)

@@ -13,6 +13,7 @@ from typing import Any
 
 import anthropic
 
+from ...domain.outcomes import ErrorCode
 from . import _http, _messages, _sdk_transport, _shared
 from ._opening import Secret, Settings, deployment_key
 from .base import ChatRequest, ChatResult, ProviderError
@@ -76,7 +77,9 @@ def _output_format(value: Any) -> dict[str, Any] | None:
     schema = value.get("json_schema", {}).get("schema") if kind == "json_schema" and isinstance(value, dict) else None
     if not isinstance(schema, dict):
         # Anthropic's structured output needs a schema; json_object has no equivalent.
-        raise ProviderError("invalid_request", "response_format needs a json_schema with a schema for provider anthropic", False)
+        raise ProviderError(
+            ErrorCode.INVALID_REQUEST, "response_format needs a json_schema with a schema for provider anthropic", False
+        )
     return {"type": "json_schema", "schema": schema}
 
 

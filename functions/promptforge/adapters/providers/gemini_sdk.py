@@ -20,6 +20,7 @@ from google import genai
 from google.genai import errors, types
 from google.genai.client import AsyncClient
 
+from ...domain.outcomes import ErrorCode
 from . import _http, _messages, _shared
 from ._opening import Secret, Settings, deployment_key
 from .base import ChatRequest, ChatResult, ProviderError
@@ -98,7 +99,7 @@ def _response_format(value: Any) -> dict[str, Any]:
             return {"response_mime_type": "application/json", "response_json_schema": schema}
     if kind == "text":
         return {}
-    raise ProviderError("invalid_request", "response_format is not one gemini can express", False)
+    raise ProviderError(ErrorCode.INVALID_REQUEST, "response_format is not one gemini can express", False)
 
 
 def _part(part: _messages.Part) -> dict[str, Any]:

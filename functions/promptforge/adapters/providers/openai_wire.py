@@ -22,6 +22,7 @@ import yarl
 from aiohttp.abc import ResolveResult
 
 from ...domain.netguard import address_problem, parse_address
+from ...domain.outcomes import ErrorCode
 from . import _http, _json, _shared
 from ._opening import Secret, Settings
 from .base import ChatRequest, ChatResult, ProviderError, ProviderUnavailable
@@ -116,7 +117,7 @@ class OpenAIWireProvider:
         if status >= 400:
             raise error_for_status(status, headers, raw)
         if status >= 300:
-            raise ProviderError("provider_error", f"HTTP {status}: redirects are not followed", retryable=False)
+            raise ProviderError(ErrorCode.PROVIDER_ERROR, f"HTTP {status}: redirects are not followed", retryable=False)
         limits = _http.rate_limits_from_headers(headers)
         try:
             data = _json.loads(raw)
