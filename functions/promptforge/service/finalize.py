@@ -20,9 +20,7 @@ output cannot be made whole ends FAILED with ``inconsistent_results``, never COM
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from collections.abc import Iterable
 
 from .. import logs
 from ..domain import paths
@@ -34,12 +32,11 @@ from .deps import Deps
 from .lifecycle import Ending, end_job, fail_job
 from .ports import Tx
 from .progress import final_totals
+from .threads import concurrently
 
 # A chunk re-driven this many times and still wrong fails its job.
 MAX_REPAIRS = 3
 _STAT_THREADS = 16
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 class _Inconsistent(Exception):
@@ -141,16 +138,7 @@ def publish_parts(deps: Deps, job: Job, staged: list[tuple[Chunk, list[str]]]) -
         publish(deps.blobs, bucket, objects, target, sum(c.results_bytes for c in members), scratch)
         return name
 
-    return tuple(concurrently(one, sorted(parts)))
-
-
-def concurrently(fn: Callable[[T], R], items: list[T], threads: int = _STAT_THREADS) -> list[R]:
-    """``fn`` over ``items`` on a few threads (each call waits on a request or two to
-    Cloud Storage or IAM), results in order; the first error is raised."""
-    if len(items) <= 1:
-        return [fn(i) for i in items]
-    with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
-        return list(pool.map(fn, items))
+    return tuple(concurrently(one, sorted(parts), _STAT_THREADS))
 
 
 def _broken_chunks(deps: Deps, job: Job, chunks: list[Chunk]) -> list[Chunk]:
@@ -168,7 +156,7 @@ def _broken_chunks(deps: Deps, job: Job, chunks: list[Chunk]) -> list[Chunk]:
             deps.blobs, bucket, paths.chunk_errors_object(job.client_id, job.job_id, c.index), c.errors_bytes
         )
 
-    verdicts = concurrently(whole, chunks)
+    verdicts = concurrently(whole, chunks, _STAT_THREADS)
     return [c for c, ok in zip(chunks, verdicts, strict=True) if not ok]
 
 

@@ -11,7 +11,6 @@ with the code ``invalid_line``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,6 +19,7 @@ from ..domain.outcomes import ErrorCode
 from ..domain.pricing import estimated_cost_usd
 from ..domain.records import Chunk, Totals
 from .deps import Deps
+from .threads import concurrently
 
 # A list page reads the live totals of its unfinished jobs side by side, on at most this
 # many threads: the page then waits about one aggregation's round trip, not one a job.
@@ -119,12 +119,8 @@ def page(deps: Deps, client_id: str, limit: int, after: tuple[datetime, str] | N
     more = len(jobs) > limit
     jobs = jobs[:limit]
     live = [j for j in jobs if is_live(j)]
-    totals: dict[str, Totals] = {}
-    if len(live) == 1:
-        totals[live[0].job_id] = live_totals(deps, live[0])
-    elif live:
-        with ThreadPoolExecutor(max_workers=min(PAGE_TOTALS_THREADS, len(live))) as pool:
-            totals = dict(zip((j.job_id for j in live), pool.map(lambda j: live_totals(deps, j), live), strict=True))
+    read = concurrently(lambda j: live_totals(deps, j), live, PAGE_TOTALS_THREADS)
+    totals = dict(zip((j.job_id for j in live), read, strict=True))
     views = [view(deps, j, totals[j.job_id] if j.job_id in totals else stored_totals(j)) for j in jobs]
     last = jobs[-1] if more and jobs else None
     return JobPage(views, (last.created_at, last.job_id) if last else None)

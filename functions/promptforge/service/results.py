@@ -11,8 +11,9 @@ from ..domain.job import Job, JobStatus
 from ..domain.records import Chunk, ChunkStatus
 from .assemble import publish
 from .deps import Deps
-from .finalize import concurrently, publish_parts
+from .finalize import publish_parts
 from .ports import Tx
+from .threads import concurrently
 
 # Download URLs signed at once. Each signature can be a signBlob call to IAM (~50 ms), and
 # a job lists up to paths.MAX_PARTS + 1 files: 1,000 files take ~1.6 s on 32 threads.
