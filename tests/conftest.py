@@ -64,6 +64,18 @@ def wait_http(url: str, timeout_s: float = 20.0) -> None:
     raise RuntimeError(f"{url} did not come up in {timeout_s}s")
 
 
+def worker_port_base() -> int:
+    """The first of the 1,000 ports this test process may use for the stacks it starts.
+
+    ``PROMPTFORGE_TEST_PORT_BASE`` (default 18400, the test profile's) lets two test runs on
+    one machine use separate stacks; under pytest-xdist each worker (``gw0``, ``gw1``, ...)
+    adds 1,000 per worker number, so every worker runs its own stack and nothing is shared.
+    """
+    base = int(os.environ.get("PROMPTFORGE_TEST_PORT_BASE", "18400"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return base + 1000 * int(worker.removeprefix("gw"))
+
+
 @pytest.fixture(scope="session")
 def fake_llm() -> Iterator[str]:
     """A real fake LLM server of our own, for tests that do not need the whole stack."""
@@ -98,8 +110,6 @@ def stack() -> Iterator[Any]:
     """The whole local stack (emulators, functions, gateway) on the test profile."""
     from infra.stack import Stack
 
-    # PROMPTFORGE_TEST_PORT_BASE lets two test runs on one machine use separate stacks.
-    base = os.environ.get("PROMPTFORGE_TEST_PORT_BASE")
     # A short chunk lease: a killed worker's chunks are free again within seconds. Rows
     # checkpointed and stop signals read every second or two, so tests that act on a
     # job's progress (kill mid-job, cancel mid-job) see it soon.
@@ -109,10 +119,8 @@ def stack() -> Iterator[Any]:
         "PROMPTFORGE_HEARTBEAT_SECONDS": "2",
         **ROOMY_CAPS,
     }
-    if base:
-        s = Stack("test", base_port=int(base), run_dir=ROOT / ".run" / f"test-{base}", extra_env=extra)
-    else:
-        s = Stack("test", extra_env=extra)
+    base = worker_port_base()
+    s = Stack("test", base_port=base, run_dir=ROOT / ".run" / f"test-{base}", extra_env=extra)
     s.up()
     try:
         yield s

@@ -2,9 +2,10 @@
 
 The stack here serves stand-in entry points (``STAND_IN_MAIN`` below) that record what they
 receive, not ``functions/main.py``: these tests check the stack's plumbing and do not
-depend on the service code. It runs on base port 28400 (or ``PROMPTFORGE_TEST_PORT_BASE`` +
-500) with its own run directory, so it never collides with a dev (8400) or test (18400)
-stack, nor with the session's test stack on ``PROMPTFORGE_TEST_PORT_BASE``.
+depend on the service code. It runs 500 ports above the test process's own base
+(``tests.conftest.worker_port_base``: 18400, or ``PROMPTFORGE_TEST_PORT_BASE``, plus 1000 per
+pytest-xdist worker) with its own run directory, so it never collides with a dev (8400)
+stack nor with the session's test stack of any worker.
 
 Run: ``.venv/bin/python -m pytest tests/integration/test_stack.py -q`` (about 15 s).
 """
@@ -34,12 +35,11 @@ if str(REPO) not in sys.path:
 
 from infra import stack as stack_mod  # noqa: E402
 from infra.stack import FUNCTIONS, Stack, StackError, port_in_use  # noqa: E402
-from tests.conftest import wait_until  # noqa: E402
+from tests.conftest import wait_until, worker_port_base  # noqa: E402
 
 # 500 above the session's test stack (which uses about 30 ports from its base), and the
-# ports here stay below base + 1000: one run's range of 1000 ports holds both.
-_TEST_PORT_BASE = os.environ.get("PROMPTFORGE_TEST_PORT_BASE")
-BASE_PORT = int(_TEST_PORT_BASE) + 500 if _TEST_PORT_BASE else 28400
+# ports here stay below base + 1000: one test process's range of 1000 ports holds both.
+BASE_PORT = worker_port_base() + 500
 # Every service except the fake LLM, which is someone else's module: it gets its own test.
 CORE_SERVICES = [n for n in Stack.service_names() if n != "fake-llm"]
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1"}
