@@ -19,6 +19,7 @@ from enum import Enum
 from typing import Any
 
 from .errors import IllegalTransition
+from .outcomes import ErrorCode, job_error_code
 
 
 class JobStatus(str, Enum):
@@ -63,11 +64,15 @@ def allowed_targets(status: JobStatus) -> frozenset[JobStatus]:
 class JobError:
     """Why a job FAILED: a stable code and a message safe to show the client."""
 
-    code: str
+    code: ErrorCode
     message: str
 
+    def __post_init__(self) -> None:
+        # A row code (or a made-up one) here would reach the client as a job's error.code.
+        object.__setattr__(self, "code", job_error_code(self.code))
+
     def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
+        return {"code": self.code.value, "message": self.message}
 
 
 @dataclass(frozen=True)
