@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from promptforge.domain.jsonl import LineError, dump_line
 from promptforge.domain.job import JobError, JobStatus
+from promptforge.domain.jsonl import LineError, dump_line
 from promptforge.domain.outcomes import (
     JOB_ERROR_CODES,
     PROVIDER_ERROR_CODES,
@@ -97,7 +97,7 @@ def test_a_code_outside_the_enum_is_refused_where_rows_are_recorded() -> None:
 
 
 def test_a_job_error_keeps_its_code_and_string_through_the_store(deps: StaticDeps) -> None:
-    assert JOB_ERROR_CODES == set(ErrorCode) - set(ROW_ERROR_CODES)
+    assert set(ErrorCode) - set(ROW_ERROR_CODES) == JOB_ERROR_CODES
     new = lifecycle.create_job(deps, "codes-client", {"provider": "fake", "model": "m"})
     assert lifecycle.fail_job(deps, new.job.job_id, JobError(ErrorCode.UPLOAD_EXPIRED, "too late"))
     failed = deps.store.get_job(new.job.job_id)

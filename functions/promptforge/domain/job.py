@@ -114,6 +114,9 @@ class Job:
     # The job ended, but its chunk and counter documents still wait for its expire_at (the
     # watchdog stamps them in bounded batches, then clears this).
     records_unstamped: bool = False
+    # A FAILED or CANCELLED job's counts above are its final ones, summed from its chunks
+    # once none of its workers wrote any more (before, they are read from the chunks).
+    totals_settled: bool = False
 
     def transition(self, target: JobStatus, now: datetime, error: JobError | None = None) -> Job:
         """Move to ``target``, stamping the times the contract shows; raise if illegal."""
