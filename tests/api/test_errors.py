@@ -13,6 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from promptforge.domain.job import Job, JobError, JobStatus
+from promptforge.domain.outcomes import ErrorCode
 from promptforge.service import lifecycle, quotas
 from promptforge.service.deps import StaticDeps
 from tests.api.conftest import INIT_BODY, INLINE_BYTES, INLINE_PROMPTS, SMALL_BODY, Caller, app_for, error
@@ -319,7 +320,7 @@ def test_results_of_a_job_still_running_are_a_409_with_retry_after(
 def test_results_of_a_job_that_did_not_complete_are_a_409_without_partial(
     client: FlaskClient, deps: StaticDeps, me: Caller, status: JobStatus
 ) -> None:
-    job = stored_job(deps, me, status, error=JobError("x", "y") if status is JobStatus.FAILED else None)
+    job = stored_job(deps, me, status, error=JobError(ErrorCode.STUCK, "y") if status is JobStatus.FAILED else None)
     res = client.get(f"/v1/jobs/{job.job_id}/results", headers=me.headers)
     assert error(res, 409, "job_not_completed")["details"] == {"current_status": status.value}
     assert "Retry-After" not in res.headers

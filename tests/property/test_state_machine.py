@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from promptforge.domain.errors import IllegalTransition
 from promptforge.domain.job import Job, JobError, JobStatus, allowed_targets
+from promptforge.domain.outcomes import ErrorCode
 from promptforge.domain.records import ClientState
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -62,7 +63,7 @@ def test_random_attempts_never_take_an_illegal_move_and_stamp_the_contract_times
     entered_processing_at: datetime | None = None
     for target, with_error, later in moves:
         now += timedelta(seconds=later)
-        error = JobError("boom", "why") if with_error else None
+        error = JobError(ErrorCode.STUCK, "why") if with_error else None
         legal = (job.status, target) in CONTRACT_MOVES
         valid = legal and (target is S.FAILED) == with_error
         before = job
@@ -97,10 +98,10 @@ def test_a_terminal_job_refuses_every_move(terminal: JobStatus, moves: list[tupl
     start = new_job()
     path = {S.COMPLETED: [S.QUEUED, S.PROCESSING, S.COMPLETED], S.FAILED: [S.FAILED], S.CANCELLED: [S.CANCELLED]}[terminal]
     for target in path:
-        start = start.transition(target, T0, JobError("boom", "why") if target is S.FAILED else None)
+        start = start.transition(target, T0, JobError(ErrorCode.STUCK, "why") if target is S.FAILED else None)
     for target, with_error, _ in moves:
         with pytest.raises((IllegalTransition, ValueError)):
-            start.transition(target, T0, JobError("x", "y") if with_error else None)
+            start.transition(target, T0, JobError(ErrorCode.STUCK, "y") if with_error else None)
     assert start.status is terminal
 
 

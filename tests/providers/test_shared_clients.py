@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +27,8 @@ class CountingProxy:
         self.accepted = 0
         self.open = 0
         self.drop = False
+        # Notified on every change of the counts, for wait_until.
+        self._changed = threading.Condition()
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -42,8 +43,7 @@ class CountingProxy:
         self._loop.run_forever()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        self.open += 1
+        self._count(accepted=1, open=1)
         try:
             if self.drop:
                 await reader.read(65536)
@@ -52,17 +52,19 @@ class CountingProxy:
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         finally:
             writer.close()
-            self.open -= 1
+            self._count(open=-1)
+
+    def _count(self, accepted: int = 0, open: int = 0) -> None:  # noqa: A002 (the count's name)
+        with self._changed:
+            self.accepted += accepted
+            self.open += open
+            self._changed.notify_all()
 
     def wait_until(self, condition: Callable[[], bool]) -> bool:
         """Whether ``condition`` holds within a few seconds (closes reach the proxy's loop
-        a moment after the client makes them)."""
-        deadline = time.monotonic() + 10
-        while not condition():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
+        a moment after the client makes them): checked at each change of the counts."""
+        with self._changed:
+            return self._changed.wait_for(condition, timeout=10)
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
@@ -232,7 +234,8 @@ def test_idle_clients_beyond_the_cap_are_closed_and_one_in_flight_is_not(
     async def run() -> None:
         # Each credential is a configuration of its own, hence a client of its own.
         slow = asyncio.create_task(OpenAIWireProvider(url, api_key="key-0").complete(REQUEST))
-        await asyncio.sleep(0.1)  # key-0's request is on the wire, holding its client
+        # key-0's request is on the wire, holding its client, once its connection is in.
+        assert await asyncio.to_thread(proxy.wait_until, lambda: proxy.accepted == 1)
         for n in range(1, 4):
             await OpenAIWireProvider(url, api_key=f"key-{n}").complete(REQUEST)
         assert (await slow).output_tokens > 0

@@ -11,6 +11,7 @@ import pytest
 
 from promptforge.domain import paths
 from promptforge.domain.job import Job, JobError, JobStatus
+from promptforge.domain.outcomes import ErrorCode
 from promptforge.service import lifecycle
 from promptforge.service.deps import StaticDeps
 
@@ -25,7 +26,7 @@ def uploaded(deps: StaticDeps, client_id: str) -> Job:
 
 
 def fail(deps: StaticDeps, job: Job) -> None:
-    lifecycle.fail_job(deps, job.job_id, JobError("boom", "it broke"))
+    lifecycle.fail_job(deps, job.job_id, JobError(ErrorCode.PLANNING_FAILED, "it broke"))
 
 
 def cancel(deps: StaticDeps, job: Job) -> None:
@@ -53,7 +54,7 @@ def test_ending_the_active_job_hands_the_slot_on_announces_once_and_starts_the_n
     assert deps.tasks.plans == [second.job_id]  # type: ignore[attr-defined]
 
     # Ending it again, either way, changes nothing and is refused or reported as lost.
-    assert lifecycle.fail_job(deps, first.job_id, JobError("again", "again")) is False
+    assert lifecycle.fail_job(deps, first.job_id, JobError(ErrorCode.STUCK, "again")) is False
     with pytest.raises(lifecycle.JobTerminal):
         lifecycle.cancel_job(deps, ended)
     assert deps.store.get_job(first.job_id) == ended

@@ -8,9 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from promptforge.domain.job import JobError, JobStatus
 from promptforge.domain.jsonl import LineError, dump_line
-from promptforge.domain.outcomes import PROVIDER_ERROR_CODES, ROW_ERROR_CODES, ErrorCode, ErrorRow, ResultRow, UnknownErrorCode
+from promptforge.domain.outcomes import (
+    JOB_ERROR_CODES,
+    PROVIDER_ERROR_CODES,
+    ROW_ERROR_CODES,
+    ErrorCode,
+    ErrorRow,
+    ResultRow,
+    UnknownErrorCode,
+)
 from promptforge.domain.records import Chunk, ChunkStatus, count_errors
+from promptforge.service import lifecycle
 from promptforge.service.deps import StaticDeps
 from promptforge.service.provider_port import ProviderError
 
@@ -80,6 +90,21 @@ def test_a_code_outside_the_enum_is_refused_where_rows_are_recorded() -> None:
         ErrorRow("p", "stuck")  # type: ignore[arg-type]  # a job code is not a row code
     with pytest.raises(ValueError):
         ProviderError("brand_new_code", "x", False)  # type: ignore[arg-type]
+    with pytest.raises(UnknownErrorCode):
+        JobError(ErrorCode.TIMEOUT, "x")  # a row code is not a job's error.code
+    with pytest.raises(UnknownErrorCode):
+        JobError("brand_new_code", "x")  # type: ignore[arg-type]
+
+
+def test_a_job_error_keeps_its_code_and_string_through_the_store(deps: StaticDeps) -> None:
+    assert set(ErrorCode) - set(ROW_ERROR_CODES) == JOB_ERROR_CODES
+    new = lifecycle.create_job(deps, "codes-client", {"provider": "fake", "model": "m"})
+    assert lifecycle.fail_job(deps, new.job.job_id, JobError(ErrorCode.UPLOAD_EXPIRED, "too late"))
+    failed = deps.store.get_job(new.job.job_id)
+    assert failed is not None and failed.status is JobStatus.FAILED and failed.error is not None
+    assert failed.error.code is ErrorCode.UPLOAD_EXPIRED
+    body = failed.error.to_dict()
+    assert body == {"code": "upload_expired", "message": "too late"} and type(body["code"]) is str
 
 
 def test_both_stores_count_every_row_code_in_live_totals(deps: StaticDeps) -> None:

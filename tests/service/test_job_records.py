@@ -15,7 +15,7 @@ from promptforge.adapters.firestore_store import DONE_SHARDS
 from promptforge.domain import paths
 from promptforge.domain.job import JobStatus
 from promptforge.domain.records import Chunk, ChunkStatus
-from promptforge.service import lifecycle, results, watchdog
+from promptforge.service import lifecycle, progress, results, watchdog
 from promptforge.service.chunks import process_chunk
 from promptforge.service.deps import StaticDeps
 from promptforge.service.ports import Tx
@@ -23,15 +23,16 @@ from tests.service.test_lifecycle import drain, rows
 from tests.service.test_reliability import ids, later, planned
 
 
-class NoListing:
-    """The store, refusing to list a job's chunks."""
+class Refusing:
+    """The store, refusing one of its methods (``list_chunks``: listing every chunk of a
+    job; ``chunk_totals``: aggregating them)."""
 
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
+    def __init__(self, inner: Any, refused: str = "list_chunks") -> None:
+        self._inner, self._refused = inner, refused
 
     def __getattr__(self, name: str) -> Any:
-        if name == "list_chunks":
-            raise AssertionError("listed every chunk of a job")
+        if name == self._refused:
+            raise AssertionError(f"called {name}")
         return getattr(self._inner, name)
 
 
@@ -126,7 +127,7 @@ def test_partial_results_are_grouped_the_same_way(deps: StaticDeps, monkeypatch:
     kept = deps.store.get_job(job_id)
     assert kept is not None and kept.result_files == files
     inner = deps.store
-    deps.store = NoListing(inner)
+    deps.store = Refusing(inner)
     assert results.listed_partial_files(deps, kept) == files
     deps.store = inner
 
@@ -159,7 +160,7 @@ def test_the_watchdog_redrives_only_chunks_whose_worker_stopped_answering(deps: 
         deps.store.run_transaction(put)
     later(deps, deps.settings.watchdog_grace_seconds + 10)
     inner = deps.store
-    deps.store = NoListing(inner)
+    deps.store = Refusing(inner)
     swept = watchdog.sweep(deps)
     # Chunk 2 still holds its lease, so work is moving: chunk 3 waits in the queue, and
     # only chunk 1, whose lease ended more than the grace period ago, is re-driven.
@@ -212,3 +213,31 @@ def counter_expiries(deps: StaticDeps, job_id: str) -> list[Any]:
         return [c[2] for (j, _), c in store.done_counts.items() if j == job_id]
     shards = store._db.collection("jobs").document(job_id).collection("done_counts").stream()
     return [s.get("expire_at") for s in shards]
+
+
+def test_a_cancelled_jobs_live_counts_are_settled_on_it_once_its_workers_are_gone(
+    deps: StaticDeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client_id, job_id = planned(deps, 12)  # three chunks
+    process_chunk(deps, job_id, 0)
+    job = deps.store.get_job(job_id)
+    assert job is not None
+    cancelled = lifecycle.cancel_job(deps, job)
+    live = progress.view(deps, cancelled)
+    assert progress.is_live(cancelled) and live.totals.completed == 4 and cancelled.completed_count == 0
+
+    monkeypatch.setattr(watchdog, "STAMP_JOBS", 100_000)
+    assert job_id not in watchdog.sweep(deps).stamped  # its workers may still write: still live
+    later(deps, deps.settings.watchdog_grace_seconds + 1)
+    assert job_id in watchdog.sweep(deps).stamped
+    kept = deps.store.get_job(job_id)
+    assert kept is not None and kept.totals_settled and not progress.is_live(kept)
+
+    inner = deps.store
+    deps.store = Refusing(inner, "chunk_totals")
+    try:
+        assert progress.view(deps, kept).totals == live.totals  # the same counts, read off the job
+        page = progress.page(deps, client_id, 10, None)
+        assert [v.totals for v in page.views if v.job.job_id == job_id] == [live.totals]
+    finally:
+        deps.store = inner

@@ -4,6 +4,7 @@ import pytest
 
 from promptforge.domain.errors import IllegalTransition
 from promptforge.domain.job import TERMINAL, Job, JobError, JobStatus, allowed_targets
+from promptforge.domain.outcomes import ErrorCode
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -29,7 +30,7 @@ def test_nothing_leaves_a_terminal_state(terminal: JobStatus) -> None:
     job = new_job(terminal)
     for target in JobStatus:
         with pytest.raises(IllegalTransition):
-            job.transition(target, T0, JobError("x", "y") if target is JobStatus.FAILED else None)
+            job.transition(target, T0, JobError(ErrorCode.STUCK, "y") if target is JobStatus.FAILED else None)
 
 
 @pytest.mark.parametrize(
@@ -51,15 +52,15 @@ def test_skipping_a_step_is_refused(source: JobStatus, target: JobStatus) -> Non
 @pytest.mark.parametrize("source", [s for s in JobStatus if s not in TERMINAL])
 def test_cancel_and_fail_reach_every_live_state(source: JobStatus) -> None:
     assert new_job(source).transition(JobStatus.CANCELLED, T0).completed_at == T0
-    failed = new_job(source).transition(JobStatus.FAILED, T0, JobError("boom", "why"))
-    assert failed.error == JobError("boom", "why")
+    failed = new_job(source).transition(JobStatus.FAILED, T0, JobError(ErrorCode.STUCK, "why"))
+    assert failed.error == JobError(ErrorCode.STUCK, "why")
 
 
 def test_failed_needs_a_reason_and_only_failed_has_one() -> None:
     with pytest.raises(ValueError):
         new_job().transition(JobStatus.FAILED, T0)
     with pytest.raises(ValueError):
-        new_job().transition(JobStatus.QUEUED, T0, JobError("x", "y"))
+        new_job().transition(JobStatus.QUEUED, T0, JobError(ErrorCode.STUCK, "y"))
 
 
 def test_status_cannot_be_changed_around_the_state_machine() -> None:

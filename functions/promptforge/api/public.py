@@ -17,15 +17,14 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import flask
 from pydantic import ValidationError
 
 from .. import logs
-from ..domain import paths
-from ..domain.job import Job, JobStatus
+from ..domain.job import Job
 from ..service import keys, lifecycle, progress, quotas, results
 from ..service.deps import Deps
 from ..service.ports import BlockedAddress
@@ -260,12 +259,9 @@ def job_results(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any]
     ``?partial=true`` what a FAILED or CANCELLED job produced."""
     client_id = _client(request, deps)
     job = _own_job(request, deps, client_id)
-    partial = request.args.get("partial", "").lower() in ("1", "true", "yes")
-    if partial and job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
-        names = results.listed_partial_files(deps, job)
-    elif job.status is JobStatus.COMPLETED:
-        names = job.result_files
-    else:
+    try:
+        names = results.files(deps, job, _flag(request, "partial"))
+    except results.NotReady:
         poll = str(deps.settings.status_poll_seconds)
         raise ApiError(
             409,
@@ -273,41 +269,28 @@ def job_results(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any]
             "Job is not yet completed",
             {"current_status": job.status.value},
             {"Retry-After": poll} if not job.status.terminal else {},
-        )
-    if request.args.get("inline", "").lower() in ("1", "true", "yes"):
-        return 200, _inline_results(deps, job, names), {}
-    ttl = timedelta(seconds=deps.settings.download_url_ttl_seconds)
-    expires = iso(deps.now() + ttl) or ""
-    urls = results.download_urls(deps, job, tuple(names), ttl)
-    files = [ResultFile(filename=name, url=url, expires_at=expires) for name, url in zip(names, urls, strict=True)]
+        ) from None
+    if _flag(request, "inline"):
+        try:
+            rows = results.inline_rows(deps, job, names)
+        except results.TooLargeInline as exc:
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"Too large for inline results (limit {exc.limit_rows} rows, {exc.limit_bytes} bytes); download the files",
+                {"limit_rows": exc.limit_rows, "limit_bytes": exc.limit_bytes},
+            ) from None
+        body = InlineResults(job_id=job.job_id, status=job.status.value, results=rows.results, errors=rows.errors)
+        return 200, body.model_dump(), {}
+    files = [
+        ResultFile(filename=d.filename, url=d.url, expires_at=iso(d.expires_at) or "")
+        for d in results.downloads(deps, job, names)
+    ]
     return 200, ResultsResponse(job_id=job.job_id, status=job.status.value, files=files).model_dump(), {}
 
 
-def _inline_results(deps: Deps, job: Job, names: tuple[str, ...]) -> dict[str, Any]:
-    """The rows themselves, for a small job; 413 past the documented limits."""
-    s = deps.settings
-    total_rows = job.completed_count + job.failed_count if job.status is JobStatus.COMPLETED else None
-    too_big = ApiError(
-        413,
-        "payload_too_large",
-        f"Too large for inline results (limit {s.inline_max_prompts} rows, {s.inline_max_bytes} bytes); download the files",
-        {"limit_rows": s.inline_max_prompts, "limit_bytes": s.inline_max_bytes},
-    )
-    if total_rows is not None and total_rows > s.inline_max_prompts:
-        raise too_big
-    rows: dict[str, list[dict[str, Any]]] = {"results": [], "errors": []}
-    size = 0
-    for name in names:
-        with deps.blobs.open_read(s.results_bucket, paths.result_object(job.client_id, job.job_id, name)) as f:
-            data = f.read(s.inline_max_bytes + 1)
-        size += len(data)
-        if size > s.inline_max_bytes:
-            raise too_big
-        target = rows["errors"] if name == paths.ERRORS_FILENAME else rows["results"]
-        target.extend(json.loads(line) for line in data.splitlines() if line.strip())
-        if len(rows["results"]) + len(rows["errors"]) > s.inline_max_prompts:
-            raise too_big
-    return InlineResults(job_id=job.job_id, status=job.status.value, **rows).model_dump()
+def _flag(request: flask.Request, name: str) -> bool:
+    return request.args.get(name, "").lower() in ("1", "true", "yes")
 
 
 def jobs_list(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], dict[str, str]]:

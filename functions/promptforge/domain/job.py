@@ -19,6 +19,7 @@ from enum import Enum
 from typing import Any
 
 from .errors import IllegalTransition
+from .outcomes import ErrorCode, job_error_code
 
 
 class JobStatus(str, Enum):
@@ -63,11 +64,15 @@ def allowed_targets(status: JobStatus) -> frozenset[JobStatus]:
 class JobError:
     """Why a job FAILED: a stable code and a message safe to show the client."""
 
-    code: str
+    code: ErrorCode
     message: str
 
+    def __post_init__(self) -> None:
+        # A row code (or a made-up one) here would reach the client as a job's error.code.
+        object.__setattr__(self, "code", job_error_code(self.code))
+
     def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
+        return {"code": self.code.value, "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,9 @@ class Job:
     # The job ended, but its chunk and counter documents still wait for its expire_at (the
     # watchdog stamps them in bounded batches, then clears this).
     records_unstamped: bool = False
+    # A FAILED or CANCELLED job's counts above are its final ones, summed from its chunks
+    # once none of its workers wrote any more (before, they are read from the chunks).
+    totals_settled: bool = False
 
     def transition(self, target: JobStatus, now: datetime, error: JobError | None = None) -> Job:
         """Move to ``target``, stamping the times the contract shows; raise if illegal."""

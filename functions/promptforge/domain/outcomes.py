@@ -52,20 +52,31 @@ ROW_ERROR_CODES: tuple[ErrorCode, ...] = (
 # Codes a provider call can fail with (ProviderError).
 PROVIDER_ERROR_CODES: frozenset[ErrorCode] = frozenset(ROW_ERROR_CODES[:6])
 
+# The codes a FAILED job's ``error.code`` can carry: every code but the row codes.
+JOB_ERROR_CODES: frozenset[ErrorCode] = frozenset(ErrorCode) - frozenset(ROW_ERROR_CODES)
+
 
 class UnknownErrorCode(ValueError):
-    """A row or count carries a code that is not a row ``ErrorCode``."""
+    """A row, count or job error carries a code that is not one of its ``ErrorCode`` set."""
 
 
 def row_error_code(code: str) -> ErrorCode:
     """``code`` as a row code, or :class:`UnknownErrorCode`."""
+    return _one_of(code, frozenset(ROW_ERROR_CODES), "a row")
+
+
+def job_error_code(code: str) -> ErrorCode:
+    """``code`` as a job error code, or :class:`UnknownErrorCode`."""
+    return _one_of(code, JOB_ERROR_CODES, "a job")
+
+
+def _one_of(code: str, allowed: frozenset[ErrorCode], what: str) -> ErrorCode:
     try:
         parsed = ErrorCode(code)
     except ValueError:
         parsed = None
-    if parsed not in ROW_ERROR_CODES:
-        raise UnknownErrorCode(f"{code!r} is not a row error code")
-    assert parsed is not None
+    if parsed is None or parsed not in allowed:
+        raise UnknownErrorCode(f"{code!r} is not {what} error code")
     return parsed
 
 

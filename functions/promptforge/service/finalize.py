@@ -31,7 +31,7 @@ from .assemble import publish, verify
 from .deps import Deps
 from .lifecycle import Ending, end_job, fail_job
 from .ports import Tx
-from .progress import final_totals
+from .progress import final_totals, with_stored
 from .threads import concurrently
 
 # A chunk re-driven this many times and still wrong fails its job.
@@ -95,14 +95,7 @@ def _completed(job: Job, chunks: list[Chunk]) -> Job:
     if totals.completed + totals.failed != job.prompt_count:
         raise _Inconsistent(f"{totals.completed} results and {totals.failed} errors for {job.prompt_count} prompts")
     files = part_names(job, chunks) + (paths.ERRORS_FILENAME,)
-    return job.replace(
-        completed_count=totals.completed,
-        failed_count=totals.failed,
-        input_tokens=totals.input_tokens,
-        output_tokens=totals.output_tokens,
-        result_files=files,
-        error_counts=dict(totals.error_counts),
-    )
+    return with_stored(job, totals).replace(result_files=files)
 
 
 def _parts(job: Job, chunks: Iterable[Chunk]) -> dict[int, list[Chunk]]:

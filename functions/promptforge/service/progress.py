@@ -4,8 +4,9 @@ show, computed here once.
 A job's counts are stored on it when it completes (:func:`final_totals`, in the completing
 transaction). Before that, and for a job that failed or was cancelled once its chunks
 existed, they are live: summed over the chunk documents the workers update
-(:func:`live_totals`). Either way the invalid lines found in planning count as failures
-with the code ``invalid_line``.
+(:func:`live_totals`), until the watchdog, once none of an ended job's workers writes any
+more, stores them on the job too (:func:`settled`). Either way the invalid lines found in
+planning count as failures with the code ``invalid_line``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from .threads import concurrently
 # A list page reads the live totals of its unfinished jobs side by side, on at most this
 # many threads: the page then waits about one aggregation's round trip, not one a job.
 PAGE_TOTALS_THREADS = 8
+# The ended statuses whose counts stay live until settled (a COMPLETED job stores its own).
+_ENDED_LIVE = (JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -81,12 +84,31 @@ def stored_totals(job: Job) -> Totals:
     return Totals(job.completed_count, job.failed_count, job.input_tokens, job.output_tokens, dict(job.error_counts))
 
 
+def with_stored(job: Job, totals: Totals) -> Job:
+    """``job`` with ``totals`` as the counts stored on it."""
+    return job.replace(
+        completed_count=totals.completed,
+        failed_count=totals.failed,
+        input_tokens=totals.input_tokens,
+        output_tokens=totals.output_tokens,
+        error_counts=dict(totals.error_counts),
+    )
+
+
+def settled(job: Job, totals: Totals) -> Job:
+    """A FAILED or CANCELLED job with its live ``totals`` stored on it for good: only once
+    none of its workers writes any more, so they are its last live ones."""
+    assert job.status in _ENDED_LIVE, job.status
+    return with_stored(job, totals).replace(totals_settled=True)
+
+
 def is_live(job: Job) -> bool:
     """Whether the job's counts are read from its chunks: while it runs, and after it
-    failed or was cancelled with chunks (whose prompts in flight still finish)."""
+    failed or was cancelled with chunks (whose prompts in flight still finish) until the
+    watchdog settled them on the job."""
     if job.status is JobStatus.PROCESSING:
         return True
-    return job.status.terminal and job.status is not JobStatus.COMPLETED and bool(job.chunk_count)
+    return job.status in _ENDED_LIVE and bool(job.chunk_count) and not job.totals_settled
 
 
 def live_totals(deps: Deps, job: Job) -> Totals:
@@ -111,9 +133,11 @@ def page(deps: Deps, client_id: str, limit: int, after: tuple[datetime, str] | N
     """A page of the client's jobs, newest first.
 
     A page costs one query for the jobs, plus, for each job whose counts are live, the
-    aggregation :meth:`JobStore.chunk_totals` makes. Those jobs are few: a client has one
-    active job at a time, and only a job that failed or was cancelled after planning
-    keeps live counts; their aggregations run side by side, so the page waits about one.
+    aggregation :meth:`JobStore.chunk_totals` makes. Those jobs are few whatever the page
+    size: a client has one PROCESSING job at a time, and a job that failed or was cancelled
+    after planning reads its chunks only until the watchdog settles its counts on it (its
+    grace period after the end, plus a sweep). Their aggregations run side by side, so the
+    page waits about one.
     """
     jobs = deps.store.list_jobs(client_id, limit + 1, after)
     more = len(jobs) > limit

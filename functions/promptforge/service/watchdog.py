@@ -20,11 +20,12 @@ from .. import logs
 from ..domain import paths
 from ..domain.job import Job, JobError, JobStatus
 from ..domain.outcomes import ErrorCode
-from ..domain.records import Chunk, ChunkStatus
+from ..domain.records import Chunk, ChunkStatus, Totals
 from .deps import Deps
 from .finalize import finalize_if_done
 from .lifecycle import accept_upload, fail_job
 from .ports import Tx
+from .progress import is_live, live_totals, settled
 
 # Chunks re-driven a job a sweep (the next sweep takes the next ones).
 REDRIVE_BATCH = 500
@@ -126,19 +127,23 @@ def _check_processing(deps: Deps, job: Job, now: datetime, grace: timedelta, tag
 
 def _stamp_ended(deps: Deps, now: datetime, grace: timedelta, done: Sweep) -> None:
     """Give the chunk and counter documents of ended jobs their job's expire_at (Firestore's
-    TTL does not delete a document's subcollections), a bounded batch a sweep. A job is
-    stamped once the grace period after its end has passed, when no worker of it still
-    writes."""
+    TTL does not delete a document's subcollections), a bounded batch a sweep, and settle
+    the counts of a failed or cancelled job on it. A job is stamped once the grace period
+    after its end has passed, when no worker of it still writes."""
     for job in deps.store.jobs_to_stamp(STAMP_JOBS):
         if job.expire_at is None or job.completed_at is None or job.completed_at > now - grace:
             continue
         if deps.store.stamp_expiry(job.job_id, job.expire_at, STAMP_BATCH) >= STAMP_BATCH:
             continue  # more next sweep
+        # No worker writes its chunks now: their sums are final, so a job whose counts were
+        # still read from them keeps them, and its status and list entry stop aggregating.
+        totals = live_totals(deps, job) if is_live(job) else None
 
-        def stamped(tx: Tx, job_id: str = job.job_id) -> None:
+        def stamped(tx: Tx, job_id: str = job.job_id, totals: Totals | None = totals) -> None:
             current = tx.get_job(job_id)
             if current is not None and current.records_unstamped:
-                tx.put_job(current.replace(records_unstamped=False))
+                kept = settled(current, totals) if totals is not None and is_live(current) else current
+                tx.put_job(kept.replace(records_unstamped=False))
 
         deps.store.run_transaction(stamped)
         done.stamped.append(job.job_id)
