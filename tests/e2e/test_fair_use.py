@@ -126,9 +126,9 @@ def test_jobs_awaiting_upload_are_capped_for_init_and_inline_create(capped: Any)
 def test_open_jobs_count_the_pending_and_the_running_one(capped: Any) -> None:
     base, key = capped.base_url, new_key(capped)
     llm = capped.env()["PROMPTFORGE_FAKE_LLM_URL"].removesuffix("/v1")
-    # The running job's one prompt takes 30 s, long enough to fill the queue behind it even
-    # on a busy machine (the jobs are cancelled at the end).
-    requests.post(f"{llm}/_config", json={"latency_ms": 30_000}, timeout=5).raise_for_status()
+    # The running job's one prompt takes 120 s, long enough to fill the queue behind it even
+    # on a busy machine (the jobs are cancelled at the end, so nothing waits for it).
+    requests.post(f"{llm}/_config", json={"latency_ms": 120_000}, timeout=5).raise_for_status()
     jobs: list[str] = []
     try:
         for _ in range(3):  # one runs, two wait behind it
@@ -139,8 +139,8 @@ def test_open_jobs_count_the_pending_and_the_running_one(capped: Any) -> None:
         wait_until(
             "the jobs to queue",
             lambda: [status(base, key, j).json().get("status") for j in jobs[1:]] == ["PENDING", "PENDING"],
-            timeout_s=25,
-            interval_s=0.5,
+            timeout_s=90,
+            interval_s=1.0,
         )
         made = [init(base, key) for _ in range(9)]
         assert [r.status_code for r in made] == [201] * 9
