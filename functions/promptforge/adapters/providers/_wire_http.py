@@ -200,6 +200,7 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(exc)
 
     def eof_received(self) -> bool:
+        self.closed = True  # the server is done with it: never handed out again
         if self._response is not None and self._response.until_close and self._waiter is not None:
             self._complete()
         return False  # close the transport
@@ -210,6 +211,10 @@ class _Connection(asyncio.Protocol):
             self._complete()
         elif self._waiter is not None:
             self._fail(exc or ConnectionResetError("the server closed the connection before answering"))
+
+    @property
+    def unusable(self) -> bool:
+        return self.closed or self.transport is None or self.transport.is_closing()
 
     def abort(self) -> None:
         self.closed = True
@@ -306,12 +311,13 @@ class WireClient:
     def _take_idle(self) -> _Connection | None:
         # The most recently used first; the ones idle too long (the oldest) are closed.
         now = time.monotonic()
-        while self._idle and (self._idle[0].closed or now - self._idle[0].idle_since >= self._keepalive_s):
+        while self._idle and (self._idle[0].unusable or now - self._idle[0].idle_since >= self._keepalive_s):
             self._idle.pop(0).abort()
         while self._idle:
             conn = self._idle.pop()
-            if not conn.closed:
+            if not conn.unusable:
                 return conn
+            conn.abort()
         return None
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
