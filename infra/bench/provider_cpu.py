@@ -14,7 +14,8 @@ its provider, keeps ``--in-flight`` requests going until the chunk is done, and 
   openai_compatible; the openai and anthropic SDKs on their default httpx2 transport; a
   fresh google-genai client).
 * ``new``: ``open_provider`` as a worker calls it; every chunk uses the event loop's shared
-  client (the SDKs on aiohttp), which outlives the chunks.
+  client (the SDKs on aiohttp, openai_compatible on its own small HTTP/1.1 client), which
+  outlives the chunks.
 
 Each (provider, in flight, way) runs on its own event loop (``--loop``: uvloop, as the
 chunk worker runs, or asyncio's own), after a warm-up on another,
@@ -100,13 +101,28 @@ def _old_provider(name: str, base_url: str) -> Provider:
         return _own_client(GeminiProvider(api_key=KEY, base_url=base_url, timeout_s=PROVIDER_TIMEOUT_S), "aclose")
     from promptforge.adapters.providers.openai_wire import OpenAIWireProvider
 
-    class OldWire(OpenAIWireProvider):
-        def _new_client(self) -> aiohttp.ClientSession:
-            return aiohttp.ClientSession(
+    class AiohttpPost:
+        """The wire provider's request as it was: an aiohttp session of the chunk's own."""
+
+        def __init__(self, url: str) -> None:
+            self.url = url
+            self.session = aiohttp.ClientSession(
                 headers={"Authorization": f"Bearer {KEY}"},
                 timeout=aiohttp.ClientTimeout(total=PROVIDER_TIMEOUT_S, connect=10.0),
                 connector=aiohttp.TCPConnector(limit=256),
             )
+
+        async def post(self, body: bytes) -> tuple[int, Any, bytes]:
+            headers = {"Content-Type": "application/json"}
+            async with self.session.post(self.url, data=body, headers=headers, allow_redirects=False) as response:
+                return response.status, response.headers, await response.read()
+
+        async def close(self) -> None:
+            await self.session.close()
+
+    class OldWire(OpenAIWireProvider):
+        def _new_client(self) -> AiohttpPost:  # type: ignore[override]
+            return AiohttpPost(self._url)
 
     return _own_client(OldWire(f"{base_url}/v1", api_key=KEY, timeout_s=PROVIDER_TIMEOUT_S), "close")
 

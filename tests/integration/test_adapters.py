@@ -176,6 +176,37 @@ def test_objects_write_read_ranges_and_stream(live: LiveDeps) -> None:
         assert f.read().count(b"\n") == 1000
 
 
+def test_a_ranged_read_fetches_only_its_range_in_pieces(live: LiveDeps, monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptforge.adapters.gcs_blobs import GcsBlobStore
+
+    b, name = live.settings.results_bucket, f"t/{uuid.uuid4()}.bin"
+    data = bytes(range(256)) * 40  # 10,240 bytes
+    live.blobs.write(b, name, data)
+    blobs = GcsBlobStore(storage.Client(project=live.settings.project, credentials=AnonymousCredentials()), None)  # type: ignore[arg-type]
+    blobs._read_chunk = 1000
+    asked: list[tuple[int, int]] = []
+    real = storage.Blob.download_as_bytes
+
+    def counted(self: storage.Blob, *args: Any, **kw: Any) -> bytes:
+        asked.append((kw["start"], kw["end"]))
+        return bytes(real(self, *args, **kw))
+
+    monkeypatch.setattr(storage.Blob, "download_as_bytes", counted)
+    with blobs.open_read(b, name, 1500, 4100) as f:
+        got = [f.read(700) for _ in range(5)]
+    assert b"".join(got) == data[1500:4100] and got[-1] == b""
+    # Pieces of at most 1,000 bytes, none past the range's end, no metadata request.
+    assert asked == [(1500, 2499), (2500, 3499), (3500, 4099)]
+    asked.clear()
+    with blobs.open_read(b, name, 10_000, 20_000) as f:  # the object ends inside the range
+        assert f.read() == data[10_000:]
+    with blobs.open_read(b, name, 20_000, 20_100) as f:  # it ends before the range
+        assert f.read() == b""
+    with blobs.open_read(b, name, 5, 5) as f:
+        assert f.read() == b""
+    assert asked == [(10_000, 10_999), (20_000, 20_099)]
+
+
 def test_a_failed_stream_leaves_no_object(live: LiveDeps) -> None:
     b, name = live.settings.results_bucket, f"t/{uuid.uuid4()}.jsonl"
     with pytest.raises(RuntimeError), live.blobs.open_write(b, name) as w:

@@ -17,8 +17,8 @@ import pytest
 
 from promptforge import config
 from promptforge.adapters import outbound
-from promptforge.adapters.providers import ChatRequest, ProviderError, ProviderUnavailable, open_provider
-from promptforge.adapters.providers.openai_wire import _GuardedResolver
+from promptforge.adapters.providers import ChatRequest, ProviderError, ProviderUnavailable, close_shared_clients, open_provider
+from promptforge.adapters.providers.openai_wire import OpenAIWireProvider
 
 
 class Listener:
@@ -158,13 +158,21 @@ def test_a_client_base_url_is_refused_unless_the_operator_allows_it_and_then_get
     assert listener.requests == []
 
 
-def test_the_guarded_resolver_refuses_names_with_private_addresses() -> None:
-    async def resolve(host: str) -> Any:
-        resolver = _GuardedResolver()
-        try:
-            return await resolver.resolve(host, 443)
-        finally:
-            await resolver.close()
+def test_a_guarded_wire_provider_refuses_a_name_with_a_private_address_before_connecting(listener: Listener) -> None:
+    request = ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}], params={})
+    url = f"http://localhost:{listener.port}/v1"  # the name resolves to loopback
 
-    with pytest.raises(OSError, match="loopback"):
-        asyncio.run(resolve("localhost"))
+    async def call(guarded: bool) -> ProviderError:
+        try:
+            with pytest.raises(ProviderError) as caught:
+                await OpenAIWireProvider(url, api_key=None, timeout_s=5, guarded=guarded).complete(request)
+            return caught.value
+        finally:
+            await close_shared_clients()
+
+    refused = asyncio.run(call(guarded=True))
+    assert (refused.code, refused.retryable) == ("provider_error", True) and "connection failed" in refused.detail
+    assert listener.requests == []
+    # Unguarded, the same URL reaches the listener (whose empty answer is unreadable).
+    reached = asyncio.run(call(guarded=False))
+    assert "malformed" in reached.detail and len(listener.requests) == 1

@@ -57,25 +57,53 @@ class Signer:
         return out
 
 
-class _RangeReader(io.RawIOBase):
-    """Reads at most ``remaining`` bytes from an underlying stream."""
+class _RangeDownload(io.RawIOBase):
+    """Bytes ``[start, end)`` of an object in ranged GETs of at most ``piece`` bytes each,
+    none past ``end``.
 
-    def __init__(self, inner: BinaryIO, remaining: int | None) -> None:
-        self._inner = inner
-        self._remaining = remaining
+    Not the library's BlobReader: it asks the object's size first (a metadata GET before
+    the first seek) and then reads its whole chunk size from the offset, so a chunk of a
+    few kilobytes in a large upload cost a megabyte from the offset on, downloaded and
+    copied, for every chunk.
+    """
+
+    def __init__(self, blob: storage.Blob, start: int, end: int, piece: int) -> None:
+        self._blob = blob
+        self._pos = start
+        self._end = end
+        self._piece = piece
+        self._buffer = b""
+        self._offset = 0  # how much of ``_buffer`` was handed out
 
     def readable(self) -> bool:
         return True
 
+    def _fetch(self) -> None:
+        last = min(self._end, self._pos + self._piece) - 1  # the API's range end is inclusive
+        try:
+            data = self._blob.download_as_bytes(start=self._pos, end=last, checksum=None, retry=DEFAULT_RETRY)
+        except gexc.RequestRangeNotSatisfiable:
+            data = b""  # the object ends before ``start``
+        if len(data) < last + 1 - self._pos:
+            self._end = self._pos + len(data)  # the object ends inside the range
+        self._pos += len(data)
+        self._buffer, self._offset = data, 0
+
     def read(self, size: int = -1) -> bytes:
-        if self._remaining is not None:
-            if self._remaining <= 0:
-                return b""
-            size = self._remaining if size < 0 else min(size, self._remaining)
-        data = self._inner.read(size)
-        if self._remaining is not None:
-            self._remaining -= len(data)
-        return data
+        parts: list[bytes] = []
+        wanted = size if size >= 0 else None
+        while wanted is None or wanted > 0:
+            if self._offset >= len(self._buffer):
+                if self._pos >= self._end:
+                    break
+                self._fetch()
+                continue
+            take = len(self._buffer) - self._offset if wanted is None else min(wanted, len(self._buffer) - self._offset)
+            parts.append(self._buffer[self._offset : self._offset + take])
+            self._offset += take
+            if wanted is not None:
+                wanted -= take
+        return b"".join(parts)
 
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))
@@ -113,11 +141,14 @@ class GcsBlobStore:
 
     @contextmanager
     def open_read(self, bucket: str, name: str, start: int = 0, end: int | None = None) -> Iterator[BinaryIO]:
+        if end is not None:
+            yield _RangeDownload(self._blob(bucket, name), start, end, self._read_chunk)  # type: ignore[misc]
+            return
         reader = self._blob(bucket, name).open("rb", chunk_size=self._read_chunk)
         try:
             if start:
                 reader.seek(start)
-            yield _RangeReader(reader, None if end is None else end - start)  # type: ignore[misc]
+            yield reader
         finally:
             reader.close()
 

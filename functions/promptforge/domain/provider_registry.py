@@ -89,7 +89,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         distribution=None,
         price_key=None,
         deployable=True,
-        client="PromptForge's small OpenAI wire client (`openai_wire.py`, on aiohttp)",
+        client="PromptForge's small OpenAI wire client (`openai_wire.py`, on its own HTTP/1.1 client `_wire_http.py`)",
         environment="an endpoint the operator configured in `PROMPTFORGE_ENDPOINTS` (below), its key in"
         " the variable the endpoint names",
         notes="vLLM, llama.cpp, Ollama, any OpenAI-style server; params are sent verbatim",

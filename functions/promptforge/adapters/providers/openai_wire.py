@@ -1,30 +1,26 @@
-"""A client of the OpenAI chat-completions wire format over aiohttp.
+"""A client of the OpenAI chat-completions wire format over a small HTTP/1.1 client.
 
 Serves ``openai_compatible`` (vLLM, llama.cpp, Ollama, any server by ``base_url``) and
 the local ``fake`` provider. It makes one attempt per call: retries are the worker's
 single retry policy. The official ``openai`` provider uses the SDK instead
 (:mod:`.openai_sdk`); both read answers through :mod:`._http`.
 
-aiohttp rather than httpx: with a hundred connections in flight, httpx's pool cost
-7.4 ms of CPU per request here against aiohttp's 0.4 ms (``infra/client_cpu.py``),
-and a chunk worker's throughput is bounded by exactly that.
+Not httpx, not aiohttp: a chunk worker's CPU per prompt is mostly this request, and with
+a hundred in flight httpx's pool cost 7.4 ms of CPU per request, aiohttp's ~0.13 ms, the
+client of :mod:`._wire_http` (one URL, one kind of request) ~0.04 ms
+(``infra/bench/provider_cpu.py``).
 """
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Mapping
 from typing import Any
-
-import aiohttp
-import aiohttp.abc
-import yarl
-from aiohttp.abc import ResolveResult
 
 from ...domain.netguard import address_problem, parse_address
 from ...domain.outcomes import ErrorCode
 from . import _http, _json, _shared
 from ._opening import Secret, Settings
+from ._wire_http import WireClient
 from .base import ChatRequest, ChatResult, ProviderError, ProviderUnavailable
 
 
@@ -47,24 +43,10 @@ def error_for_status(status: int, headers: Mapping[str, str], body: bytes) -> Pr
     )
 
 
-class _GuardedResolver(aiohttp.abc.AbstractResolver):
-    """Resolves as usual, then refuses a name with any address a client's URL may not
-    reach; the connection then goes to the addresses checked here (no second lookup)."""
-
-    def __init__(self) -> None:
-        self._inner = aiohttp.ThreadedResolver()
-
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        found = await self._inner.resolve(host, port, family)
-        for entry in found:
-            address = parse_address(str(entry["host"]))
-            problem = "an unreadable address" if address is None else address_problem(address)
-            if problem:
-                raise OSError(f"the endpoint's host resolves to {problem}")
-        return found
-
-    async def close(self) -> None:
-        await self._inner.close()
+def guard_address(host: str) -> str | None:
+    """Why a client's URL may not reach ``host`` (a resolved address), or None."""
+    address = parse_address(host)
+    return "an unreadable address" if address is None else address_problem(address)
 
 
 class OpenAIWireProvider:
@@ -74,45 +56,39 @@ class OpenAIWireProvider:
     every address the host resolves to before connecting. Redirects are never followed:
     a credential goes only to the URL it was configured for.
 
-    The object is light: its aiohttp session is the running loop's shared one for this
-    URL, credential, timeout and guard (:mod:`._shared`).
+    The object is light: its HTTP client is the running loop's shared one for this URL,
+    credential, timeout and guard (:mod:`._shared`).
     """
 
     def __init__(self, base_url: str, api_key: str | None, timeout_s: float = 120.0, guarded: bool = False) -> None:
         self._url = base_url.rstrip("/") + "/chat/completions"
-        # Parsed once: aiohttp would parse a string URL again on every request.
-        self._yarl = yarl.URL(self._url)
         self._api_key = api_key
         self._timeout_s = timeout_s
         self._guarded = guarded
         self._key = ("openai_wire", self._url, _shared.fingerprint(api_key), timeout_s, guarded)
 
-    def _new_client(self) -> aiohttp.ClientSession:
-        resolver = _GuardedResolver() if self._guarded else None
-        return aiohttp.ClientSession(
-            headers={"Authorization": f"Bearer {self._api_key}"} if self._api_key else {},
-            timeout=aiohttp.ClientTimeout(total=self._timeout_s, connect=10.0),
-            connector=aiohttp.TCPConnector(limit=_shared.POOL_LIMIT, keepalive_timeout=_shared.KEEPALIVE_S, resolver=resolver),
-            # The chat-completions API has no use for cookies, and a jar that keeps none
-            # skips matching cookies to every request and storing every answer's.
-            cookie_jar=aiohttp.DummyCookieJar(),
-            json_serialize_bytes=_json.dumps,
+    def _new_client(self) -> WireClient:
+        return WireClient(
+            self._url,
+            {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {},
+            timeout_s=self._timeout_s,
+            connect_s=10.0,
+            keepalive_s=_shared.KEEPALIVE_S,
+            check_address=guard_address if self._guarded else None,
         )
 
-    def _client(self) -> _shared.Lease[aiohttp.ClientSession]:
-        return _shared.Lease(self._key, self._new_client, aiohttp.ClientSession.close)
+    def _client(self) -> _shared.Lease[WireClient]:
+        return _shared.Lease(self._key, self._new_client, WireClient.close)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         """One chat completion; raises :class:`ProviderError` with a stable code."""
         body: dict[str, Any] = {**request.params, "model": request.model, "messages": request.messages}
         try:
-            with self._client() as session:
-                async with session.post(self._yarl, json=body, allow_redirects=False) as response:
-                    raw = await response.read()
-                    status, headers = response.status, response.headers
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            with self._client() as client:
+                status, headers, raw = await client.post(_json.dumps(body))
+        except TimeoutError as exc:
             raise _http.timeout_error(exc) from None
-        except aiohttp.ClientError as exc:
+        except OSError as exc:  # connecting, a broken connection, an unreadable answer
             raise _http.connection_error(exc) from None
         if status >= 400:
             raise error_for_status(status, headers, raw)
