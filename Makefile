@@ -1,9 +1,11 @@
 # The two commands that do all the set-up on a fresh machine:
 #   make demo   start the local stack and run examples/prompts.jsonl end to end
 #   make test   run every test (unit, adapters on the real emulators, end to end)
+# and, with a real model (llama.cpp's server, installed on first use: ~10 min to compile):
+#   make demo-llm   run examples/prompts-llm.jsonl through it and print the answers
 PY := .venv/bin/python
 
-.PHONY: bootstrap demo test lint check-infra up down key
+.PHONY: bootstrap demo demo-llm llm-install-background test lint check-infra up down key
 
 bootstrap:
 	@bash infra/bootstrap.sh
@@ -11,8 +13,17 @@ bootstrap:
 demo: bootstrap
 	$(PY) infra/demo.py
 
-test: bootstrap lint check-infra
+demo-llm: bootstrap
+	$(PY) infra/demo.py --llm $(DEMO_ARGS)
+
+# The real-server tests (tests/llm/) need the model server, which compiles for about 10
+# minutes on a fresh machine: it starts first, in the background, so the build overlaps
+# bootstrap, the lint and the other tests; tests/llm/ runs last and waits for it.
+test: llm-install-background bootstrap lint check-infra
 	$(PY) -m pytest tests
+
+llm-install-background:
+	@bash infra/llm_install.sh --background
 
 # mypy checks functions/ (main.py too), client/, infra/ and tests/, strict: pyproject.toml [tool.mypy].
 lint: bootstrap
