@@ -40,7 +40,9 @@ case "${1:-}" in
   --background)
     mkdir -p "$ROOT/.run"
     # Its own session: it outlives the make that started it and nothing else signals it.
-    setsid nohup bash "${BASH_SOURCE[0]}" >"$LOG" 2>&1 </dev/null &
+    # Lowest CPU priority: the compile takes the cycles the tests leave idle and does not
+    # slow them; the tests that need it wait for it at the end.
+    setsid nohup nice -n 19 bash "${BASH_SOURCE[0]}" >"$LOG" 2>&1 </dev/null &
     log "installing in the background (log: $LOG)"
     exit 0
     ;;

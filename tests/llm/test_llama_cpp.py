@@ -59,7 +59,9 @@ def key(model_stack: Any) -> str:
 def mixed_job(model_stack: Any, key: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """One job: short prompts, one cut to 4 tokens, one longer, one over the context."""
     lines = _lines(4, "s")
-    lines.append({"prompt_id": "cut", "prompt": "Tell me a long story about a dragon.", "params": {"max_tokens": 4}})
+    # Greedy: the same 4 tokens every run, none of them the end of the answer.
+    cut = {"max_tokens": 4, "temperature": 0}
+    lines.append({"prompt_id": "cut", "prompt": "Tell me a long story about a dragon.", "params": cut})
     lines.append({"prompt_id": "longer", "prompt": "Summarise this: " + "The quick brown fox jumps over the lazy dog. " * 8})
     # Over the server's 512-token context on its own.
     lines.append({"prompt_id": "huge", "prompt": "word " * (model_server.CONTEXT_TOKENS + 200)})
@@ -112,8 +114,9 @@ def test_finish_reason_length_is_recorded_on_the_row(mixed_job: Any) -> None:
 
 
 def test_a_full_server_queues_and_nothing_fails(model_stack: Any, key: str) -> None:
-    """The worker sends every prompt at once (128 in flight per worker); the server
-    computes one at a time and the others wait in its queue: none may fail or be retried."""
+    """The server sends no limits, so the worker's window of requests in flight opens by
+    one per answer and the server soon holds several at once; it computes one at a time
+    and the others wait in its queue: none may fail or be retried."""
     lines = _lines(16, "q")
     job_id = run(model_stack, key, lines, params={"max_tokens": 8})
     final = wait(model_stack.base_url, key, job_id, timeout_s=300)
