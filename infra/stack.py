@@ -55,8 +55,9 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: `infra` is importable from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-# Re-exported: tests, benchmarks and the demo import these names from infra.stack.
 from infra import model_server as model_srv  # noqa: E402
+
+# Re-exported: tests, benchmarks and the demo import these names from infra.stack.
 from infra.procs import (  # noqa: E402
     HOST,
     group_members,
