@@ -1,9 +1,11 @@
 # The two commands that do all the set-up on a fresh machine:
 #   make demo   start the local stack and run examples/prompts.jsonl end to end
 #   make test   run every test (unit, adapters on the real emulators, end to end)
+# and, with a real model (llama.cpp's server, installed on first use: ~10 min to compile):
+#   make demo-llm   run examples/prompts-llm.jsonl through it and print the answers
 PY := .venv/bin/python
 
-.PHONY: bootstrap demo test lint check-infra infra-offline up down key
+.PHONY: bootstrap demo demo-llm llm-install-background test lint check-infra infra-offline up down key
 
 bootstrap:
 	@bash infra/bootstrap.sh
@@ -11,11 +13,22 @@ bootstrap:
 demo: bootstrap
 	$(PY) infra/demo.py
 
+demo-llm: bootstrap
+	$(PY) infra/demo.py --llm $(DEMO_ARGS)
+
 # The tests run in TEST_WORKERS processes (pytest-xdist); each starts its own stack on its
 # own ports (tests/conftest.py worker_port_base), and worksteal evens out the long e2e files.
+# The real-server tests (tests/llm/) need the model server, which compiles for about 10
+# minutes on a fresh machine: its install starts first, in the background at the lowest CPU
+# priority, so the build overlaps bootstrap, the lint and the other tests; tests/llm/ runs
+# after them in one process (one model server) and waits for the install to end.
 TEST_WORKERS ?= 3
-test: bootstrap lint infra-offline
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal tests
+test: llm-install-background bootstrap lint infra-offline
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal tests --ignore=tests/llm
+	$(PY) -m pytest tests/llm
+
+llm-install-background:
+	@bash infra/llm_install.sh --background
 
 # mypy checks functions/ (main.py too), client/, infra/ and tests/, strict: pyproject.toml [tool.mypy].
 lint: bootstrap

@@ -2,6 +2,12 @@
 prompts through the public API, show progress, download the results, check them.
 
     .venv/bin/python infra/demo.py [--file examples/prompts.jsonl] [--out results]
+    .venv/bin/python infra/demo.py --llm     # `make demo-llm`: a real model, no API key
+
+``--llm`` installs the local model server first (``infra/llm_install.sh``: pinned, once;
+a fresh machine compiles llama.cpp for about 10 minutes), starts the stack with it as the
+operator's ``openai_compatible`` endpoint ``llama``, runs ``examples/prompts-llm.jsonl``
+(50 prompts, ``max_tokens`` 32) and prints every answer.
 
 Uses only the public HTTP API and the signed URLs, as any client would. Stops the stack
 at the end if it started it.
@@ -15,12 +21,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from infra import model_server  # noqa: E402
 from infra.stack import Stack  # noqa: E402
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
@@ -39,10 +47,11 @@ def create_key(stack: Stack) -> str:
     return str(json.loads(out.stdout)["api_key"])
 
 
-def run_job(base_url: str, api_key: str, file: Path, out_dir: Path, provider: str, model: str) -> Path:
-    """Submit ``file``, wait for it, download every result file into ``out_dir/JOB_ID``."""
+def run_job(base_url: str, api_key: str, file: Path, out_dir: Path, job_spec: dict[str, Any]) -> Path:
+    """Submit ``file`` as a job of ``job_spec`` (provider, model, ...), wait for it,
+    download every result file into ``out_dir/JOB_ID``."""
     headers = {"X-API-Key": api_key}
-    init = requests.post(f"{base_url}/v1/jobs/init", json={"provider": provider, "model": model}, headers=headers, timeout=30)
+    init = requests.post(f"{base_url}/v1/jobs/init", json=job_spec, headers=headers, timeout=30)
     init.raise_for_status()
     job = init.json()
     job_id: str = job["job_id"]
@@ -93,25 +102,66 @@ def check(file: Path, target: Path) -> tuple[int, int]:
     return results, errors
 
 
+def show_answers(file: Path, target: Path) -> None:
+    """Each prompt and the model's answer, one line each, in the file's order."""
+    prompts = {row["prompt_id"]: row["prompt"] for row in map(json.loads, file.read_text().splitlines()) if row}
+    answers: dict[str, str] = {}
+    for part in sorted(target.glob("*.jsonl")):
+        for row in map(json.loads, part.read_text().splitlines()):
+            if part.name == "errors.jsonl":
+                answers[row["prompt_id"]] = f"ERROR {row['error']}"
+            else:
+                text = " ".join(row["result"].split())
+                answers[row["prompt_id"]] = f"[{row['output_tokens']} tokens, {row['finish_reason']}] {text}"
+    print("\nthe model's answers:")
+    for prompt_id, prompt in prompts.items():
+        print(f"  {prompt_id} {prompt}\n      -> {answers[prompt_id][:160]}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--file", type=Path, default=ROOT / "examples" / "prompts.jsonl")
+    parser.add_argument("--file", type=Path, default=None, help="default: examples/prompts.jsonl (--llm: prompts-llm.jsonl)")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     parser.add_argument("--provider", default="fake")
     parser.add_argument("--model", default="fake-small")
+    parser.add_argument("--llm", action="store_true", help="a real model: the local llama.cpp server (see above)")
+    parser.add_argument("--base-port", type=int, default=None, help="the stack's base port (default: the dev profile's)")
     args = parser.parse_args()
 
-    stack = Stack("dev")
-    started_here = not any(svc["running"] for svc in stack.status().values())
+    t_start = time.monotonic()
+    if args.llm:
+        print("installing the model server (.venv-llm, pinned; once per machine) ...")
+        model_server.install()
+        installed_s = time.monotonic() - t_start
+        print(f"model server ready after {installed_s:.1f}s")
+        file = args.file or ROOT / "examples" / "prompts-llm.jsonl"
+        job_spec: dict[str, Any] = {
+            "provider": "openai_compatible",
+            "endpoint": model_server.ENDPOINT,
+            "model": model_server.MODEL,
+            "params": {"max_tokens": 32},
+        }
+    else:
+        file = args.file or ROOT / "examples" / "prompts.jsonl"
+        job_spec = {"provider": args.provider, "model": args.model}
+
+    stack = Stack("dev", base_port=args.base_port, model_server=args.llm)
+    status = stack.status()
+    started_here = not any(svc["running"] for svc in status.values())
+    if args.llm and not started_here and not status["model-server"]["running"]:
+        raise SystemExit("the dev stack is running without the model server: stop it first (make down)")
     if started_here:
         print("starting the local stack ...")
         stack.up()
     try:
         key = create_key(stack)
         t0 = time.monotonic()
-        target = run_job(stack.base_url, key, args.file, args.out, args.provider, args.model)
-        results, errors = check(args.file, target)
-        print(f"\ndone in {time.monotonic() - t0:.1f}s: {results} results, {errors} errors, every prompt_id exactly once")
+        target = run_job(stack.base_url, key, file, args.out, job_spec)
+        job_s = time.monotonic() - t0
+        results, errors = check(file, target)
+        if args.llm:
+            show_answers(file, target)
+        print(f"\ndone in {job_s:.1f}s: {results} results, {errors} errors, every prompt_id exactly once")
         print(f"files in {target}:")
         for part in sorted(target.iterdir()):
             print(f"  {part.name}  ({sum(1 for _ in part.open())} rows)")
@@ -119,6 +169,10 @@ def main() -> int:
         if started_here:
             print("stopping the local stack ...")
             stack.down()
+    if args.llm:
+        print(f"demo-llm: {time.monotonic() - t_start:.1f}s in all, of which {installed_s:.1f}s installing the model server")
+        if errors:
+            raise SystemExit(f"{errors} prompts got no answer from the model (errors.jsonl)")
     return 0
 
 

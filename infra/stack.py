@@ -55,6 +55,8 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: `infra` is importable from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from infra import model_server as model_srv  # noqa: E402
+
 # Re-exported: tests, benchmarks and the demo import these names from infra.stack.
 from infra.procs import (  # noqa: E402
     HOST,
@@ -164,6 +166,7 @@ class Stack:
         services: Collection[str] | None = None,
         extra_env: dict[str, str] | None = None,
         tasks_max_retries: int | None = None,
+        model_server: bool = False,
     ) -> None:
         """Configure a stack; nothing starts until :meth:`up`.
 
@@ -171,7 +174,9 @@ class Stack:
         with a running dev or test stack); ``services`` limits which processes start (names
         from :meth:`service_names`); ``functions_source`` replaces ``functions/main.py``
         (default: ``$PROMPTFORGE_FUNCTIONS_SOURCE``); ``extra_env`` is added to every
-        process's environment.
+        process's environment. ``model_server`` adds the real model server
+        (``infra/model_server.py``, installed by ``infra/llm_install.sh``) as the service
+        ``model-server`` and as the ``openai_compatible`` endpoint ``llama``.
         """
         if profile not in PROFILES:
             raise StackError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
@@ -181,11 +186,14 @@ class Stack:
         self.run_dir = (run_dir or REPO / ".run" / profile).resolve()
         source = functions_source or os.environ.get("PROMPTFORGE_FUNCTIONS_SOURCE") or FUNCTIONS_DIR / "main.py"
         self.functions_source = Path(source).resolve()
-        unknown = set(services or ()) - set(self.service_names())
+        self.model_server = model_server
+        names = self.service_names()
+        if model_server:
+            names.insert(names.index("fake-llm") + 1, "model-server")
+        unknown = set(services or ()) - set(names)
         if unknown:
-            known = ", ".join(self.service_names())
-            raise StackError(f"unknown services: {', '.join(sorted(unknown))}; known: {known}")
-        self.services = [n for n in self.service_names() if services is None or n in services]
+            raise StackError(f"unknown services: {', '.join(sorted(unknown))}; known: {', '.join(names)}")
+        self.services = [n for n in names if services is None or n in services]
         self.extra_env = dict(extra_env or {})
         if tasks_max_retries is None:
             tasks_max_retries = int(os.environ.get("PROMPTFORGE_TASKS_MAX_RETRIES", "-1"))
@@ -206,6 +214,8 @@ class Stack:
         """Port of every service of this stack (selected or not), by service name."""
         ports = {name: self.base_port + off for name, off in SERVER_OFFSETS.items()}
         ports.update({f.name: self.base_port + f.port_offset for f in FUNCTIONS})
+        if self.model_server:
+            ports["model-server"] = self.base_port + model_srv.PORT_OFFSET
         return ports
 
     @property
@@ -225,6 +235,11 @@ class Stack:
     def env(self) -> dict[str, str]:
         """Environment variables the functions and clients need to use this stack."""
         p = self.ports
+        # The operator's openai_compatible endpoints: the fake LLM, and the real model server
+        # when this stack runs one (its address is the operator's choice, as in production).
+        endpoints: dict[str, dict[str, str]] = {"local": {"base_url": f"http://{HOST}:{p['fake-llm']}/v1"}}
+        if self.model_server:
+            endpoints[model_srv.ENDPOINT] = model_srv.endpoint_config(f"http://{HOST}:{p['model-server']}/v1")
         return {
             "GOOGLE_CLOUD_PROJECT": self.project,
             "FIRESTORE_EMULATOR_HOST": f"{HOST}:{p['firestore']}",
@@ -246,8 +261,7 @@ class Stack:
             "PROMPTFORGE_EVENTS_URL": self.function_url("job_events").rstrip("/"),
             "PROMPTFORGE_CORS_ORIGINS": self.base_url,
             "PROMPTFORGE_ALLOW_LOOPBACK_HTTP_CALLBACKS": "1",
-            # The operator's openai_compatible endpoints: here one, the fake LLM.
-            "PROMPTFORGE_ENDPOINTS": json.dumps({"local": {"base_url": f"http://{HOST}:{p['fake-llm']}/v1"}}),
+            "PROMPTFORGE_ENDPOINTS": json.dumps(endpoints),
             "PROMPTFORGE_TASKS_EMULATOR_HOST": f"{HOST}:{p['tasks-emulator']}",
             "PROMPTFORGE_SIGNING_KEY_FILE": str(self.signing_key_file),
             "PROMPTFORGE_SIGNING_SERVICE_ACCOUNT": f"local-signer@{self.project}.iam.gserviceaccount.com",
@@ -370,6 +384,8 @@ class Stack:
             missing.append("the virtual environments (.venv, .venv-tasks): run bash infra/bootstrap.sh")
         if not shutil.which("java") and {"firestore", "pubsub"} & set(self.services):
             missing.append("java (needed by the Firestore and Pub/Sub emulators)")
+        if "model-server" in self.services and not (model_srv.VENV_PYTHON.exists() and model_srv.MODEL_FILE.exists()):
+            missing.append("the model server and its model (.venv-llm): run bash infra/llm_install.sh")
         for name in ("firestore", "pubsub"):
             if name in self.services and not Path(defs[name].argv[0]).exists():
                 missing.append(f"the {name} emulator at {defs[name].argv[0]} (google-cloud-cli-{name}-emulator)")

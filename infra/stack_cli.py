@@ -21,7 +21,7 @@ from infra.stack_services import PROFILES
 
 def _stack_from_args(args: argparse.Namespace) -> Stack:
     services = [s.strip() for s in args.services.split(",") if s.strip()] if args.services else None
-    stack = Stack(args.profile, base_port=args.base_port, services=services)
+    stack = Stack(args.profile, base_port=args.base_port, services=services, model_server=args.model_server)
     # status/down/env of a running stack follow what `up` recorded (base port, services).
     try:
         state = json.loads((stack.run_dir / "stack.json").read_text())
@@ -33,6 +33,7 @@ def _stack_from_args(args: argparse.Namespace) -> Stack:
             base_port=state["base_port"],
             services=list(state["services"]),
             functions_source=Path(state["functions_source"]),
+            model_server="model-server" in state["services"],
         )
     return stack
 
@@ -46,6 +47,11 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="dev")
     parser.add_argument("--base-port", type=int, default=None, help="override the profile's base port")
     parser.add_argument("--services", default=None, help=f"comma-separated subset of: {', '.join(Stack.service_names())}")
+    parser.add_argument(
+        "--model-server",
+        action="store_true",
+        help="also run the real model server (infra/model_server.py; install it first: bash infra/llm_install.sh)",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from infra import model_server
 from infra.procs import HOST
 
 REPO = Path(__file__).resolve().parent.parent
@@ -227,6 +228,10 @@ def definitions(
             health_path="/healthz",
         ),
     }
+    if "model-server" in p:
+        port = p["model-server"]
+        argv = model_server.argv(HOST, port)
+        defs["model-server"] = Service("model-server", port, argv, REPO, health_path=model_server.HEALTH_PATH)
     for f in FUNCTIONS:
         defs[f.name] = Service(
             f.name,

@@ -215,6 +215,20 @@ def test_profiles_have_the_documented_ports_and_projects() -> None:
         Stack("prod")
 
 
+def test_the_model_server_is_an_extra_service_and_endpoint_only_when_asked_for() -> None:
+    plain, with_model = Stack("dev"), Stack("dev", model_server=True)
+    assert "model-server" not in plain.ports and "model-server" not in plain.services
+    assert json.loads(plain.env()["PROMPTFORGE_ENDPOINTS"]) == {"local": {"base_url": "http://127.0.0.1:8405/v1"}}
+    assert with_model.ports == {**plain.ports, "model-server": 8407}
+    assert with_model.services == [*plain.services[:4], "model-server", *plain.services[4:]]
+    assert json.loads(with_model.env()["PROMPTFORGE_ENDPOINTS"]) == {
+        "local": {"base_url": "http://127.0.0.1:8405/v1"},
+        "llama": {"base_url": "http://127.0.0.1:8407/v1"},
+    }
+    with pytest.raises(StackError, match="unknown services: model-server"):
+        Stack("dev", services=["model-server"])
+
+
 def test_env_points_at_the_stack(stack: Stack) -> None:
     env = stack.env()
     b = BASE_PORT

@@ -23,23 +23,34 @@ from ._opening import Secret, Settings
 from ._wire_http import WireClient
 from .base import ChatRequest, ChatResult, ProviderError, ProviderUnavailable
 
+# How the OpenAI-compatible servers say a prompt does not fit the model's context, all
+# with HTTP 400: OpenAI and llama-cpp-python's server the code ``context_length_exceeded``;
+# llama.cpp's own server (llama-server) the type ``exceed_context_size_error`` and a numeric
+# code; vLLM a numeric code and OpenAI's sentence "This model's maximum context length is".
+_CONTEXT_MARKERS = ("context_length", "exceed_context_size")
+_CONTEXT_MESSAGE = "maximum context length"
+
 
 def error_for_status(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
     """Map an HTTP error answer to a stable PromptForge error."""
-    code = ""
+    fields: dict[str, str] = {}
     try:
         parsed = _json.loads(body)
         err = parsed.get("error") if isinstance(parsed, dict) else None
         if isinstance(err, dict):
-            code = str(err.get("code") or err.get("type") or "")
+            fields = {k: err[k] for k in ("code", "type", "message") if isinstance(err.get(k), str)}
     except ValueError:
         pass
+    said = f"{fields.get('code', '')} {fields.get('type', '')}"
+    # The message is only searched, never quoted: it can repeat the prompt.
+    too_long = any(marker in said for marker in _CONTEXT_MARKERS) or _CONTEXT_MESSAGE in fields.get("message", "")
     return _http.status_error(
         status,
         headers,
-        code=code,
-        context_length="context_length" in code,
-        content_filter="content_filter" in code or "content_policy" in code,
+        # A server that puts a number in `code` (llama-server, vLLM) names the error by its type.
+        code=fields.get("code") or fields.get("type", ""),
+        context_length=too_long,
+        content_filter="content_filter" in said or "content_policy" in said,
     )
 
 
