@@ -235,6 +235,40 @@ def test_a_429_while_ramping_halves_the_window() -> None:
     assert pacer._window == 8.5
 
 
+def test_a_server_that_queues_and_never_refuses_is_not_driven_into_timeouts() -> None:
+    """llama.cpp's server (and a vLLM with no limiter) sends no limits and no 429: it serves
+    one request at a time and queues the rest. Only timeouts say the window is too wide; a
+    window that kept growing would queue every request past the timeout."""
+    clock = Clock()
+    pacer = Pacer(Limits(), 1.0, clock=clock, sleep=clock.sleep)
+    service_s, timeout_s = 0.1, 1.0
+    free_at = clock()
+    outcomes: list[str] = []
+
+    async def prompt() -> None:
+        nonlocal free_at
+        for _ in range(50):
+            await pacer.acquire(1)
+            start = max(free_at, clock())
+            if start + service_s - clock() > timeout_s:  # still queued when the client gives up
+                await clock.sleep(timeout_s)
+                outcomes.append("timeout")
+                pacer.failed(None, timed_out=True)
+                continue
+            free_at = start + service_s
+            await clock.sleep(free_at - clock())
+            outcomes.append("answer")
+            pacer.answered(1, 1)
+            return
+        raise AssertionError("a prompt timed out 50 times")
+
+    asyncio.run(clock.run(*(prompt() for _ in range(400))))
+    assert outcomes.count("answer") == 400
+    # The window settles near what the server holds within the timeout (10 here).
+    assert outcomes.count("timeout") < 40, outcomes.count("timeout")
+    assert pacer._window < 2 * timeout_s / service_s
+
+
 def test_requests_of_an_earlier_chunk_go_first() -> None:
     clock = Clock()
     pacer = Pacer(Limits(rpm=60), 1.0, clock=clock, sleep=clock.sleep)  # one a second

@@ -76,7 +76,7 @@ async def call_with_retries(
             if error.retryable and now - limited_since < max_rate_limited_s:
                 continue
         else:
-            pacer.failed(info)
+            pacer.failed(info, timed_out=error.code is ErrorCode.TIMEOUT)
             failures += 1
             if error.retryable and failures < max_attempts:
                 await sleep(policy.delay(failures, error.retry_after))

@@ -207,9 +207,18 @@ class Pacer:
             self._throttle = min(1.0, self._throttle + self.RECOVER_STEP)
             self._rerate()
 
-    def failed(self, info: Any = None) -> None:
-        """An error other than a 429: the provider counted the request; nothing is given back."""
+    def failed(self, info: Any = None, *, timed_out: bool = False) -> None:
+        """An error other than a 429: the provider counted the request; nothing is given back.
+
+        A timeout while no limits are known halves the window as a 429 would: a server that
+        queues what it cannot serve and never refuses (llama.cpp's, a vLLM with no limiter in
+        front) gives no other sign of too much in flight, and a window that only grew would
+        let its queue grow until every request waited past the timeout.
+        """
         self._heard(info)
+        if timed_out and self._mode is not _Mode.KNOWN:
+            self._window = max(1.0, self._window / 2)
+            self._refused = True
 
     def on_rate_limited(self, retry_after: float | None, info: Any = None) -> None:
         """A 429: hold new requests for the provider's retry-after, and slow down a little."""
