@@ -251,9 +251,10 @@ def job_start(base: str, key: str) -> tuple[float, float, str]:
         assert got.status_code == 200, got.text
         return got.json()["status"] in ("QUEUED", "PROCESSING", "COMPLETED")
 
-    # Every tenth of a second: these polls count against the client's per-minute cap too,
-    # and a slow start on a busy machine must not run the quiet client into it.
-    wait_until("the job to start", started_processing, timeout_s=60, interval_s=0.1)
+    # Four times a second: these polls count against the client's per-minute cap too (400
+    # a function), and a slow start on a busy machine must not run the quiet client into
+    # it; at 10 a second, starts of ~15 s on a loaded machine took five rounds past 400.
+    wait_until("the job to start", started_processing, timeout_s=60, interval_s=0.25)
     return init_s, time.monotonic() - started, job["job_id"]
 
 
