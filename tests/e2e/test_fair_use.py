@@ -126,9 +126,10 @@ def test_jobs_awaiting_upload_are_capped_for_init_and_inline_create(capped: Any)
 def test_open_jobs_count_the_pending_and_the_running_one(capped: Any) -> None:
     base, key = capped.base_url, new_key(capped)
     llm = capped.env()["PROMPTFORGE_FAKE_LLM_URL"].removesuffix("/v1")
-    # The running job's one prompt takes 120 s, long enough to fill the queue behind it even
-    # on a busy machine (the jobs are cancelled at the end, so nothing waits for it).
-    requests.post(f"{llm}/_config", json={"latency_ms": 120_000}, timeout=5).raise_for_status()
+    # The running job's one prompt takes 40 s, long enough to fill the queue behind it even
+    # on a busy machine. Not much longer: its request stays in flight after the cancel at
+    # the end, and the next test's jobs (on the same chunk queue) wait for it.
+    requests.post(f"{llm}/_config", json={"latency_ms": 40_000}, timeout=5).raise_for_status()
     jobs: list[str] = []
     try:
         for _ in range(3):  # one runs, two wait behind it
@@ -139,7 +140,7 @@ def test_open_jobs_count_the_pending_and_the_running_one(capped: Any) -> None:
         wait_until(
             "the jobs to queue",
             lambda: [status(base, key, j).json().get("status") for j in jobs[1:]] == ["PENDING", "PENDING"],
-            timeout_s=90,
+            timeout_s=35,
             interval_s=1.0,
         )
         made = [init(base, key) for _ in range(9)]
