@@ -21,6 +21,10 @@ API routes (what real clients, the providers' SDKs and PromptForge's providers, 
   answered as the fast route answers it; progress, expiry and cancel follow the batch
   clock (:mod:`.batches`), set through ``batch_completion_s``, ``batch_window_s``,
   ``batch_cancel_s`` and ``batch_failure_rate``. Batch requests take no rate limit.
+* Anthropic's Message Batches (:mod:`.anthropic_batches`): ``POST|GET
+  /v1/messages/batches``, ``GET|DELETE /v1/messages/batches/{id}``, ``GET
+  /v1/messages/batches/{id}/results``, ``POST /v1/messages/batches/{id}/cancel``, on the
+  same batch clock and knobs.
 
 Each validates its body the way its provider does for the fields that matter and answers
 with a deterministic reply (:mod:`.replies`: the same conversation gets the same reply on
@@ -104,6 +108,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .anthropic_batches import AnthropicBatches
 from .anthropic_format import AnthropicDialect
 from .batches import BatchAnswer, BatchTiming, Failed, Filtered
 from .gemini_format import GeminiDialect
@@ -189,7 +194,8 @@ class FakeLLMConfig:
     (``timeout``, ``disconnect``, ``reset``, ``malformed``) do not. A batch takes the
     timing in force when it is created. ``openai_batch_max_requests`` and
     ``openai_batch_max_bytes`` are OpenAI's limits per batch (50,000 requests, 200 MB
-    input file); tests may lower them.
+    input file), ``anthropic_batch_max_*`` Anthropic's (100,000 requests, 256 MB
+    request); tests may lower them.
     """
 
     latency_ms: float = 0.0
@@ -213,6 +219,8 @@ class FakeLLMConfig:
     # "200 MB" read as the smaller 200 * 10**6: a client that stays under the fake's limit
     # then stays under OpenAI's whichever way OpenAI counts.
     openai_batch_max_bytes: int = 200_000_000
+    anthropic_batch_max_requests: int = 100_000
+    anthropic_batch_max_bytes: int = 256_000_000
 
     def as_dict(self) -> dict[str, Any]:
         """The configuration as the JSON object ``/_config`` returns."""
@@ -242,7 +250,7 @@ def _check_config(changes: Mapping[str, Any]) -> dict[str, Any]:
             if not is_number(value) or not 0 <= value <= 1:
                 raise ValueError("batch_failure_rate must be a number in [0, 1]")
             out[name] = float(value)
-        elif name in ("openai_batch_max_requests", "openai_batch_max_bytes"):
+        elif name.endswith(("_batch_max_requests", "_batch_max_bytes")):
             if not is_int(value) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1")
             out[name] = value
@@ -555,6 +563,7 @@ class FakeLLM:
         self.batch_rng = random.Random(self.config.seed)
         self.limiter = self._new_limiter()
         self.openai_batches = OpenAIBatches(self)
+        self.anthropic_batches = AnthropicBatches(self)
         # The order is the contract (see the module docstring).
         self.pipeline: list[Stage] = [
             self.authenticate,
@@ -630,9 +639,12 @@ class FakeLLM:
         return BatchTiming(c.batch_completion_s, c.batch_window_s, c.batch_cancel_s)
 
     def batch_limits(self, api: str) -> tuple[int, int]:
-        if api != "openai":
-            raise ValueError(f"no batch limits for {api!r}")
-        return self.config.openai_batch_max_requests, self.config.openai_batch_max_bytes
+        c = self.config
+        if api == "anthropic":
+            return c.anthropic_batch_max_requests, c.anthropic_batch_max_bytes
+        if api == "openai":
+            return c.openai_batch_max_requests, c.openai_batch_max_bytes
+        raise ValueError(f"no batch limits for {api!r}")
 
     def batch_answer(self, prompt: Prompt) -> BatchAnswer:
         """One request of a batch: the fast route's reply, or the failure it would meet inside
@@ -866,6 +878,7 @@ def create_app(
         Route("/v1beta/models/{model}:generateContent", gemini, methods=["POST"]),
         Route("/v1/models/{model}:generateContent", gemini, methods=["POST"]),
         *(Route(path, handler, methods=methods) for path, handler, methods in fake.openai_batches.routes()),
+        *(Route(path, handler, methods=methods) for path, handler, methods in fake.anthropic_batches.routes()),
         Route("/healthz", fake.healthz, methods=["GET"]),
         Route("/_stats", fake.get_stats, methods=["GET"]),
         Route("/_timeline", fake.get_timeline, methods=["GET"]),

@@ -1,4 +1,4 @@
-"""The fake LLM server's batch APIs, over HTTP against the real server in a subprocess.
+"""The fake LLM server's batch APIs (OpenAI's, Anthropic's), over HTTP against the real server in a subprocess.
 
 Time never passes on the wall clock here: the batches' clock is moved with
 ``POST /_batches/advance``, and every test sets the batch knobs it relies on.
@@ -12,9 +12,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
+from anthropic.types.messages.batch_create_params import Request as BatchRequest
 
 from infra.fake_llm.process import fake_llm_process
 from infra.fake_llm.server import FakeLLMConfig
@@ -41,7 +43,7 @@ def api(base_url: str) -> Iterator[httpx.Client]:
 
 
 def _configure(client: httpx.Client, **changes: Any) -> None:
-    batch_defaults = {k: v for k, v in DEFAULTS.items() if k.startswith(("batch_", "openai_batch_"))}
+    batch_defaults = {k: v for k, v in DEFAULTS.items() if k.startswith(("batch_", "openai_batch_", "anthropic_batch_"))}
     body = {**batch_defaults, "seed": 0, "faults": {}, "context_window": None, **changes}
     client.post("/_config", json=body).raise_for_status()
 
@@ -349,3 +351,197 @@ def test_create_refuses_what_openai_refuses(api: httpx.Client) -> None:
     assert _error_code(api.post("/v1/batches", json=good), 400) is None
     assert _error_code(api.post("/v1/files", data={"purpose": "fine-tune"}, files={"file": ("a", b"x")}), 400) == "invalid_value"
     assert api.post("/_batches/advance", json={"seconds": -1}).status_code == 400
+
+
+# --------------------------------------------------------------------------------------
+# Anthropic Message Batches
+# --------------------------------------------------------------------------------------
+
+ANTHROPIC_HEADERS = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+CLAUDE = "claude-x"
+
+
+def _params(i: int, **params: Any) -> dict[str, Any]:
+    return {"model": CLAUDE, "max_tokens": 50, "messages": [{"role": "user", "content": f"prompt number {i}"}], **params}
+
+
+def _message_batch(client: httpx.Client, params: list[dict[str, Any]], ids: list[str] | None = None) -> dict[str, Any]:
+    ids = ids or [f"p{i}" for i in range(len(params))]
+    requests = [{"custom_id": cid, "params": p} for cid, p in zip(ids, params, strict=True)]
+    response = client.post("/v1/messages/batches", json={"requests": requests}, headers=ANTHROPIC_HEADERS)
+    assert response.status_code == 200, response.text
+    batch: dict[str, Any] = response.json()
+    assert batch["type"] == "message_batch" and batch["processing_status"] == "in_progress"
+    return batch
+
+
+def _message_batch_now(client: httpx.Client, batch_id: str) -> dict[str, Any]:
+    response = client.get(f"/v1/messages/batches/{batch_id}", headers=ANTHROPIC_HEADERS)
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def _results(client: httpx.Client, batch: dict[str, Any]) -> list[dict[str, Any]]:
+    assert batch["results_url"] is not None
+    response = client.get(batch["results_url"], headers=ANTHROPIC_HEADERS)
+    assert response.status_code == 200, response.text
+    return [json.loads(line) for line in response.text.splitlines()]
+
+
+def _anthropic_error(response: httpx.Response, status: int) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["type"] == "error" and set(body["error"]) == {"type", "message"}
+    kind: str = body["error"]["type"]
+    return kind
+
+
+def _counts(processing: int = 0, succeeded: int = 0, errored: int = 0, canceled: int = 0, expired: int = 0) -> dict[str, int]:
+    return {"processing": processing, "succeeded": succeeded, "errored": errored, "canceled": canceled, "expired": expired}
+
+
+def test_a_message_batch_answers_each_request_as_the_messages_route_does(api: httpx.Client) -> None:
+    params = [
+        _params(0),
+        _params(1, max_tokens=2),  # cut short: stop_reason max_tokens
+        _params(2, stop_sequences=["reply"]),
+        {"model": CLAUDE, "messages": [{"role": "user", "content": "no max_tokens"}]},  # refused by the fast route
+    ]
+    created = _message_batch(api, params)
+    assert created["request_counts"] == _counts(processing=4) and created["results_url"] is None
+    assert created["ended_at"] is None and created["cancel_initiated_at"] is None
+
+    batch = _message_batch_now(api, created["id"])  # no completion delay: ended at once
+    assert batch["processing_status"] == "ended" and batch["ended_at"] is not None
+    assert batch["request_counts"] == _counts(succeeded=3, errored=1)
+    results = _results(api, batch)
+    assert [r["custom_id"] for r in results] == ["p0", "p1", "p2", "p3"]
+
+    fast = [api.post("/v1/messages", json=p, headers=ANTHROPIC_HEADERS) for p in params]
+    for row, answer in zip(results[:3], fast[:3], strict=True):
+        assert answer.status_code == 200 and row["result"]["type"] == "succeeded"
+        message = row["result"]["message"]
+        assert message["usage"]["service_tier"] == "batch"
+        expected = answer.json()
+        expected["usage"]["service_tier"] = "batch"
+        assert {k: v for k, v in message.items() if k != "id"} == {k: v for k, v in expected.items() if k != "id"}
+    assert results[1]["result"]["message"]["stop_reason"] == "max_tokens"
+    assert results[2]["result"]["message"]["stop_reason"] == "stop_sequence"
+    error = results[3]["result"]
+    assert error["type"] == "errored" and fast[3].status_code == 400
+    assert error["error"]["type"] == "error" and error["error"]["error"] == fast[3].json()["error"]
+
+
+def test_the_anthropic_sdk_runs_a_message_batch_through_the_fake(base_url: str, api: httpx.Client) -> None:
+    client = anthropic.Anthropic(base_url=base_url, api_key=KEY, max_retries=0)
+    requests: list[BatchRequest] = [
+        {
+            "custom_id": cid,
+            "params": {"model": CLAUDE, "max_tokens": 50, "messages": [{"role": "user", "content": f"prompt number {i}"}]},
+        }
+        for cid, i in (("a", 20), ("b", 21))
+    ]
+    created = client.messages.batches.create(requests=requests)
+    batch = client.messages.batches.retrieve(created.id)
+    assert batch.processing_status == "ended" and batch.request_counts.succeeded == 2
+    results = {r.custom_id: r.result for r in client.messages.batches.results(created.id)}
+    fast = client.messages.create(model=CLAUDE, max_tokens=50, messages=[{"role": "user", "content": "prompt number 20"}])
+    first = results["a"]
+    assert first.type == "succeeded" and first.message.content == fast.content
+
+
+def test_a_message_batch_counts_every_request_as_processing_until_it_ends(api: httpx.Client) -> None:
+    _configure(api, batch_completion_s=100)
+    created = _message_batch(api, [_params(i) for i in range(4)])
+    _advance(api, 75)  # three of four are done, but Anthropic tells nothing before the end
+    batch = _message_batch_now(api, created["id"])
+    assert batch["processing_status"] == "in_progress" and batch["request_counts"] == _counts(processing=4)
+    early = api.get(f"/v1/messages/batches/{created['id']}/results", headers=ANTHROPIC_HEADERS)
+    assert _anthropic_error(early, 404) == "not_found_error"
+    _advance(api, 25)
+    batch = _message_batch_now(api, created["id"])
+    assert batch["processing_status"] == "ended" and batch["request_counts"] == _counts(succeeded=4)
+
+
+def test_a_failure_share_makes_those_message_requests_errored(api: httpx.Client) -> None:
+    _configure(api, batch_failure_rate=0.5, seed=7)
+    batch = _message_batch_now(api, _message_batch(api, [_params(i) for i in range(20)])["id"])
+    draws = random.Random(7)
+    expected_errored = {f"p{i}" for i in range(20) if draws.random() < 0.5}
+    assert batch["request_counts"] == _counts(succeeded=20 - len(expected_errored), errored=len(expected_errored))
+    results = _results(api, batch)
+    assert {r["custom_id"] for r in results if r["result"]["type"] == "errored"} == expected_errored
+    assert {r["result"]["error"]["error"]["type"] for r in results if r["result"]["type"] == "errored"} == {"api_error"}
+
+
+def test_a_message_batch_not_done_in_its_window_expires(api: httpx.Client) -> None:
+    _configure(api, batch_completion_s=100, batch_window_s=60)
+    created = _message_batch(api, [_params(i) for i in range(10)])
+    _advance(api, 59.5)
+    assert _message_batch_now(api, created["id"])["processing_status"] == "in_progress"
+    _advance(api, 0.5)
+    batch = _message_batch_now(api, created["id"])
+    assert batch["processing_status"] == "ended" and batch["request_counts"] == _counts(succeeded=6, expired=4)
+    assert [r["result"]["type"] for r in _results(api, batch)] == ["succeeded"] * 6 + ["expired"] * 4
+
+
+def test_a_canceled_message_batch_ends_with_its_undone_requests_canceled(api: httpx.Client) -> None:
+    _configure(api, batch_completion_s=100, batch_cancel_s=30)
+    created = _message_batch(api, [_params(i) for i in range(4)])
+    path = f"/v1/messages/batches/{created['id']}"
+    assert _anthropic_error(api.delete(path, headers=ANTHROPIC_HEADERS), 400) == "invalid_request_error"
+    _advance(api, 60)
+    canceling = api.post(f"{path}/cancel", headers=ANTHROPIC_HEADERS).json()
+    assert canceling["processing_status"] == "canceling" and canceling["cancel_initiated_at"] is not None
+    _advance(api, 29)
+    assert _message_batch_now(api, created["id"])["processing_status"] == "canceling"
+    _advance(api, 1)
+    batch = _message_batch_now(api, created["id"])
+    assert batch["processing_status"] == "ended" and batch["request_counts"] == _counts(succeeded=2, canceled=2)
+    assert [r["result"] for r in _results(api, batch)][2:] == [{"type": "canceled"}, {"type": "canceled"}]
+    assert _anthropic_error(api.post(f"{path}/cancel", headers=ANTHROPIC_HEADERS), 400) == "invalid_request_error"
+    assert api.delete(path, headers=ANTHROPIC_HEADERS).json() == {"id": created["id"], "type": "message_batch_deleted"}
+    assert _anthropic_error(api.get(path, headers=ANTHROPIC_HEADERS), 404) == "not_found_error"
+
+
+def test_message_batches_list_newest_first_page_by_page(api: httpx.Client) -> None:
+    ids = [_message_batch(api, [_params(i)])["id"] for i in range(5)]
+    first = api.get("/v1/messages/batches", params={"limit": 2}, headers=ANTHROPIC_HEADERS).json()
+    assert [b["id"] for b in first["data"]] == [ids[4], ids[3]] and first["has_more"] and first["last_id"] == ids[3]
+    second = api.get("/v1/messages/batches", params={"limit": 2, "after_id": ids[3]}, headers=ANTHROPIC_HEADERS).json()
+    assert [b["id"] for b in second["data"]] == [ids[2], ids[1]]
+    back = api.get("/v1/messages/batches", params={"limit": 2, "before_id": ids[2]}, headers=ANTHROPIC_HEADERS).json()
+    assert [b["id"] for b in back["data"]] == [ids[4], ids[3]] and not back["has_more"]
+    for bad in ({"limit": 0}, {"limit": 1001}, {"after_id": "msgbatch_unknown"}):
+        assert (
+            _anthropic_error(api.get("/v1/messages/batches", params=bad, headers=ANTHROPIC_HEADERS), 400)
+            == "invalid_request_error"
+        )
+
+
+def test_anthropic_limits_and_envelope_checks(api: httpx.Client) -> None:
+    assert DEFAULTS["anthropic_batch_max_requests"] == 100_000 and DEFAULTS["anthropic_batch_max_bytes"] == 256_000_000
+    create = "/v1/messages/batches"
+    too_many = {"requests": [{"custom_id": f"c{i}", "params": {}} for i in range(100_001)]}
+    assert _anthropic_error(api.post(create, json=too_many, headers=ANTHROPIC_HEADERS), 400) == "invalid_request_error"
+
+    body = {"requests": [{"custom_id": "a", "params": _params(0)}]}
+    size = len(json.dumps(body).encode())
+    _configure(api, anthropic_batch_max_bytes=size)
+    assert api.post(create, content=json.dumps(body), headers=ANTHROPIC_HEADERS).status_code == 200
+    too_big = api.post(create, content=json.dumps(body) + " ", headers=ANTHROPIC_HEADERS)
+    assert _anthropic_error(too_big, 413) == "request_too_large"
+    _configure(api)
+
+    bad_bodies: list[dict[str, Any]] = [
+        {"requests": []},
+        {"requests": [{"custom_id": "has space", "params": _params(0)}]},
+        {"requests": [{"custom_id": "x" * 65, "params": _params(0)}]},
+        {"requests": [{"custom_id": "a", "params": _params(0)}, {"custom_id": "a", "params": _params(1)}]},
+        {"requests": [{"custom_id": "a"}]},
+    ]
+    for bad in bad_bodies:
+        assert _anthropic_error(api.post(create, json=bad, headers=ANTHROPIC_HEADERS), 400) == "invalid_request_error"
+    no_key = {"Authorization": "", "anthropic-version": "2023-06-01"}
+    assert _anthropic_error(api.post(create, json=body, headers=no_key), 401) == "authentication_error"
