@@ -39,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .anthropic_format import AnthropicDialect, AnthropicError, error_for, message_body, parse_messages_request, refusal_body
-from .batches import BatchHost, Failed, Filtered, Schedule, page, parse_limit
+from .batches import BatchHost, Failed, Filtered, Schedule, list_or_create, lookup, page, parse_limit
 from .replies import Completion
 from .wire import reject_constant
 
@@ -167,11 +167,7 @@ class AnthropicBatches:
         ]
 
     def _find(self, request: Request) -> MessageBatch | Response:
-        refused = _DIALECT.authenticate(request)
-        if refused is not None:
-            return refused.response()
-        batch = self.batches.get(request.path_params["batch_id"])
-        return batch if batch is not None else _not_found(request.path_params["batch_id"])
+        return lookup(request, _DIALECT, self.batches, "batch_id", _not_found)
 
     @staticmethod
     def _base(request: Request) -> str:
@@ -179,15 +175,7 @@ class AnthropicBatches:
 
     async def batches_endpoint(self, request: Request) -> Response:
         """``POST /v1/messages/batches`` creates a batch; ``GET`` lists them."""
-        refused = _DIALECT.authenticate(request)
-        if refused is not None:
-            return refused.response()
-        try:
-            if request.method == "GET":
-                return self._list(request)
-            return await self._create(request)
-        except AnthropicError as exc:
-            return exc.response()
+        return await list_or_create(request, _DIALECT, self._list, self._create)
 
     async def _create(self, request: Request) -> Response:
         max_requests, max_bytes = self.host.batch_limits("anthropic")

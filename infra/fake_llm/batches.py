@@ -19,15 +19,32 @@ reported as cancelled.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response
 
 from .replies import Completion
-from .wire import ErrorKind, Prompt
+from .wire import ErrorKind, Prompt, WireError
 
-__all__ = ["BatchAnswer", "BatchHost", "BatchTiming", "Ending", "Failed", "Filtered", "Schedule", "page", "parse_limit"]
+__all__ = [
+    "BatchAnswer",
+    "BatchHost",
+    "BatchTiming",
+    "Ending",
+    "Failed",
+    "Filtered",
+    "Schedule",
+    "list_or_create",
+    "lookup",
+    "page",
+    "parse_limit",
+]
 
 Ending = Literal["completed", "expired", "cancelled"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -167,3 +184,39 @@ def parse_limit(text: str | None, default: int, maximum: int) -> int:
     if not 1 <= limit <= maximum:
         raise ValueError(f"expected a value from 1 to {maximum}, but got {limit}")
     return limit
+
+
+class _Authenticates(Protocol):
+    def authenticate(self, request: Request) -> WireError | None: ...
+
+
+async def list_or_create(
+    request: Request,
+    dialect: _Authenticates,
+    list_batches: Callable[[Request], Response],
+    create: Callable[[Request], Awaitable[Response]],
+) -> Response:
+    """A provider's collection route: the key checked, ``GET`` lists, ``POST`` creates; a
+    :class:`WireError` raised on the way is answered in the provider's shape."""
+    refused = dialect.authenticate(request)
+    if refused is not None:
+        return refused.response()
+    try:
+        if request.method == "GET":
+            return list_batches(request)
+        return await create(request)
+    except WireError as exc:
+        return exc.response()
+
+
+def lookup(
+    request: Request, dialect: _Authenticates, table: Mapping[str, T], param: str, not_found: Callable[[str], Response]
+) -> T | Response:
+    """The object whose id the path parameter ``param`` names, once the key is checked; or
+    the answer refusing the request."""
+    refused = dialect.authenticate(request)
+    if refused is not None:
+        return refused.response()
+    ident = request.path_params[param]
+    found = table.get(ident)
+    return found if found is not None else not_found(ident)

@@ -43,7 +43,7 @@ from typing import Any, Literal
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .batches import BatchHost, Failed, Filtered, Schedule, page, parse_limit
+from .batches import BatchHost, Failed, Filtered, Schedule, list_or_create, lookup, page, parse_limit
 from .openai_format import (
     OpenAIDialect,
     OpenAIError,
@@ -333,7 +333,11 @@ def _read_input(content: bytes, endpoint: str, max_requests: int) -> _Input:
 
 def _not_found(kind: str, ident: str) -> Response:
     # Ids are ours, never a prompt, so echoing one is safe.
-    return OpenAIError(404, f"No such {kind} object: {ident}", "id").response()
+    return OpenAIError(404, f"No such {kind} object: {ident[:80]}", "id").response()
+
+
+def _batch_not_found(ident: str) -> Response:
+    return _not_found("Batch", ident)
 
 
 class OpenAIBatches:
@@ -394,45 +398,38 @@ class OpenAIBatches:
         batch_id = self._result_files.get(file_id)
         return self.batches[batch_id].result_file(file_id, self.host.batch_now()) if batch_id else None
 
-    async def file_endpoint(self, request: Request) -> Response:
-        """``GET /v1/files/{id}``: the File object; ``DELETE``: forget the file."""
+    def _find_file(self, request: Request) -> StoredFile | Response:
+        """The file the path names, or the answer refusing the request."""
         refused = _DIALECT.authenticate(request)
         if refused is not None:
             return refused.response()
         file_id = request.path_params["file_id"]
         stored = self._file(file_id)
-        if stored is None:
-            return _not_found("File", file_id)
+        return stored if stored is not None else _not_found("File", file_id)
+
+    async def file_endpoint(self, request: Request) -> Response:
+        """``GET /v1/files/{id}``: the File object; ``DELETE``: forget the file."""
+        found = self._find_file(request)
+        if isinstance(found, Response):
+            return found
         if request.method == "DELETE":
-            self.files.pop(file_id, None)
-            self._deleted.add(file_id)
-            return JSONResponse({"id": file_id, "object": "file", "deleted": True})
-        return JSONResponse(stored.as_object())
+            self.files.pop(found.id, None)
+            self._deleted.add(found.id)
+            return JSONResponse({"id": found.id, "object": "file", "deleted": True})
+        return JSONResponse(found.as_object())
 
     async def file_content(self, request: Request) -> Response:
         """``GET /v1/files/{id}/content``: the file's bytes."""
-        refused = _DIALECT.authenticate(request)
-        if refused is not None:
-            return refused.response()
-        file_id = request.path_params["file_id"]
-        stored = self._file(file_id)
-        if stored is None:
-            return _not_found("File", file_id)
-        return Response(stored.content, media_type="application/octet-stream")
+        found = self._find_file(request)
+        if isinstance(found, Response):
+            return found
+        return Response(found.content, media_type="application/octet-stream")
 
     # ---- batches -------------------------------------------------------------------
 
     async def batches_endpoint(self, request: Request) -> Response:
         """``POST /v1/batches`` creates a batch; ``GET`` lists them."""
-        refused = _DIALECT.authenticate(request)
-        if refused is not None:
-            return refused.response()
-        try:
-            if request.method == "GET":
-                return self._list(request)
-            return await self._create(request)
-        except OpenAIError as exc:
-            return exc.response()
+        return await list_or_create(request, _DIALECT, self._list, self._create)
 
     async def _create(self, request: Request) -> Response:
         try:
@@ -534,22 +531,16 @@ class OpenAIBatches:
 
     async def get_batch(self, request: Request) -> Response:
         """``GET /v1/batches/{id}``: the batch as of now."""
-        refused = _DIALECT.authenticate(request)
-        if refused is not None:
-            return refused.response()
-        batch = self.batches.get(request.path_params["batch_id"])
-        if batch is None:
-            return _not_found("Batch", request.path_params["batch_id"])
+        batch = lookup(request, _DIALECT, self.batches, "batch_id", _batch_not_found)
+        if isinstance(batch, Response):
+            return batch
         return JSONResponse(batch.as_object(self.host.batch_now()))
 
     async def cancel_batch(self, request: Request) -> Response:
         """``POST /v1/batches/{id}/cancel``: stop a batch that has not ended."""
-        refused = _DIALECT.authenticate(request)
-        if refused is not None:
-            return refused.response()
-        batch = self.batches.get(request.path_params["batch_id"])
-        if batch is None:
-            return _not_found("Batch", request.path_params["batch_id"])
+        batch = lookup(request, _DIALECT, self.batches, "batch_id", _batch_not_found)
+        if isinstance(batch, Response):
+            return batch
         now = self.host.batch_now()
         schedule = batch.schedule
         if schedule is None or schedule.ended(now):
