@@ -25,6 +25,10 @@ API routes (what real clients, the providers' SDKs and PromptForge's providers, 
   /v1/messages/batches``, ``GET|DELETE /v1/messages/batches/{id}``, ``GET
   /v1/messages/batches/{id}/results``, ``POST /v1/messages/batches/{id}/cancel``, on the
   same batch clock and knobs.
+* Gemini's batch mode (:mod:`.gemini_batches`): ``POST
+  /v1beta/models/{model}:batchGenerateContent`` (inline requests), ``GET|DELETE
+  /v1beta/batches/{id}`` (a long-running Operation), ``GET /v1beta/batches``, ``POST
+  /v1beta/batches/{id}:cancel``, on the same batch clock and knobs.
 
 Each validates its body the way its provider does for the fields that matter and answers
 with a deterministic reply (:mod:`.replies`: the same conversation gets the same reply on
@@ -111,6 +115,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .anthropic_batches import AnthropicBatches
 from .anthropic_format import AnthropicDialect
 from .batches import BatchAnswer, BatchTiming, Failed, Filtered
+from .gemini_batches import GeminiBatches
 from .gemini_format import GeminiDialect
 from .limits import RateLimiter
 from .openai_batches import OpenAIBatches
@@ -195,7 +200,8 @@ class FakeLLMConfig:
     timing in force when it is created. ``openai_batch_max_requests`` and
     ``openai_batch_max_bytes`` are OpenAI's limits per batch (50,000 requests, 200 MB
     input file), ``anthropic_batch_max_*`` Anthropic's (100,000 requests, 256 MB
-    request); tests may lower them.
+    request), ``gemini_batch_max_bytes`` Google's for inline requests (20 MB); tests may
+    lower them.
     """
 
     latency_ms: float = 0.0
@@ -221,6 +227,7 @@ class FakeLLMConfig:
     openai_batch_max_bytes: int = 200_000_000
     anthropic_batch_max_requests: int = 100_000
     anthropic_batch_max_bytes: int = 256_000_000
+    gemini_batch_max_bytes: int = 20_000_000
 
     def as_dict(self) -> dict[str, Any]:
         """The configuration as the JSON object ``/_config`` returns."""
@@ -564,6 +571,7 @@ class FakeLLM:
         self.limiter = self._new_limiter()
         self.openai_batches = OpenAIBatches(self)
         self.anthropic_batches = AnthropicBatches(self)
+        self.gemini_batches = GeminiBatches(self)
         # The order is the contract (see the module docstring).
         self.pipeline: list[Stage] = [
             self.authenticate,
@@ -644,6 +652,9 @@ class FakeLLM:
             return c.anthropic_batch_max_requests, c.anthropic_batch_max_bytes
         if api == "openai":
             return c.openai_batch_max_requests, c.openai_batch_max_bytes
+        if api == "gemini":
+            # Google limits inline requests by size only.
+            return sys.maxsize, c.gemini_batch_max_bytes
         raise ValueError(f"no batch limits for {api!r}")
 
     def batch_answer(self, prompt: Prompt) -> BatchAnswer:
@@ -879,6 +890,7 @@ def create_app(
         Route("/v1/models/{model}:generateContent", gemini, methods=["POST"]),
         *(Route(path, handler, methods=methods) for path, handler, methods in fake.openai_batches.routes()),
         *(Route(path, handler, methods=methods) for path, handler, methods in fake.anthropic_batches.routes()),
+        *(Route(path, handler, methods=methods) for path, handler, methods in fake.gemini_batches.routes()),
         Route("/healthz", fake.healthz, methods=["GET"]),
         Route("/_stats", fake.get_stats, methods=["GET"]),
         Route("/_timeline", fake.get_timeline, methods=["GET"]),

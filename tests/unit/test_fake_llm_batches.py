@@ -17,6 +17,8 @@ import httpx
 import openai
 import pytest
 from anthropic.types.messages.batch_create_params import Request as BatchRequest
+from google import genai
+from google.genai import types as genai_types
 
 from infra.fake_llm.process import fake_llm_process
 from infra.fake_llm.server import FakeLLMConfig
@@ -43,7 +45,9 @@ def api(base_url: str) -> Iterator[httpx.Client]:
 
 
 def _configure(client: httpx.Client, **changes: Any) -> None:
-    batch_defaults = {k: v for k, v in DEFAULTS.items() if k.startswith(("batch_", "openai_batch_", "anthropic_batch_"))}
+    batch_defaults = {
+        k: v for k, v in DEFAULTS.items() if k.startswith(("batch_", "openai_batch_", "anthropic_batch_", "gemini_batch_"))
+    }
     body = {**batch_defaults, "seed": 0, "faults": {}, "context_window": None, **changes}
     client.post("/_config", json=body).raise_for_status()
 
@@ -85,11 +89,16 @@ def _create(client: httpx.Client, content: bytes, metadata: dict[str, str] | Non
     return batch
 
 
-def _get(client: httpx.Client, batch_id: str) -> dict[str, Any]:
-    response = client.get(f"/v1/batches/{batch_id}")
+def _fetch(client: httpx.Client, path: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """A 200 JSON object from ``GET path``."""
+    response = client.get(path, headers=headers)
     assert response.status_code == 200, response.text
     data: dict[str, Any] = response.json()
     return data
+
+
+def _get(client: httpx.Client, batch_id: str) -> dict[str, Any]:
+    return _fetch(client, f"/v1/batches/{batch_id}")
 
 
 def _rows(client: httpx.Client, file_id: str | None) -> list[dict[str, Any]]:
@@ -376,10 +385,7 @@ def _message_batch(client: httpx.Client, params: list[dict[str, Any]], ids: list
 
 
 def _message_batch_now(client: httpx.Client, batch_id: str) -> dict[str, Any]:
-    response = client.get(f"/v1/messages/batches/{batch_id}", headers=ANTHROPIC_HEADERS)
-    assert response.status_code == 200, response.text
-    data: dict[str, Any] = response.json()
-    return data
+    return _fetch(client, f"/v1/messages/batches/{batch_id}", ANTHROPIC_HEADERS)
 
 
 def _results(client: httpx.Client, batch: dict[str, Any]) -> list[dict[str, Any]]:
@@ -545,3 +551,133 @@ def test_anthropic_limits_and_envelope_checks(api: httpx.Client) -> None:
         assert _anthropic_error(api.post(create, json=bad, headers=ANTHROPIC_HEADERS), 400) == "invalid_request_error"
     no_key = {"Authorization": "", "anthropic-version": "2023-06-01"}
     assert _anthropic_error(api.post(create, json=body, headers=no_key), 401) == "authentication_error"
+
+
+# --------------------------------------------------------------------------------------
+# Gemini batch mode
+# --------------------------------------------------------------------------------------
+
+GEMINI_HEADERS = {"x-goog-api-key": KEY}
+GEMINI = "gemini-x"
+
+
+def _gemini_request(i: int, **config: Any) -> dict[str, Any]:
+    request: dict[str, Any] = {"contents": [{"role": "user", "parts": [{"text": f"prompt number {i}"}]}]}
+    if config:
+        request["generationConfig"] = config
+    return request
+
+
+def _gemini_batch(client: httpx.Client, requests: list[dict[str, Any]]) -> dict[str, Any]:
+    inline = [{"request": r, "metadata": {"key": f"p{i}"}} for i, r in enumerate(requests)]
+    body = {"batch": {"displayName": "test", "inputConfig": {"requests": {"requests": inline}}}}
+    response = client.post(f"/v1beta/models/{GEMINI}:batchGenerateContent", json=body, headers=GEMINI_HEADERS)
+    assert response.status_code == 200, response.text
+    operation: dict[str, Any] = response.json()
+    assert operation["done"] is False and operation["metadata"]["state"] == "BATCH_STATE_PENDING"
+    assert operation["name"].startswith("batches/") and operation["metadata"]["model"] == f"models/{GEMINI}"
+    return operation
+
+
+def _operation(client: httpx.Client, name: str) -> dict[str, Any]:
+    return _fetch(client, f"/v1beta/{name}", GEMINI_HEADERS)
+
+
+def _stats(total: int, ok: int, failed: int, pending: int) -> dict[str, str]:
+    return {
+        "requestCount": str(total),
+        "successfulRequestCount": str(ok),
+        "failedRequestCount": str(failed),
+        "pendingRequestCount": str(pending),
+    }
+
+
+def test_a_gemini_batch_answers_each_request_as_generate_content_does(api: httpx.Client) -> None:
+    requests = [_gemini_request(0), _gemini_request(1, maxOutputTokens=2), {"contents": []}]
+    created = _gemini_batch(api, requests)
+    operation = _operation(api, created["name"])
+    assert operation["done"] is True and operation["metadata"]["state"] == "BATCH_STATE_SUCCEEDED"
+    assert operation["metadata"]["batchStats"] == _stats(3, 2, 1, 0)
+    inlined = operation["response"]["inlinedResponses"]["inlinedResponses"]
+    assert inlined == operation["metadata"]["output"]["inlinedResponses"]["inlinedResponses"]
+    assert [entry["metadata"] for entry in inlined] == [{"key": "p0"}, {"key": "p1"}, {"key": "p2"}]
+    fast = [api.post(f"/v1beta/models/{GEMINI}:generateContent", json=r, headers=GEMINI_HEADERS) for r in requests]
+    for entry, answer in zip(inlined[:2], fast[:2], strict=True):
+        assert answer.status_code == 200
+        assert {k: v for k, v in entry["response"].items() if k != "responseId"} == {
+            k: v for k, v in answer.json().items() if k != "responseId"
+        }
+    assert inlined[1]["response"]["candidates"][0]["finishReason"] == "MAX_TOKENS"
+    assert fast[2].status_code == 400
+    assert inlined[2]["error"] == {"code": 3, "message": fast[2].json()["error"]["message"]}
+
+
+def test_a_gemini_batch_expires_or_is_cancelled_on_the_batch_clock(api: httpx.Client) -> None:
+    _configure(api, batch_completion_s=100, batch_window_s=60)
+    expiring = _gemini_batch(api, [_gemini_request(i) for i in range(10)])
+    _advance(api, 30)
+    running = _operation(api, expiring["name"])
+    assert running["done"] is False and running["metadata"]["state"] == "BATCH_STATE_RUNNING"
+    assert running["metadata"]["batchStats"] == _stats(10, 3, 0, 7)
+    _advance(api, 30)
+    expired = _operation(api, expiring["name"])
+    assert expired["done"] is True and expired["metadata"]["state"] == "BATCH_STATE_EXPIRED"
+    assert expired["metadata"]["batchStats"] == _stats(10, 6, 4, 0)
+    errors = [e["error"]["code"] for e in expired["response"]["inlinedResponses"]["inlinedResponses"] if "error" in e]
+    assert errors == [4, 4, 4, 4]
+
+    _configure(api, batch_completion_s=100, batch_cancel_s=0)
+    cancelling = _gemini_batch(api, [_gemini_request(i) for i in range(4)])
+    _advance(api, 50)
+    assert api.post(f"/v1beta/{cancelling['name']}:cancel", headers=GEMINI_HEADERS).json() == {}
+    cancelled = _operation(api, cancelling["name"])
+    assert cancelled["metadata"]["state"] == "BATCH_STATE_CANCELLED" and cancelled["metadata"]["batchStats"] == _stats(4, 2, 2, 0)
+    entries = cancelled["response"]["inlinedResponses"]["inlinedResponses"]
+    assert [e.get("error", {}).get("code") for e in entries] == [None, None, 1, 1]
+    assert api.post(f"/v1beta/{cancelling['name']}:cancel", headers=GEMINI_HEADERS).status_code == 400
+    assert api.delete(f"/v1beta/{cancelling['name']}", headers=GEMINI_HEADERS).json() == {}
+    assert api.get(f"/v1beta/{cancelling['name']}", headers=GEMINI_HEADERS).status_code == 404
+
+
+def test_gemini_batches_fail_a_share_list_by_page_and_limit_their_size(api: httpx.Client) -> None:
+    _configure(api, batch_failure_rate=0.5, seed=7)
+    operation = _operation(api, _gemini_batch(api, [_gemini_request(i) for i in range(20)])["name"])
+    draws = random.Random(7)
+    expected_failed = {f"p{i}" for i in range(20) if draws.random() < 0.5}
+    inlined = operation["response"]["inlinedResponses"]["inlinedResponses"]
+    assert {e["metadata"]["key"] for e in inlined if "error" in e} == expected_failed
+    assert {e["error"]["code"] for e in inlined if "error" in e} == {13}
+
+    _configure(api)
+    names = [_gemini_batch(api, [_gemini_request(i)])["name"] for i in range(3)]
+    first = api.get("/v1beta/batches", params={"pageSize": 2}, headers=GEMINI_HEADERS).json()
+    assert [o["name"] for o in first["operations"]] == [names[2], names[1]]
+    token = first["nextPageToken"]
+    second = api.get("/v1beta/batches", params={"pageSize": 2, "pageToken": token}, headers=GEMINI_HEADERS).json()
+    assert second["operations"][0]["name"] == names[0]
+    assert api.get("/v1beta/batches", params={"pageToken": "nope"}, headers=GEMINI_HEADERS).status_code == 400
+
+    assert DEFAULTS["gemini_batch_max_bytes"] == 20_000_000
+    body = {"batch": {"inputConfig": {"requests": {"requests": [{"request": _gemini_request(0)}]}}}}
+    _configure(api, gemini_batch_max_bytes=len(json.dumps(body)))
+    url = f"/v1beta/models/{GEMINI}:batchGenerateContent"
+    assert api.post(url, content=json.dumps(body), headers=GEMINI_HEADERS).status_code == 200
+    too_big = api.post(url, content=json.dumps(body) + " ", headers=GEMINI_HEADERS)
+    assert too_big.status_code == 400 and too_big.json()["error"]["status"] == "INVALID_ARGUMENT"
+    _configure(api)
+    empty: dict[str, Any] = {"batch": {"inputConfig": {"requests": {"requests": []}}}}
+    assert api.post(url, json=empty, headers=GEMINI_HEADERS).status_code == 400
+    assert api.post(url, json=body).status_code == 403
+
+
+def test_the_google_genai_sdk_runs_a_batch_through_the_fake(base_url: str, api: httpx.Client) -> None:
+    client = genai.Client(api_key=KEY, http_options=genai_types.HttpOptions(base_url=base_url, api_version="v1beta"))
+    request: genai_types.InlinedRequestDict = {"contents": [{"role": "user", "parts": [{"text": "prompt number 30"}]}]}
+    job = client.batches.create(model=GEMINI, src=[request])
+    assert job.name is not None and job.state == genai_types.JobState.JOB_STATE_PENDING
+    job = client.batches.get(name=job.name)
+    assert job.state == genai_types.JobState.JOB_STATE_SUCCEEDED
+    assert job.dest is not None and job.dest.inlined_responses is not None
+    (answer,) = job.dest.inlined_responses
+    fast = client.models.generate_content(model=GEMINI, contents="prompt number 30")
+    assert answer.response is not None and answer.response.text == fast.text
