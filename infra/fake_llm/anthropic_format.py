@@ -28,7 +28,7 @@ from .limits import LimitView
 from .replies import Completion
 from .wire import ErrorKind, Prompt, WireError, is_int, is_number, retry_after_headers
 
-__all__ = ["AnthropicDialect", "AnthropicError", "parse_messages_request"]
+__all__ = ["AnthropicDialect", "AnthropicError", "error_for", "message_body", "parse_messages_request", "refusal_body"]
 
 # Top-level fields the messages API knows; anything else is refused, as Anthropic does.
 _KNOWN_FIELDS = frozenset(
@@ -66,9 +66,12 @@ class AnthropicError(WireError):
         self.message = message
         self.headers = dict(headers or {})
 
+    def body(self) -> dict[str, Any]:
+        """The JSON body of the answer (a batch's errored result carries it too)."""
+        return {"type": "error", "error": {"type": self.type, "message": self.message}, "request_id": _id("req_")}
+
     def response(self) -> JSONResponse:
-        body = {"type": "error", "error": {"type": self.type, "message": self.message}, "request_id": _id("req_")}
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
 def _invalid(message: str) -> AnthropicError:
@@ -212,25 +215,14 @@ class AnthropicDialect:
         return parse_messages_request(body)
 
     def render(self, prompt: Prompt, completion: Completion, headers: Mapping[str, str]) -> Response:
-        if completion.finish_reason == "length":
-            stop_reason = "max_tokens"
-        else:
-            stop_reason = "stop_sequence" if completion.stop_sequence is not None else "end_turn"
-        content = [{"type": "text", "text": completion.text}]
-        return JSONResponse(
-            _message(
-                prompt, content, stop_reason, completion.stop_sequence, completion.prompt_tokens, completion.completion_tokens
-            ),
-            headers=headers,
-        )
+        return JSONResponse(message_body(prompt, completion), headers=headers)
 
     def content_filtered(self, prompt: Prompt, prompt_tokens: int, headers: Mapping[str, str]) -> Response:
         """Claude declined: ``stop_reason`` ``refusal`` and no content."""
-        return JSONResponse(_message(prompt, [], "refusal", None, prompt_tokens, 0), headers=headers)
+        return JSONResponse(refusal_body(prompt, prompt_tokens), headers=headers)
 
     def error(self, kind: ErrorKind, info: Mapping[str, Any], headers: Mapping[str, str]) -> Response:
-        status, type_, template = _ERRORS[kind]
-        return AnthropicError(status, type_, template.format(**info), headers).response()
+        return error_for(kind, info, headers).response()
 
     def rate_headers(self, view: LimitView, retry_after_s: float | None) -> dict[str, str]:
         # Anthropic sends retry-after in seconds; retry-after-ms is added for clients that
@@ -248,6 +240,35 @@ class AnthropicDialect:
         return headers
 
 
+def message_body(prompt: Prompt, completion: Completion, service_tier: str = "standard") -> dict[str, Any]:
+    """The Message object answering ``prompt`` (``service_tier`` ``batch`` in a batch's results)."""
+    if completion.finish_reason == "length":
+        stop_reason = "max_tokens"
+    else:
+        stop_reason = "stop_sequence" if completion.stop_sequence is not None else "end_turn"
+    content = [{"type": "text", "text": completion.text}]
+    return _message(
+        prompt,
+        content,
+        stop_reason,
+        completion.stop_sequence,
+        completion.prompt_tokens,
+        completion.completion_tokens,
+        service_tier,
+    )
+
+
+def refusal_body(prompt: Prompt, prompt_tokens: int, service_tier: str = "standard") -> dict[str, Any]:
+    """The Message object of a reply Claude declined: no content."""
+    return _message(prompt, [], "refusal", None, prompt_tokens, 0, service_tier)
+
+
+def error_for(kind: ErrorKind, info: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> AnthropicError:
+    """The error of the given kind in Anthropic's words (see :data:`~.wire.ErrorKind` for ``info``)."""
+    status, type_, template = _ERRORS[kind]
+    return AnthropicError(status, type_, template.format(**info), headers)
+
+
 def _message(
     prompt: Prompt,
     content: list[dict[str, Any]],
@@ -255,6 +276,7 @@ def _message(
     stop_sequence: str | None,
     input_tokens: int,
     output_tokens: int,
+    service_tier: str,
 ) -> dict[str, Any]:
     return {
         "id": _id("msg_"),
@@ -269,6 +291,6 @@ def _message(
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
             "output_tokens": output_tokens,
-            "service_tier": "standard",
+            "service_tier": service_tier,
         },
     }

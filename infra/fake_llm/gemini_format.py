@@ -24,7 +24,7 @@ from .limits import LimitView
 from .replies import Completion
 from .wire import ErrorKind, Prompt, WireError, is_int
 
-__all__ = ["GeminiDialect", "GeminiError", "parse_generate_request"]
+__all__ = ["GeminiDialect", "GeminiError", "error_for", "filtered_body", "parse_generate_request", "response_body"]
 
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -83,6 +83,14 @@ class GeminiError(WireError):
         if self.details:
             error["details"] = self.details
         return JSONResponse({"error": error}, status_code=self.status)
+
+    def rpc_status(self) -> dict[str, Any]:
+        """The error as a ``google.rpc.Status`` (a gRPC code), what a batch's inlined response carries."""
+        return {"code": _GRPC_CODES.get(self.status, 2), "message": self.message}
+
+
+# HTTP status -> gRPC code, as Google maps them (2 is UNKNOWN).
+_GRPC_CODES = {400: 3, 403: 7, 404: 5, 429: 8, 500: 13, 503: 14, 504: 4}
 
 
 def _camel(name: str) -> str:
@@ -202,34 +210,47 @@ class GeminiDialect:
         return parse_generate_request(_model_of(request), body)
 
     def render(self, prompt: Prompt, completion: Completion, headers: Mapping[str, str]) -> Response:
-        finish = "MAX_TOKENS" if completion.finish_reason == "length" else "STOP"
-        candidates = [
-            {"content": {"parts": [{"text": completion.text}], "role": "model"}, "finishReason": finish, "index": i}
-            for i in range(prompt.n)
-        ]
-        return JSONResponse(
-            _response(prompt, candidates, completion.prompt_tokens, completion.completion_tokens * prompt.n), headers=headers
-        )
+        return JSONResponse(response_body(prompt, completion), headers=headers)
 
     def content_filtered(self, prompt: Prompt, prompt_tokens: int, headers: Mapping[str, str]) -> Response:
         """The candidate stopped by the safety filters: ``finishReason`` ``SAFETY``, no content."""
-        rating = {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
-        candidates = [{"finishReason": "SAFETY", "index": i, "safetyRatings": [rating]} for i in range(prompt.n)]
-        return JSONResponse(_response(prompt, candidates, prompt_tokens, None), headers=headers)
+        return JSONResponse(filtered_body(prompt, prompt_tokens), headers=headers)
 
     def error(self, kind: ErrorKind, info: Mapping[str, Any], headers: Mapping[str, str]) -> Response:
-        status, template = _ERRORS[kind]
-        wait = info.get("retry_after_s")
-        details = None
-        if wait is not None:
-            details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": _duration(wait)}]
-        response = GeminiError(status, template.format(**info, wait=_duration(wait or 0.0)), details).response()
+        response = error_for(kind, info).response()
         response.headers.update(headers)
         return response
 
     def rate_headers(self, view: LimitView, retry_after_s: float | None) -> dict[str, str]:
         # Gemini reports neither limits nor retry-after in headers (see error()).
         return {}
+
+
+def response_body(prompt: Prompt, completion: Completion) -> dict[str, Any]:
+    """The GenerateContentResponse answering ``prompt`` (a batch's inlined response carries it too)."""
+    finish = "MAX_TOKENS" if completion.finish_reason == "length" else "STOP"
+    candidates = [
+        {"content": {"parts": [{"text": completion.text}], "role": "model"}, "finishReason": finish, "index": i}
+        for i in range(prompt.n)
+    ]
+    return _response(prompt, candidates, completion.prompt_tokens, completion.completion_tokens * prompt.n)
+
+
+def filtered_body(prompt: Prompt, prompt_tokens: int) -> dict[str, Any]:
+    """The GenerateContentResponse of a candidate the safety filters stopped."""
+    rating = {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
+    candidates = [{"finishReason": "SAFETY", "index": i, "safetyRatings": [rating]} for i in range(prompt.n)]
+    return _response(prompt, candidates, prompt_tokens, None)
+
+
+def error_for(kind: ErrorKind, info: Mapping[str, Any]) -> GeminiError:
+    """The error of the given kind in Google's words (see :data:`~.wire.ErrorKind` for ``info``)."""
+    status, template = _ERRORS[kind]
+    wait = info.get("retry_after_s")
+    details = None
+    if wait is not None:
+        details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": _duration(wait)}]
+    return GeminiError(status, template.format(**info, wait=_duration(wait or 0.0)), details)
 
 
 def _response(

@@ -20,7 +20,15 @@ from .limits import LimitView, go_duration
 from .replies import Completion
 from .wire import ErrorKind, Prompt, WireError, is_int, is_number, json_type, retry_after_headers
 
-__all__ = ["ChatCompletionRequest", "OpenAIDialect", "OpenAIError", "parse_chat_request"]
+__all__ = [
+    "ChatCompletionRequest",
+    "OpenAIDialect",
+    "OpenAIError",
+    "completion_body",
+    "error_for",
+    "filtered_body",
+    "parse_chat_request",
+]
 
 # Roles OpenAI accepts today, in the order its own error message lists them.
 _ROLES = ("system", "assistant", "user", "function", "tool", "developer")
@@ -58,10 +66,13 @@ class OpenAIError(WireError):
         self.type = type
         self.headers = dict(headers or {})
 
+    def body(self) -> dict[str, Any]:
+        """The JSON body of the answer (a batch's error file carries it too)."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
     def response(self) -> JSONResponse:
         """The HTTP response carrying this error."""
-        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
 def _quoted_list(values: Sequence[str]) -> str:
@@ -365,23 +376,14 @@ class OpenAIDialect:
 
     def render(self, prompt: Prompt, completion: Completion, headers: Mapping[str, str]) -> Response:
         """The 200 answer, in the exact shape of OpenAI's chat.completion object."""
-        # n choices of one deterministic reply: identical, but shaped like the real thing.
-        choices = [_choice(i, completion.text, completion.finish_reason) for i in range(prompt.n)]
-        return JSONResponse(
-            _completion_body(prompt, choices, completion.prompt_tokens, completion.completion_tokens * prompt.n),
-            headers=headers,
-        )
+        return JSONResponse(completion_body(prompt, completion), headers=headers)
 
     def content_filtered(self, prompt: Prompt, prompt_tokens: int, headers: Mapping[str, str]) -> Response:
         """What OpenAI (Azure's filter) answers when the output was filtered: no content."""
-        choices = [_choice(i, None, "content_filter") for i in range(prompt.n)]
-        return JSONResponse(_completion_body(prompt, choices, prompt_tokens, 0), headers=headers)
+        return JSONResponse(filtered_body(prompt, prompt_tokens), headers=headers)
 
     def error(self, kind: ErrorKind, info: Mapping[str, Any], headers: Mapping[str, str]) -> Response:
-        status, type_, param, code, template = _ERRORS[kind]
-        wait = info.get("retry_after_s")
-        message = template.format(**info, wait=go_duration(wait) if wait is not None else "")
-        return OpenAIError(status, message, param, code, type=type_, headers=headers).response()
+        return error_for(kind, info, headers).response()
 
     def rate_headers(self, view: LimitView, retry_after_s: float | None) -> dict[str, str]:
         headers = retry_after_headers(retry_after_s)
@@ -395,6 +397,27 @@ class OpenAIDialect:
             headers["x-ratelimit-remaining-tokens"] = str(view.minute_remaining_tokens)
             headers["x-ratelimit-reset-tokens"] = go_duration(view.reset_tokens_s or 0.0)
         return headers
+
+
+def completion_body(prompt: Prompt, completion: Completion) -> dict[str, Any]:
+    """The chat.completion object answering ``prompt`` (a batch's output file carries it too)."""
+    # n choices of one deterministic reply: identical, but shaped like the real thing.
+    choices = [_choice(i, completion.text, completion.finish_reason) for i in range(prompt.n)]
+    return _completion_body(prompt, choices, completion.prompt_tokens, completion.completion_tokens * prompt.n)
+
+
+def filtered_body(prompt: Prompt, prompt_tokens: int) -> dict[str, Any]:
+    """The chat.completion object of an answer the safety system stopped: no content."""
+    choices = [_choice(i, None, "content_filter") for i in range(prompt.n)]
+    return _completion_body(prompt, choices, prompt_tokens, 0)
+
+
+def error_for(kind: ErrorKind, info: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> OpenAIError:
+    """The error of the given kind in OpenAI's words (see :data:`~.wire.ErrorKind` for ``info``)."""
+    status, type_, param, code, template = _ERRORS[kind]
+    wait = info.get("retry_after_s")
+    message = template.format(**info, wait=go_duration(wait) if wait is not None else "")
+    return OpenAIError(status, message, param, code, type=type_, headers=headers)
 
 
 def _choice(index: int, content: str | None, finish_reason: str) -> dict[str, Any]:

@@ -7,13 +7,28 @@ Run from the repository root::
         [--jitter-ms 0] [--latency-dist uniform|lognormal|exponential] [--latency-sigma 0.596]
         [--seed N] [--rpm N] [--tpm N] [--burst-s 60] [--charge-rejected]
         [--default-max-tokens 16] [--context-window N] [--fault KIND=RATE ...] [--hang-ms 60000]
-        [--access-log] [--log-level info] [--graceful-timeout-s 5]
+        [--batch-completion-s 0] [--batch-failure-rate 0] [--batch-window-s 86400]
+        [--batch-cancel-s 0] [--access-log] [--log-level info] [--graceful-timeout-s 5]
 
 API routes (what real clients, the providers' SDKs and PromptForge's providers, call):
 
 * ``POST /v1/chat/completions``: OpenAI chat completions (:mod:`.openai_format`).
 * ``POST /v1/messages``: Anthropic messages (:mod:`.anthropic_format`).
 * ``POST /v1beta/models/{model}:generateContent``: Gemini (:mod:`.gemini_format`).
+* OpenAI's Batch API (:mod:`.openai_batches`): ``POST /v1/files``, ``GET|DELETE
+  /v1/files/{id}``, ``GET /v1/files/{id}/content``, ``POST|GET /v1/batches``,
+  ``GET /v1/batches/{id}``, ``POST /v1/batches/{id}/cancel``. Each request of a batch is
+  answered as the fast route answers it; progress, expiry and cancel follow the batch
+  clock (:mod:`.batches`), set through ``batch_completion_s``, ``batch_window_s``,
+  ``batch_cancel_s`` and ``batch_failure_rate``. Batch requests take no rate limit.
+* Anthropic's Message Batches (:mod:`.anthropic_batches`): ``POST|GET
+  /v1/messages/batches``, ``GET|DELETE /v1/messages/batches/{id}``, ``GET
+  /v1/messages/batches/{id}/results``, ``POST /v1/messages/batches/{id}/cancel``, on the
+  same batch clock and knobs.
+* Gemini's batch mode (:mod:`.gemini_batches`): ``POST
+  /v1beta/models/{model}:batchGenerateContent`` (inline requests), ``GET|DELETE
+  /v1beta/batches/{id}`` (a long-running Operation), ``GET /v1beta/batches``, ``POST
+  /v1beta/batches/{id}:cancel``, on the same batch clock and knobs.
 
 Each validates its body the way its provider does for the fields that matter and answers
 with a deterministic reply (:mod:`.replies`: the same conversation gets the same reply on
@@ -59,6 +74,9 @@ need no key and are not counted):
   and ``in_flight_max``. This is the provider's view a benchmark plots per tool.
 * ``POST /_reset``: zero the counters and refill every rate-limit bucket.
 * ``GET|POST /_config``: read or change any :class:`FakeLLMConfig` field at run time.
+* ``POST /_batches/advance``: ``{"seconds": s}`` moves the batches' clock ``s`` seconds
+  forward (never back), so a test sees a batch progress, end or expire without sleeping;
+  answers ``{"now": unix_seconds}``.
 
 Privacy: nothing here logs a request body, a prompt or a key. The only per-request log
 line is uvicorn's access log (method, path, status), off by default.
@@ -94,9 +112,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .anthropic_batches import AnthropicBatches
 from .anthropic_format import AnthropicDialect
+from .batches import BatchAnswer, BatchTiming, Failed, Filtered
+from .gemini_batches import GeminiBatches
 from .gemini_format import GeminiDialect
 from .limits import RateLimiter
+from .openai_batches import OpenAIBatches
 from .openai_format import ChatCompletionRequest, OpenAIDialect, OpenAIError, parse_chat_request
 from .replies import complete, prompt_tokens
 from .wire import Dialect, ErrorKind, Prompt, WireError, is_int, is_number, reject_constant
@@ -167,6 +189,19 @@ class FakeLLMConfig:
     most 1), drawn from a second ``random.Random(seed)``, so for a given seed the number
     of each fault over N requests is fixed whatever the latency settings. A ``timeout``
     holds its request ``hang_ms`` before answering 504.
+
+    Batches (:mod:`.batches`): a batch's requests are done evenly over
+    ``batch_completion_s`` seconds from its creation; one not done ``batch_window_s``
+    after it (OpenAI's and Anthropic's 24 hours) expires; a cancelled batch reports
+    itself cancelling for ``batch_cancel_s``. Each request fails with a server error at
+    rate ``batch_failure_rate``; the ``faults`` that exist inside a provider apply too
+    (``server_error``, ``context_length``, ``content_filter``), the transport ones
+    (``timeout``, ``disconnect``, ``reset``, ``malformed``) do not. A batch takes the
+    timing in force when it is created. ``openai_batch_max_requests`` and
+    ``openai_batch_max_bytes`` are OpenAI's limits per batch (50,000 requests, 200 MB
+    input file), ``anthropic_batch_max_*`` Anthropic's (100,000 requests, 256 MB
+    request), ``gemini_batch_max_bytes`` Google's for inline requests (20 MB); tests may
+    lower them.
     """
 
     latency_ms: float = 0.0
@@ -182,6 +217,17 @@ class FakeLLMConfig:
     context_window: int | None = None
     faults: dict[str, float] = field(default_factory=dict)
     hang_ms: float = 60_000.0
+    batch_completion_s: float = 0.0
+    batch_failure_rate: float = 0.0
+    batch_window_s: float = 86_400.0
+    batch_cancel_s: float = 0.0
+    openai_batch_max_requests: int = 50_000
+    # "200 MB" read as the smaller 200 * 10**6: a client that stays under the fake's limit
+    # then stays under OpenAI's whichever way OpenAI counts.
+    openai_batch_max_bytes: int = 200_000_000
+    anthropic_batch_max_requests: int = 100_000
+    anthropic_batch_max_bytes: int = 256_000_000
+    gemini_batch_max_bytes: int = 20_000_000
 
     def as_dict(self) -> dict[str, Any]:
         """The configuration as the JSON object ``/_config`` returns."""
@@ -199,14 +245,22 @@ def _check_config(changes: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(sorted(_CONFIG_FIELDS))}")
     out: dict[str, Any] = {}
     for name, value in changes.items():
-        if name in ("latency_ms", "jitter_ms", "latency_sigma", "hang_ms"):
+        if name in ("latency_ms", "jitter_ms", "latency_sigma", "hang_ms", "batch_completion_s", "batch_cancel_s"):
             if not is_number(value) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0")
             out[name] = float(value)
-        elif name == "burst_s":
+        elif name in ("burst_s", "batch_window_s"):
             if not is_number(value) or not math.isfinite(value) or value <= 0:
-                raise ValueError("burst_s must be a finite number > 0")
+                raise ValueError(f"{name} must be a finite number > 0")
             out[name] = float(value)
+        elif name == "batch_failure_rate":
+            if not is_number(value) or not 0 <= value <= 1:
+                raise ValueError("batch_failure_rate must be a number in [0, 1]")
+            out[name] = float(value)
+        elif name.endswith(("_batch_max_requests", "_batch_max_bytes")):
+            if not is_int(value) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1")
+            out[name] = value
         elif name in ("rpm", "tpm", "context_window"):
             if value is not None and (not is_int(value) or value < 1):
                 raise ValueError(f"{name} must be an integer >= 1 or null")
@@ -492,7 +546,8 @@ class FakeLLM:
     """The server's state (config, statistics, limits, RNGs) and its request handlers.
 
     ``clock`` (monotonic seconds) drives the rate limits and ``sleep`` waits out the
-    latency; tests pass their own.
+    latency; ``wall_clock`` (Unix seconds) plus ``batch_offset`` (what
+    ``/_batches/advance`` added) is the batches' clock; tests pass their own.
     """
 
     def __init__(
@@ -500,14 +555,23 @@ class FakeLLM:
         config: FakeLLMConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config or FakeLLMConfig()
         self.clock = clock
         self.sleep = sleep
+        self.wall_clock = wall_clock
+        self.batch_offset = 0.0
         self.stats = Stats(clock=clock)
         self.rng = random.Random(self.config.seed)
         self.fault_rng = random.Random(self.config.seed)
+        # Batches draw from their own RNG, so that creating one does not shift the faults
+        # a seed gives fast requests.
+        self.batch_rng = random.Random(self.config.seed)
         self.limiter = self._new_limiter()
+        self.openai_batches = OpenAIBatches(self)
+        self.anthropic_batches = AnthropicBatches(self)
+        self.gemini_batches = GeminiBatches(self)
         # The order is the contract (see the module docstring).
         self.pipeline: list[Stage] = [
             self.authenticate,
@@ -538,6 +602,7 @@ class FakeLLM:
         if "seed" in checked:
             self.rng.seed(self.config.seed)
             self.fault_rng.seed(self.config.seed)
+            self.batch_rng.seed(self.config.seed)
         if _LIMIT_FIELDS & set(checked):
             self.limiter = self._new_limiter()
 
@@ -559,17 +624,59 @@ class FakeLLM:
             latency = mean + (self.rng.uniform(-c.jitter_ms, c.jitter_ms) if c.jitter_ms > 0 else 0.0)
         return max(0.0, latency) / 1000.0
 
-    def draw_fault_kind(self) -> str | None:
-        """One draw of the fault RNG: a fault kind chosen by its rate, or None."""
+    def draw_fault_kind(self, rng: random.Random | None = None) -> str | None:
+        """One draw of the fault RNG (or ``rng``): a fault kind chosen by its rate, or None."""
         faults = self.config.faults
         if not faults:
             return None
-        u = self.fault_rng.random()
+        u = (rng or self.fault_rng).random()
         for kind in FAULT_KINDS:  # a fixed order, so a seed always maps to the same kinds
             u -= faults.get(kind, 0.0)
             if u < 0:
                 return kind
         return None
+
+    # ---- batches (the BatchHost of .batches) -----------------------------------------
+
+    def batch_now(self) -> float:
+        """The batches' clock: the wall clock plus what ``/_batches/advance`` added."""
+        return self.wall_clock() + self.batch_offset
+
+    def batch_timing(self) -> BatchTiming:
+        c = self.config
+        return BatchTiming(c.batch_completion_s, c.batch_window_s, c.batch_cancel_s)
+
+    def batch_limits(self, api: str) -> tuple[int, int]:
+        c = self.config
+        if api == "anthropic":
+            return c.anthropic_batch_max_requests, c.anthropic_batch_max_bytes
+        if api == "openai":
+            return c.openai_batch_max_requests, c.openai_batch_max_bytes
+        if api == "gemini":
+            # Google limits inline requests by size only.
+            return sys.maxsize, c.gemini_batch_max_bytes
+        raise ValueError(f"no batch limits for {api!r}")
+
+    def batch_answer(self, prompt: Prompt) -> BatchAnswer:
+        """One request of a batch: the fast route's reply, or the failure it would meet inside
+        the provider (the context window, ``batch_failure_rate``, the provider-side faults)."""
+        tokens = prompt_tokens(prompt.messages)
+        info = _prompt_info(prompt, tokens, self.config.context_window)
+        window = self.config.context_window
+        if window is not None and info["total"] > window:
+            return Failed("context_length", info)
+        # Always drawn, so that a seed gives the same failures whatever the rate.
+        if self.batch_rng.random() < self.config.batch_failure_rate:
+            return Failed("server_error", info)
+        fault = self.draw_fault_kind(self.batch_rng)
+        if fault == "server_error":
+            return Failed("server_error", info)
+        if fault == "context_length":
+            window = window or _FAULT_WINDOW
+            return Failed("context_length", {**info, "window": window, "total": max(info["total"], window + 1)})
+        if fault == "content_filter":
+            return Filtered(tokens)
+        return complete(prompt.messages, prompt.model, prompt.max_tokens, prompt.stop)
 
     # ---- pipeline stages -----------------------------------------------------------
 
@@ -596,15 +703,7 @@ class FakeLLM:
         return None
 
     def _info(self, call: Call, **extra: Any) -> dict[str, Any]:
-        prompt = call.parsed
-        max_tokens = prompt.max_tokens or 0
-        info = {
-            "model": prompt.model,
-            "prompt_tokens": call.prompt_tokens,
-            "max_tokens": max_tokens,
-            "total": call.prompt_tokens + max_tokens,
-            "window": self.config.context_window,
-        }
+        info = _prompt_info(call.parsed, call.prompt_tokens, self.config.context_window)
         info.update(extra)
         return info
 
@@ -722,6 +821,18 @@ class FakeLLM:
         self.reset()
         return JSONResponse(self.stats.snapshot())
 
+    async def advance_batches(self, request: Request) -> Response:
+        """``POST /_batches/advance``: move the batches' clock forward by ``seconds``."""
+        try:
+            body = json.loads(await request.body(), parse_constant=reject_constant)
+        except (ValueError, RecursionError):
+            body = None
+        seconds: Any = body.get("seconds") if isinstance(body, dict) else None
+        if not is_number(seconds) or not math.isfinite(seconds) or seconds < 0:
+            return OpenAIError(400, 'the body must be {"seconds": a finite number >= 0}').response()
+        self.batch_offset += float(seconds)
+        return JSONResponse({"now": self.batch_now()})
+
     async def config_endpoint(self, request: Request) -> Response:
         """``GET /_config`` returns the settings; ``POST`` applies a partial update and returns them."""
         if request.method == "POST":
@@ -738,6 +849,18 @@ class FakeLLM:
         return JSONResponse(self.config.as_dict())
 
 
+def _prompt_info(prompt: Prompt, tokens: int, window: int | None) -> dict[str, Any]:
+    """What an error message about ``prompt`` may quote (see :data:`.wire.ErrorKind`)."""
+    max_tokens = prompt.max_tokens or 0
+    return {
+        "model": prompt.model,
+        "prompt_tokens": tokens,
+        "max_tokens": max_tokens,
+        "total": tokens + max_tokens,
+        "window": window,
+    }
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     """404/405 (and any other HTTPException) in OpenAI's error shape, as OpenAI answers them."""
     assert isinstance(exc, HTTPException)
@@ -752,23 +875,28 @@ def create_app(
     config: FakeLLMConfig | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    wall_clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The ASGI app; its :class:`FakeLLM` (config, stats) is at ``app.state.fake_llm``.
 
     ``config`` is used live, not copied: ``POST /_config`` changes that very object.
     """
-    fake = FakeLLM(config, clock, sleep)
+    fake = FakeLLM(config, clock, sleep, wall_clock)
     gemini = fake.endpoint(GeminiDialect())
     routes = [
         Route("/v1/chat/completions", fake.endpoint(OpenAIDialect()), methods=["POST"]),
         Route("/v1/messages", fake.endpoint(AnthropicDialect()), methods=["POST"]),
         Route("/v1beta/models/{model}:generateContent", gemini, methods=["POST"]),
         Route("/v1/models/{model}:generateContent", gemini, methods=["POST"]),
+        *(Route(path, handler, methods=methods) for path, handler, methods in fake.openai_batches.routes()),
+        *(Route(path, handler, methods=methods) for path, handler, methods in fake.anthropic_batches.routes()),
+        *(Route(path, handler, methods=methods) for path, handler, methods in fake.gemini_batches.routes()),
         Route("/healthz", fake.healthz, methods=["GET"]),
         Route("/_stats", fake.get_stats, methods=["GET"]),
         Route("/_timeline", fake.get_timeline, methods=["GET"]),
         Route("/_reset", fake.reset_endpoint, methods=["POST"]),
         Route("/_config", fake.config_endpoint, methods=["GET", "POST"]),
+        Route("/_batches/advance", fake.advance_batches, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,
@@ -838,6 +966,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"inject a fault ({', '.join(FAULT_KINDS)})",
     )
     parser.add_argument("--hang-ms", type=_non_negative, default=60_000.0, help="how long a timeout fault holds (default: 60000)")
+    parser.add_argument(
+        "--batch-completion-s", type=_non_negative, default=0.0, help="seconds from a batch's creation to its last answer"
+    )
+    parser.add_argument("--batch-failure-rate", type=float, default=0.0, help="share of batch requests that fail (default: 0)")
+    parser.add_argument(
+        "--batch-window-s", type=float, default=86_400.0, help="a batch not done this long after creation expires (default: 24 h)"
+    )
+    parser.add_argument("--batch-cancel-s", type=_non_negative, default=0.0, help="how long a cancelled batch is cancelling")
     parser.add_argument("--access-log", action="store_true", help="log one line per request (method, path, status; never bodies)")
     parser.add_argument(
         "--log-level",
