@@ -43,6 +43,9 @@ class JobStatus(str, Enum):
 
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING})
+# Ended without completing: what such a job has (counts, partial files) is what its
+# workers wrote, not totals a completing transaction stored.
+ENDED_EARLY = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 
 _ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.AWAITING_UPLOAD: frozenset({JobStatus.QUEUED, JobStatus.PENDING}),

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..domain.job import Job, JobStatus
+from ..domain.job import ENDED_EARLY, Job, JobStatus
 from ..domain.outcomes import ErrorCode
 from ..domain.pricing import estimated_cost_usd
 from ..domain.records import Chunk, Totals
@@ -25,8 +25,6 @@ from .threads import concurrently
 # A list page reads the live totals of its unfinished jobs side by side, on at most this
 # many threads: the page then waits about one aggregation's round trip, not one a job.
 PAGE_TOTALS_THREADS = 8
-# The ended statuses whose counts stay live until settled (a COMPLETED job stores its own).
-_ENDED_LIVE = (JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -98,7 +96,7 @@ def with_stored(job: Job, totals: Totals) -> Job:
 def settled(job: Job, totals: Totals) -> Job:
     """A FAILED or CANCELLED job with its live ``totals`` stored on it for good: only once
     none of its workers writes any more, so they are its last live ones."""
-    assert job.status in _ENDED_LIVE, job.status
+    assert job.status in ENDED_EARLY, job.status
     return with_stored(job, totals).replace(totals_settled=True)
 
 
@@ -108,7 +106,7 @@ def is_live(job: Job) -> bool:
     watchdog settled them on the job."""
     if job.status is JobStatus.PROCESSING:
         return True
-    return job.status in _ENDED_LIVE and bool(job.chunk_count) and not job.totals_settled
+    return job.status in ENDED_EARLY and bool(job.chunk_count) and not job.totals_settled
 
 
 def live_totals(deps: Deps, job: Job) -> Totals:

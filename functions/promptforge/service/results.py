@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import logs
 from ..domain import paths
-from ..domain.job import Job, JobStatus
+from ..domain.job import ENDED_EARLY, Job, JobStatus
 from ..domain.records import Chunk, ChunkStatus
 from .assemble import publish
 from .deps import Deps
@@ -22,9 +22,6 @@ from .threads import concurrently
 # Download URLs signed at once. Each signature can be a signBlob call to IAM (~50 ms), and
 # a job lists up to paths.MAX_PARTS + 1 files: 1,000 files take ~1.6 s on 32 threads.
 SIGN_THREADS = 32
-
-
-_PARTIAL = (JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 class NotReady(Exception):
@@ -64,7 +61,7 @@ class InlineRows:
 def files(deps: Deps, job: Job, partial: bool) -> tuple[str, ...]:
     """The files the job exposes: a COMPLETED job's, or with ``partial`` what a FAILED or
     CANCELLED job produced; else :class:`NotReady`."""
-    if partial and job.status in _PARTIAL:
+    if partial and job.status in ENDED_EARLY:
         return listed_partial_files(deps, job)
     if job.status is JobStatus.COMPLETED:
         return job.result_files
@@ -120,7 +117,7 @@ def partial_files(deps: Deps, job: Job) -> tuple[str, ...]:
     job's are, from each chunk's published rows or, for a chunk its worker never finished,
     from its checkpoints; and errors.jsonl with every error row recorded so far.
     Idempotent: a repeated call writes the same objects."""
-    assert job.status in _PARTIAL
+    assert job.status in ENDED_EARLY
     bucket = deps.settings.results_bucket
     client, job_id = job.client_id, job.job_id
     error_sources = [paths.plan_errors_object(client, job_id)] if job.invalid_count else []
@@ -149,7 +146,7 @@ def partial_files(deps: Deps, job: Job) -> tuple[str, ...]:
 def _keep(deps: Deps, job_id: str, files: tuple[str, ...]) -> None:
     def keep(tx: Tx) -> None:
         current = tx.get_job(job_id)
-        if current is not None and current.status in _PARTIAL and not current.result_files:
+        if current is not None and current.status in ENDED_EARLY and not current.result_files:
             tx.put_job(current.replace(result_files=files))
 
     deps.store.run_transaction(keep)
