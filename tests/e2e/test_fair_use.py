@@ -131,28 +131,34 @@ def test_open_jobs_count_the_pending_and_the_running_one(capped: Any) -> None:
     # the end, and the next test's jobs (on the same chunk queue) wait for it.
     requests.post(f"{llm}/_config", json={"latency_ms": 40_000}, timeout=5).raise_for_status()
     jobs: list[str] = []
+    pending: list[str] = []
     try:
         for _ in range(3):  # one runs, two wait behind it
             job = init(base, key).json()
             upload(job, ONE_PROMPT)
             jobs.append(job["job_id"])
+
+        def queued() -> list[str] | None:
+            # The uploads' events arrive in any order: whichever job's comes first runs.
+            statuses = {j: status(base, key, j).json().get("status") for j in jobs}
+            waiting = [j for j, s in statuses.items() if s == "PENDING"]
+            running = [j for j, s in statuses.items() if s in ("QUEUED", "PROCESSING")]
+            return waiting if len(waiting) == 2 and len(running) == 1 else None
+
         # Polled slowly: the client's per-minute cap counts these calls too.
-        wait_until(
-            "the jobs to queue",
-            lambda: [status(base, key, j).json().get("status") for j in jobs[1:]] == ["PENDING", "PENDING"],
-            timeout_s=35,
-            interval_s=1.0,
-        )
+        pending = wait_until("one job to run and two to queue behind it", queued, timeout_s=35, interval_s=1.0)
         made = [init(base, key) for _ in range(9)]
         assert [r.status_code for r in made] == [201] * 9
         jobs += [r.json()["job_id"] for r in made]
         error = over_cap(init(base, key), "too_many_open_jobs")
         assert error["details"] == {"limit": 12, "current": 12}
-        cancel(base, key, jobs[2])
+        cancel(base, key, pending[-1])
         assert init(base, key).status_code == 201
     finally:
         requests.post(f"{llm}/_config", json={"latency_ms": 0}, timeout=5)
-        for job_id in reversed(jobs):  # the queue first, so nothing is promoted and started
+        # The queue before the running job, so nothing is promoted and started.
+        running = [j for j in jobs[:3] if j not in pending]
+        for job_id in jobs[3:] + pending + running:
             cancel(base, key, job_id)
 
 
