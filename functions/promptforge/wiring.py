@@ -7,7 +7,8 @@ import functools
 from datetime import datetime
 
 from . import config
-from .service.deps import utc_now
+from .service.batch_port import BatchProviderFactory
+from .service.deps import no_batch_providers, utc_now
 from .service.ports import BlobStore, JobStore, Outbound, TaskQueue
 from .service.provider_port import ProviderFactory
 
@@ -58,6 +59,11 @@ class LiveDeps:
         from .adapters.providers import LiveProviders
 
         return LiveProviders(config.secret)
+
+    @property
+    def batch_providers(self) -> BatchProviderFactory:
+        # The batch adapters are not wired yet: economy jobs fail with provider_unavailable.
+        return no_batch_providers
 
     @functools.cached_property
     def outbound(self) -> Outbound:

@@ -35,7 +35,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1 import _helpers
 from proto.datetime_helpers import DatetimeWithNanoseconds
 
-from ..domain.job import Job, JobError, JobStatus
+from ..domain.job import Job, JobError, JobMode, JobStatus
 from ..domain.outcomes import ROW_ERROR_CODES
 from ..domain.plan_state import PlanPhase, PlanSlice, PlanState
 from ..domain.records import ApiKey, Chunk, ChunkStatus, ClientState, DoneCount, Totals, Waiting
@@ -64,6 +64,7 @@ def job_to_doc(job: Job) -> dict[str, Any]:
     for name in _JSON_FIELDS:
         doc[name] = json.dumps(doc[name])
     doc["status"] = job.status.value
+    doc["mode"] = job.mode.value
     doc["error"] = job.error.to_dict() if job.error else None
     doc["result_files"] = list(job.result_files)
     return doc
@@ -76,6 +77,7 @@ def job_from_doc(doc: dict[str, Any]) -> Job:
         if isinstance(data.get(name), str):
             data[name] = json.loads(data[name])
     data["status"] = JobStatus(data["status"])
+    data["mode"] = JobMode(data.get("mode") or JobMode.FAST)  # jobs stored before modes are fast
     data["error"] = JobError(**data["error"]) if data.get("error") else None
     data["result_files"] = tuple(data.get("result_files") or ())
     return Job(**data)
@@ -86,6 +88,7 @@ def chunk_to_doc(chunk: Chunk) -> dict[str, Any]:
     doc["status"] = chunk.status.value
     doc["skip_lines"] = list(chunk.skip_lines)
     doc["segments"] = list(chunk.segments)
+    doc["batch_ids"] = list(chunk.batch_ids)
     # Every code present, zeros included: a query's aggregations count only documents that
     # have every field they sum (so one missing field would hide a chunk from all sums).
     doc["error_counts"] = {code: 0 for code in ROW_ERROR_CODES} | chunk.error_counts
@@ -97,6 +100,7 @@ def chunk_from_doc(doc: dict[str, Any]) -> Chunk:
     data["status"] = ChunkStatus(data["status"])
     data["skip_lines"] = tuple(data.get("skip_lines") or ())
     data["segments"] = tuple(data.get("segments") or ())
+    data["batch_ids"] = tuple(data.get("batch_ids") or ())
     data["error_counts"] = {k: int(v) for k, v in (data.get("error_counts") or {}).items() if v}
     return Chunk(**data)
 

@@ -15,11 +15,23 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 from .errors import IllegalTransition
 from .outcomes import ErrorCode, job_error_code
+
+
+class JobMode(StrEnum):
+    """How a job's prompts reach the provider.
+
+    ``fast``: one request per prompt, at the provider's rate limit, in minutes.
+    ``economy``: each chunk as one of the provider's own batches, at its batch price
+    (half the list price), with results within the provider's completion window (24 h).
+    """
+
+    FAST = "fast"
+    ECONOMY = "economy"
 
 
 class JobStatus(str, Enum):
@@ -93,6 +105,7 @@ class Job:
     system_prompt: str | None = None
     endpoint: str | None = None  # openai_compatible: an endpoint the operator configured
     base_url: str | None = None  # openai_compatible: the client's own URL (opt-in, no credential)
+    mode: JobMode = JobMode.FAST
     max_attempts: int = 3
     budget_tokens: int | None = None
     callback_url: str | None = None

@@ -21,6 +21,7 @@ class ErrorCode(StrEnum):
     INVALID_REQUEST = "invalid_request"
     CONTENT_FILTERED = "content_filtered"
     CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+    PROVIDER_EXPIRED = "provider_expired"  # economy: the provider's batch window ended first
     BUDGET_EXCEEDED = "budget_exceeded"
     INVALID_LINE = "invalid_line"
     # Job codes: the whole job failed (``error.code`` of a FAILED job).
@@ -45,12 +46,13 @@ ROW_ERROR_CODES: tuple[ErrorCode, ...] = (
     ErrorCode.INVALID_REQUEST,
     ErrorCode.CONTENT_FILTERED,
     ErrorCode.CONTEXT_LENGTH_EXCEEDED,
+    ErrorCode.PROVIDER_EXPIRED,
     ErrorCode.BUDGET_EXCEEDED,
     ErrorCode.INVALID_LINE,
 )
 
-# Codes a provider call can fail with (ProviderError).
-PROVIDER_ERROR_CODES: frozenset[ErrorCode] = frozenset(ROW_ERROR_CODES[:6])
+# Codes a provider call (or one request of a provider batch) can fail with (ProviderError).
+PROVIDER_ERROR_CODES: frozenset[ErrorCode] = frozenset(ROW_ERROR_CODES) - {ErrorCode.BUDGET_EXCEEDED, ErrorCode.INVALID_LINE}
 
 # The codes a FAILED job's ``error.code`` can carry: every code but the row codes.
 JOB_ERROR_CODES: frozenset[ErrorCode] = frozenset(ErrorCode) - frozenset(ROW_ERROR_CODES)

@@ -29,6 +29,9 @@ class ProviderSpec:
     distribution: str | None  # the SDK's line in functions/requirements.txt
     price_key: str | None  # its table in domain/prices.json (None: nothing is priced)
     deployable: bool  # may a Terraform deployment enable it (fake is for local stacks)
+    # Has a batch API (economy jobs): "openai", "anthropic" or "gemini" names its format;
+    # None: none. openai_compatible has none of its own: an endpoint declares one.
+    batch: str | None
     # The row in docs/providers.md:
     client: str
     environment: str
@@ -46,6 +49,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         distribution="openai",
         price_key="openai",
         deployable=True,
+        batch="openai",
         client="official `openai` SDK (`AsyncOpenAI`), chat completions",
         environment="`OPENAI_API_KEY` (required); `OPENAI_BASE_URL` (tests, proxies)",
         notes="`max_tokens` is sent as `max_completion_tokens` (OpenAI's current name; its reasoning models refuse `max_tokens`)",
@@ -60,6 +64,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         distribution="anthropic",
         price_key="anthropic",
         deployable=True,
+        batch="anthropic",
         client="official `anthropic` SDK (`AsyncAnthropic`), messages API",
         environment="`ANTHROPIC_API_KEY` (required); `ANTHROPIC_BASE_URL`",
         notes="`max_tokens` is required by the API: **1024 when the job sets none** (`anthropic_sdk.DEFAULT_MAX_TOKENS`)",
@@ -74,6 +79,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         distribution="google-genai",
         price_key="gemini",
         deployable=True,
+        batch="gemini",
         client="`google-genai` SDK, `models.generate_content`",
         environment="Gemini API: `GEMINI_API_KEY`. Vertex AI: `PROMPTFORGE_GEMINI_VERTEX=1`, the project"
         " from `GOOGLE_CLOUD_PROJECT`, `PROMPTFORGE_GEMINI_LOCATION` (default `us-central1`), credentials"
@@ -89,6 +95,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         distribution=None,
         price_key=None,
         deployable=True,
+        batch=None,
         client="PromptForge's small OpenAI wire client (`openai_wire.py`, on its own HTTP/1.1 client `_wire_http.py`)",
         environment="an endpoint the operator configured in `PROMPTFORGE_ENDPOINTS` (below), its key in"
         " the variable the endpoint names",
@@ -104,6 +111,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         distribution=None,
         price_key="fake",  # a made-up price, so benchmarks show a cost,
         deployable=False,
+        batch="openai",
         client="the same wire client",
         environment="`PROMPTFORGE_FAKE_LLM_URL`",
         notes="the local fake server; dev stacks and benchmarks only",

@@ -44,6 +44,18 @@ class Chunk:
     results_bytes: int = 0
     errors_bytes: int = 0
     repairs: int = 0  # times finalization found this chunk's output wrong and re-drove it
+    # Economy jobs: the chunk's provider batch. ``batch_key`` (with ``batch_since``) is
+    # stored before the provider is asked to create a batch, ``batch_ids`` after: a key
+    # without ids is a create that may or may not have happened, settled by asking the
+    # provider for batches bearing the key, never by creating another blindly.
+    batch_key: str | None = None
+    batch_since: datetime | None = None
+    batch_ids: tuple[str, ...] = ()
+    batch_polls: int = 0  # polls so far: the next poll task's number, and its backoff
+    batch_total: int = 0  # the provider's own counts of the batch's requests
+    batch_done: int = 0  # finished by the provider (succeeded or failed)
+    batch_failed: int = 0
+    batch_ended: bool = False  # the provider ended the batch (completed, expired or cancelled)
     expire_at: datetime | None = None  # Firestore TTL: stamped with the job's, after it ends
 
     def __post_init__(self) -> None:

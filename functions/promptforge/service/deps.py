@@ -1,5 +1,5 @@
 """What a use case needs, as one object: settings, the adapters behind the ports
-(store, blobs, tasks, LLM providers, outbound HTTP) and a clock.
+(store, blobs, tasks, LLM providers and their batch APIs, outbound HTTP) and a clock.
 
 Production builds them lazily (``promptforge.wiring``), so a function pays only for the
 clients it uses; the HTTP API never imports the Cloud Tasks client. Tests pass in-memory
@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from ..config import Settings
+from .batch_port import BatchProvider, BatchProviderFactory
 from .ports import BlobStore, BlockedAddress, JobStore, Outbound, TaskQueue
 from .provider_port import Provider, ProviderFactory, ProviderUnavailable
 
@@ -34,6 +35,8 @@ class Deps(Protocol):
     @property
     def providers(self) -> ProviderFactory: ...
     @property
+    def batch_providers(self) -> BatchProviderFactory: ...
+    @property
     def outbound(self) -> Outbound: ...
     def now(self) -> datetime: ...
 
@@ -42,6 +45,11 @@ def no_providers(name: str, settings: Settings, endpoint: str | None = None, bas
     """The factory of deps given no providers: every provider is unavailable (the job
     fails with ``provider_unavailable``), never a silent default."""
     raise ProviderUnavailable(f"provider {name!r}: these deps were given no provider factory")
+
+
+def no_batch_providers(name: str, settings: Settings, endpoint: str | None = None) -> BatchProvider:
+    """The batch factory of deps given none: economy jobs fail with ``provider_unavailable``."""
+    raise ProviderUnavailable(f"provider {name!r}: these deps were given no batch providers")
 
 
 class NoOutbound:
@@ -64,6 +72,7 @@ class StaticDeps:
     tasks: TaskQueue
     clock: Callable[[], datetime] = field(default=utc_now)
     providers: ProviderFactory = field(default=no_providers)
+    batch_providers: BatchProviderFactory = field(default=no_batch_providers)
     outbound: Outbound = field(default_factory=NoOutbound)
 
     def now(self) -> datetime:
