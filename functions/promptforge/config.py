@@ -49,6 +49,8 @@ class Endpoint:
 
     ``key_env`` names the environment variable holding its key (in production a Secret
     Manager secret mounted into the worker), never the key; ``rpm``/``tpm`` are its limits.
+    ``batch`` is "openai" when the server also serves OpenAI's files and batches API
+    (economy jobs may then use it), None when it does not.
     """
 
     name: str
@@ -57,13 +59,14 @@ class Endpoint:
     key_env: str | None = None
     rpm: int | None = None
     tpm: int | None = None
+    batch: str | None = None
 
 
 _ENDPOINT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 def parse_endpoints(raw: str) -> dict[str, Endpoint]:
-    """``PROMPTFORGE_ENDPOINTS``: a JSON object of name -> {base_url, wire, key_env, rpm, tpm}."""
+    """``PROMPTFORGE_ENDPOINTS``: a JSON object of name -> {base_url, wire, key_env, rpm, tpm, batch}."""
     table = json.loads(raw)
     if not isinstance(table, dict):
         raise ValueError("must be a JSON object")
@@ -73,6 +76,8 @@ def parse_endpoints(raw: str) -> dict[str, Endpoint]:
             raise ValueError(f"endpoint {name!r} needs a lower-case name and a base_url")
         if spec.get("wire", "openai") != "openai":
             raise ValueError(f"endpoint {name!r}: wire must be 'openai'")
+        if spec.get("batch") not in (None, "openai"):
+            raise ValueError(f"endpoint {name!r}: batch must be 'openai' (the server serves OpenAI's batch API) or absent")
         out[name] = Endpoint(
             name=name,
             base_url=str(spec["base_url"]),
@@ -80,6 +85,7 @@ def parse_endpoints(raw: str) -> dict[str, Endpoint]:
             key_env=spec.get("key_env") or None,
             rpm=int(spec["rpm"]) if spec.get("rpm") else None,
             tpm=int(spec["tpm"]) if spec.get("tpm") else None,
+            batch=spec.get("batch") or None,
         )
     return out
 
