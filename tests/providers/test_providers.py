@@ -132,11 +132,14 @@ def test_a_hung_request_is_a_retryable_timeout(
     name: str, open_named: Any, fake: FakeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(providers_pkg, "PROVIDER_TIMEOUT_S", 0.5)
-    fake.configure(faults={"timeout": 1.0}, hang_ms=2500)
+    # The server hangs 40 times the client's timeout: a client that waited for the server
+    # instead of timing out would take 20 s, so half that tells the two apart on a machine
+    # however busy (a bound of a few tenths of a second over 0.5 s did not).
+    fake.configure(faults={"timeout": 1.0}, hang_ms=20_000)
     start = time.monotonic()
     error = _error(open_named(name), _request(max_tokens=5))
     assert (error.code, error.retryable) == ("timeout", True)
-    assert time.monotonic() - start < 2.0  # the client's timeout, not the server's hang
+    assert time.monotonic() - start < 10.0  # the client's timeout, not the server's hang
 
 
 @pytest.mark.parametrize("name", PROVIDERS)
