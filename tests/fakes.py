@@ -9,18 +9,20 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, TypeVar
 
 from promptforge.adapters.firestore_store import DONE_SHARDS, AlreadyExists, shard_size
 from promptforge.config import Settings
 from promptforge.domain.job import Job, JobStatus
-from promptforge.domain.outcomes import ROW_ERROR_CODES
+from promptforge.domain.outcomes import ROW_ERROR_CODES, ErrorCode
 from promptforge.domain.plan_state import PlanState
 from promptforge.domain.records import ApiKey, Chunk, ChunkStatus, ClientState, DoneCount, Totals
 from promptforge.domain.usage import ClientUsage
+from promptforge.service.batch_port import BatchInfo, BatchItem, BatchOutcome
 from promptforge.service.ports import COMPOSE_MAX_SOURCES, BudgetBeat, DoneMark, ObjectInfo
 from promptforge.service.provider_port import ChatRequest, ChatResult, ProviderError, ProviderUnavailable
 
@@ -299,12 +301,22 @@ class MemoryBlobs:
         self.objects.pop((bucket, name), None)
 
 
+@dataclass(frozen=True)
+class ChunkTask:
+    job_id: str
+    index: int
+    tag: str
+    delay_s: float
+    poll: int | None
+
+
 class RecordingTasks:
     """Records what was enqueued; tests deliver the tasks themselves."""
 
     def __init__(self) -> None:
         self.plans: list[str] = []
         self.chunks: list[tuple[str, int]] = []
+        self.chunk_tasks: list[ChunkTask] = []  # the same tasks, with their tag, delay and poll
         self.notifies: list[str] = []
 
     def enqueue_plan(self, job_id: str, tag: str = "") -> None:
@@ -313,8 +325,9 @@ class RecordingTasks:
     def enqueue_notify(self, job_id: str) -> None:
         self.notifies.append(job_id)
 
-    def enqueue_chunk(self, job_id: str, index: int, tag: str = "") -> None:
+    def enqueue_chunk(self, job_id: str, index: int, tag: str = "", delay_s: float = 0.0, poll: int | None = None) -> None:
         self.chunks.append((job_id, index))
+        self.chunk_tasks.append(ChunkTask(job_id, index, tag, delay_s, poll))
 
 
 class MemoryProviders:
@@ -373,3 +386,106 @@ def llm(deps: Any) -> MemoryProviders:
     providers = deps.providers
     assert isinstance(providers, MemoryProviders), "these deps call a real provider, not the in-memory one"
     return providers
+
+
+@dataclass
+class MemoryBatch:
+    batch_id: str
+    key: str
+    items: list[BatchItem]
+    created_at: datetime
+    ended: bool = False
+    cancelled: bool = False
+    ran: int = 0  # requests the provider has run so far, in order
+
+
+class MemoryBatches:
+    """A batch provider factory and the one batch API it opens, in memory.
+
+    A batch runs nothing until the test moves it: :meth:`run` runs the first requests of
+    every open batch (answered like :class:`MemoryProviders` answers, or refused by
+    ``script``), :meth:`end` ends them (what was not run comes back expired), and a cancel
+    ends a batch where it is. ``submits`` counts creates, so a test sees a duplicate.
+    ``fail_next`` raises an error from the next call of that name (``submit``, ``status``,
+    ``outcomes``, ``find``) once, after doing the call's work when ``after`` is set (the
+    provider did it, the answer was lost).
+    """
+
+    def __init__(self, script: Callable[[ChatRequest], ProviderError | None] | None = None) -> None:
+        self.script = script
+        self.batches: dict[str, MemoryBatch] = {}
+        self.submits = 0
+        self.cancels: list[str] = []
+        self.faults: dict[str, tuple[BaseException, bool]] = {}
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str, settings: Settings, endpoint: str | None = None) -> MemoryBatches:
+        if name not in settings.providers:
+            raise ProviderUnavailable(f"provider {name!r} is not enabled on this deployment")
+        return self
+
+    def fail_next(self, call: str, error: BaseException, after: bool = False) -> None:
+        self.faults[call] = (error, after)
+
+    def _fault(self, call: str, after: bool) -> None:
+        fault = self.faults.get(call)
+        if fault is not None and fault[1] is after:
+            del self.faults[call]
+            raise fault[0]
+
+    def run(self, count: int | None = None) -> None:
+        for batch in self.batches.values():
+            if not batch.ended:
+                batch.ran = len(batch.items) if count is None else min(len(batch.items), batch.ran + count)
+
+    def end(self) -> None:
+        for batch in self.batches.values():
+            batch.ended = True
+
+    async def submit(self, key: str, model: str, items: Sequence[BatchItem]) -> str:
+        self._fault("submit", False)
+        with self._lock:
+            self.submits += 1
+            batch_id = f"batch_{len(self.batches) + 1}"
+            self.batches[batch_id] = MemoryBatch(batch_id, key, list(items), self.clock())
+        self._fault("submit", True)
+        return batch_id
+
+    async def find(self, key: str, since: datetime, count: int) -> list[str]:
+        self._fault("find", False)
+        return [b.batch_id for b in self.batches.values() if b.key == key and b.created_at >= since]
+
+    async def status(self, batch_id: str) -> BatchInfo:
+        self._fault("status", False)
+        batch = self.batches[batch_id]
+        failed = sum(1 for item in batch.items[: batch.ran] if self.script and self.script(item.request))
+        return BatchInfo(batch_id, len(batch.items), batch.ran, failed, batch.ended)
+
+    async def outcomes(self, batch_id: str) -> list[BatchOutcome]:
+        self._fault("outcomes", False)
+        batch = self.batches[batch_id]
+        assert batch.ended, "outcomes read before the batch ended"
+        out: list[BatchOutcome] = []
+        for n, item in enumerate(batch.items):
+            if n >= batch.ran:
+                expired = ProviderError(ErrorCode.PROVIDER_EXPIRED, "batch ended before the request ran", retryable=False)
+                out.append(BatchOutcome(item.custom_id, error=expired))
+                continue
+            error = self.script(item.request) if self.script else None
+            if error is not None:
+                out.append(BatchOutcome(item.custom_id, error=error))
+            else:
+                text = f"echo: {item.request.messages[-1].get('content', '')}"
+                tokens_in = sum(len(str(m.get("content", ""))) for m in item.request.messages) // 4 + 1
+                result = ChatResult(text, item.request.model, tokens_in, len(text) // 4 + 1, "stop")
+                out.append(BatchOutcome(item.custom_id, result=result))
+        return out
+
+    async def cancel(self, batch_id: str) -> None:
+        self.cancels.append(batch_id)
+        self.batches[batch_id].ended = True
+        self.batches[batch_id].cancelled = True
+
+    async def aclose(self) -> None:
+        return None

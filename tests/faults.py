@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,9 +26,10 @@ from google.api_core.exceptions import ServiceUnavailable
 
 from promptforge.adapters.metering import Intercepted
 from promptforge.domain import paths
-from promptforge.domain.job import Job
+from promptforge.domain.job import Job, JobMode
 from promptforge.domain.outcomes import ErrorCode
 from promptforge.service import keys, lifecycle, watchdog
+from promptforge.service.batch_port import BatchInfo, BatchItem, BatchOutcome
 from promptforge.service.chunks import ChunkBusy, process_chunk
 from promptforge.service.deps import StaticDeps
 from promptforge.service.plan import plan_job
@@ -147,8 +148,10 @@ class QueueTasks:
     def enqueue_notify(self, job_id: str) -> None:
         self._add(f"notify-{job_id}", ("notify", (job_id,)))
 
-    def enqueue_chunk(self, job_id: str, index: int, tag: str = "") -> None:
-        self._add(f"chunk-{job_id}-{index}{tag}", ("chunk", (job_id, index)))
+    def enqueue_chunk(self, job_id: str, index: int, tag: str = "", delay_s: float = 0.0, poll: int | None = None) -> None:
+        # A delay is played as no delay: the harness delivers tasks in order, and an
+        # economy poll that comes early only finds the provider's batch still running.
+        self._add(f"chunk-{job_id}-{index}{tag}", ("chunk", (job_id, index, poll)))
 
 
 class Clock:
@@ -185,6 +188,59 @@ class ScriptedProvider:
         return None
 
 
+class ScriptedBatches:
+    """The batch API of the same script, for economy jobs: a batch ends the second time
+    its status is read, having run every request. Counts the creates under each key and
+    the requests sent for each prompt, checked against what is already checkpointed."""
+
+    def __init__(self, checkpointed: Callable[[], set[str]]) -> None:
+        self.sent: Counter[str] = Counter()
+        self.creates: Counter[str] = Counter()
+        self.after_checkpoint: list[str] = []
+        self._checkpointed = checkpointed
+        self._batches: dict[str, tuple[str, list[BatchItem]]] = {}
+        self._looked: Counter[str] = Counter()
+
+    async def submit(self, key: str, model: str, items: Sequence[BatchItem]) -> str:
+        done = self._checkpointed()
+        for item in items:
+            prompt_id = item.request.messages[-1]["content"].split()[-1]
+            self.sent[prompt_id] += 1
+            if prompt_id in done:
+                self.after_checkpoint.append(prompt_id)
+        self.creates[key] += 1
+        batch_id = f"b{len(self._batches)}"
+        self._batches[batch_id] = (key, list(items))
+        return batch_id
+
+    async def find(self, key: str, since: datetime, count: int) -> list[str]:
+        return [b for b, (k, _) in self._batches.items() if k == key]
+
+    async def status(self, batch_id: str) -> BatchInfo:
+        self._looked[batch_id] += 1
+        n = len(self._batches[batch_id][1])
+        ended = self._looked[batch_id] > 1
+        return BatchInfo(batch_id, n, n if ended else 0, 0, ended)
+
+    async def outcomes(self, batch_id: str) -> list[BatchOutcome]:
+        out = []
+        for item in self._batches[batch_id][1]:
+            prompt_id = item.request.messages[-1]["content"].split()[-1]
+            if prompt_id.endswith("7"):
+                error = ProviderError(ErrorCode.INVALID_REQUEST, "refused by the scripted provider", retryable=False)
+                out.append(BatchOutcome(item.custom_id, error=error))
+            else:
+                result = ChatResult(text=f"answer to {prompt_id}", model="scripted", input_tokens=3, output_tokens=5)
+                out.append(BatchOutcome(item.custom_id, result=result))
+        return out
+
+    async def cancel(self, batch_id: str) -> None:
+        raise AssertionError("nothing cancels a batch in a job that completes")
+
+    async def aclose(self) -> None:
+        return None
+
+
 @dataclass
 class Outcome:
     job: Job
@@ -196,6 +252,7 @@ class Outcome:
     live_completed: list[int] = field(default_factory=list)
     repairs: int = 0
     deliveries: int = 0
+    creates: Counter[str] = field(default_factory=Counter)  # economy: provider batches created under each key
 
 
 def prompts(n: int) -> tuple[bytes, list[str]]:
@@ -210,13 +267,15 @@ class JobRun:
 
     MAX_STEPS = 2_000
 
-    def __init__(self, base: StaticDeps, fault: Fault | None, monkeypatch: Any) -> None:
+    def __init__(self, base: StaticDeps, fault: Fault | None, monkeypatch: Any, economy: bool = False) -> None:
         self.inner = base
+        self.economy = economy
         self.clock = Clock()
         self.inj = Injector(fault)
         self.tasks = QueueTasks()
         self._segments: dict[str, set[str]] = {}
         self.provider: ScriptedProvider = ScriptedProvider(self._checkpointed)
+        self.batches = ScriptedBatches(self._checkpointed)
         self.deps = StaticDeps(
             base.settings,
             Faulty(base.store, self.inj, "firestore"),
@@ -224,6 +283,7 @@ class JobRun:
             Faulty(self.tasks, self.inj, "tasks"),
             self.clock,
             providers=lambda *a, **k: self.provider,
+            batch_providers=lambda *a, **k: self.batches,
         )
         self.job_id = ""
         self.client_id = ""
@@ -246,6 +306,12 @@ class JobRun:
         _, key = keys.create_key(base)
         new = lifecycle.create_job(base, key.client_id, {"provider": "fake", "model": "scripted", "max_attempts": 2})
         self.client_id, self.job_id = key.client_id, new.job.job_id
+        if self.economy:
+
+            def to_economy(tx: Any) -> None:
+                tx.put_job(tx.get_job(self.job_id).replace(mode=JobMode.ECONOMY))
+
+            base.store.run_transaction(to_economy)
         name = paths.upload_object(self.client_id, self.job_id)
         self.inner.blobs.write(self.inner.settings.upload_bucket, name, data)
         self.tasks.queue.append(("upload", (self.inner.settings.upload_bucket, name, len(data), self.clock())))
@@ -305,8 +371,9 @@ class JobRun:
             job=job,
             results=results,
             errors=errors,
-            calls=self.provider.calls,
-            after_checkpoint=self.provider.after_checkpoint,
+            calls=self.batches.sent if self.economy else self.provider.calls,
+            after_checkpoint=self.batches.after_checkpoint if self.economy else self.provider.after_checkpoint,
+            creates=self.batches.creates,
             counts=Counter(self.inj.counts),
             live_completed=live,
             repairs=sum(c.repairs for c in self.inner.store.list_chunks(self.job_id)),
@@ -314,11 +381,13 @@ class JobRun:
         )
 
 
-def run_job(deps: StaticDeps, fault: Fault | None, monkeypatch: Any, n_prompts: int) -> tuple[Outcome, list[str]]:
+def run_job(
+    deps: StaticDeps, fault: Fault | None, monkeypatch: Any, n_prompts: int, economy: bool = False
+) -> tuple[Outcome, list[str]]:
     """The job of ``prompts(n_prompts)`` from its upload to its end, under ``fault``,
-    which must fire."""
+    which must fire; an economy job's chunks go through the scripted batch API."""
     data, ids = prompts(n_prompts)
-    job = JobRun(deps, fault, monkeypatch)
+    job = JobRun(deps, fault, monkeypatch, economy)
     job.submit(data)
     outcome = job.run()
     if fault is not None:
@@ -363,3 +432,4 @@ def check(outcome: Outcome, ids: list[str], where: str) -> None:
     live = outcome.live_completed
     assert all(a <= b for a, b in zip(live, live[1:], strict=False)), f"{where}: completed count went back: {live}"
     assert outcome.repairs == 0, f"{where}: finalization had to repair {outcome.repairs} chunk(s)"
+    assert all(n == 1 for n in outcome.creates.values()), f"{where}: a chunk's batch was created twice: {outcome.creates}"

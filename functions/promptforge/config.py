@@ -251,6 +251,12 @@ class Settings:
     events_max_seconds: int = Field(
         default=300, ge=1, description="How long one events stream stays open before the client reconnects."
     )
+    economy_poll_first_seconds: int = Field(
+        default=30, ge=1, description="Economy jobs: the wait before a provider batch is first polled; each poll doubles it."
+    )
+    economy_poll_max_seconds: int = Field(
+        default=600, ge=1, description="Economy jobs: the longest wait between two polls of a provider batch."
+    )
     watchdog_grace_seconds: int = Field(default=600, ge=1, description="The watchdog re-drives work idle this long.")
     job_stuck_seconds: int = Field(default=3600, ge=1, description="The watchdog fails a job with no progress this long.")
     status_poll_seconds: int = Field(default=5, ge=1, description="The `Retry-After` the status endpoint suggests.")

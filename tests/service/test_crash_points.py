@@ -75,3 +75,37 @@ def test_crash_points_on_the_emulators(request: pytest.FixtureRequest, monkeypat
     from tests.conftest import emulator_deps
 
     sampled_faults(clean_counts(monkeypatch), lambda fault: run(emulator_deps(request, crash_settings()), fault, monkeypatch))
+
+
+# --- economy jobs: the same crash points, each chunk through a provider batch ------------
+
+
+def run_economy(deps: StaticDeps, fault: Fault | None, monkeypatch: pytest.MonkeyPatch) -> tuple[Outcome, list[str]]:
+    return run_job(deps, fault, monkeypatch, PROMPTS, economy=True)
+
+
+def economy_counts(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    outcome, ids = run_economy(memory_deps(), None, monkeypatch)
+    check(outcome, ids, "economy, no fault")
+    return outcome.counts
+
+
+def test_a_clean_economy_run_sends_each_prompt_once_in_one_batch_a_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    outcome, ids = run_economy(memory_deps(), None, monkeypatch)
+    check(outcome, ids, "economy, no fault")
+    assert sum(outcome.calls.values()) == PROMPTS and set(outcome.calls.values()) == {1}
+    assert len(outcome.creates) == 2  # the third chunk holds only lines planning reported
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_crash_point_of_an_economy_job_in_memory(kind: str, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    each_fault(kind, mode, economy_counts(monkeypatch)[kind], lambda fault: run_economy(memory_deps(), fault, monkeypatch))
+
+
+def test_economy_crash_points_on_the_emulators(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import emulator_deps
+
+    sampled_faults(
+        economy_counts(monkeypatch), lambda fault: run_economy(emulator_deps(request, crash_settings()), fault, monkeypatch)
+    )

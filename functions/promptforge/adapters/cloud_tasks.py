@@ -7,6 +7,7 @@ enqueue of the same plan or chunk. The emulator does not: the workers stay idemp
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -41,7 +42,9 @@ class CloudTasksQueue:
     def _queue(self, name: str) -> str:
         return str(self._client.queue_path(self._s.project, self._s.tasks_location, name))
 
-    def _create(self, queue: str, task_id: str, url: str, payload: dict[str, Any], deadline_s: int | None) -> None:
+    def _create(
+        self, queue: str, task_id: str, url: str, payload: dict[str, Any], deadline_s: int | None, delay_s: float = 0.0
+    ) -> None:
         http: dict[str, Any] = {
             "http_method": tasks_v2.HttpMethod.POST,
             "url": url,
@@ -53,6 +56,9 @@ class CloudTasksQueue:
         task: dict[str, Any] = {"name": f"{self._queue(queue)}/tasks/{task_id}", "http_request": http}
         if deadline_s:
             task["dispatch_deadline"] = {"seconds": deadline_s}
+        if delay_s > 0:
+            at = datetime.now(UTC) + timedelta(seconds=delay_s)
+            task["schedule_time"] = {"seconds": int(at.timestamp()), "nanos": at.microsecond * 1000}
         try:
             self._client.create_task(parent=self._queue(queue), task=task)
         except gexc.AlreadyExists:
@@ -70,7 +76,7 @@ class CloudTasksQueue:
                 self._s.notify_queue, f"notify-{job_id}", self._s.notify_url, {"job_id": job_id}, self.NOTIFY_DEADLINE_SECONDS
             )
 
-    def enqueue_chunk(self, job_id: str, index: int, tag: str = "") -> None:
+    def enqueue_chunk(self, job_id: str, index: int, tag: str = "", delay_s: float = 0.0, poll: int | None = None) -> None:
         # Several queues stand in for one queue's parallel dispatch on the emulator, which
         # sends one task at a time per queue; production configures a single queue.
         queue = self._s.chunk_queues[index % len(self._s.chunk_queues)]
@@ -78,6 +84,7 @@ class CloudTasksQueue:
             queue,
             f"chunk-{job_id}-{index:05d}" + (f"-{tag}" if tag else ""),
             self._s.chunk_url,
-            {"job_id": job_id, "chunk": index},
+            {"job_id": job_id, "chunk": index} | ({"poll": poll} if poll is not None else {}),
             self.CHUNK_DEADLINE_SECONDS,
+            delay_s,
         )

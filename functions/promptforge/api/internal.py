@@ -44,8 +44,11 @@ def process_chunk(request: flask.Request, deps: Deps) -> tuple[int, dict[str, An
     body = _task_body(request, deps, "job_id", "chunk")
     if not isinstance(body["chunk"], int) or isinstance(body["chunk"], bool):
         raise invalid("chunk", "must be an integer")
+    poll = body.get("poll")
+    if poll is not None and (not isinstance(poll, int) or isinstance(poll, bool)):
+        raise invalid("poll", "must be an integer")
     try:
-        outcome = run(deps, str(body["job_id"]), int(body["chunk"]))
+        outcome = run(deps, str(body["job_id"]), int(body["chunk"]), poll)
     except ChunkBusy as busy:
         # Another delivery is working on it: come back when its lease may have ended.
         raise ApiError(503, "chunk_busy", str(busy), headers={"Retry-After": str(busy.retry_after)}) from None

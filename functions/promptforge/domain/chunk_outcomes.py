@@ -40,6 +40,12 @@ class ChunkOutcome(StrEnum):
     LEASE_LOST = "lease lost"
     FAILED_PROVIDER_UNAVAILABLE = "failed: provider unavailable"
     FAILED_INCONSISTENT = "failed: inconsistent chunk"
+    # Economy jobs: the chunk's provider batch was created (or found) / is still running /
+    # this poll was superseded by a later one; the batches of an ended job were cancelled.
+    BATCH_SUBMITTED = "batch submitted"
+    BATCH_RUNNING = "batch running"
+    STALE_POLL = "ignored: a later poll is scheduled"
+    BATCH_CANCELLED = "batch cancelled"
 
     @classmethod
     def ignored(cls, status: JobStatus) -> ChunkOutcome:

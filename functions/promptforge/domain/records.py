@@ -51,7 +51,9 @@ class Chunk:
     batch_key: str | None = None
     batch_since: datetime | None = None
     batch_ids: tuple[str, ...] = ()
+    batch_found: bool = False  # the ids came from asking the provider (after a crash), not a create
     batch_polls: int = 0  # polls so far: the next poll task's number, and its backoff
+    batch_next_poll: datetime | None = None  # when the next poll is due (the chunk's sign of life)
     batch_total: int = 0  # the provider's own counts of the batch's requests
     batch_done: int = 0  # finished by the provider (succeeded or failed)
     batch_failed: int = 0

@@ -24,7 +24,7 @@ from typing import Any
 from .. import logs
 from ..domain import paths
 from ..domain.chunk_outcomes import ChunkOutcome, HaltReason
-from ..domain.job import Job, JobError
+from ..domain.job import Job, JobError, JobMode
 from ..domain.jsonl import LineError, PromptLine, dump_line, iter_raw_lines, parse_line
 from ..domain.outcomes import ErrorCode, ErrorRow
 from ..domain.records import Chunk, ChunkStatus, count_errors
@@ -56,18 +56,25 @@ class ChunkInconsistent(Exception):
     """A chunk's checkpoints do not account for every one of its lines: it is not done."""
 
 
-def process_chunk(deps: Deps, job_id: str, index: int) -> ChunkOutcome:
-    """Run chunk ``index`` of a job. Raises :class:`ChunkBusy` when another delivery owns it."""
+def process_chunk(deps: Deps, job_id: str, index: int, poll: int | None = None) -> ChunkOutcome:
+    """Run chunk ``index`` of a job. Raises :class:`ChunkBusy` when another delivery owns it.
+
+    ``poll`` is set on the poll deliveries of an economy job's chunk (:mod:`.economy`)."""
+    # Imported here: the economy run is a kind of chunk run, built on this module.
+    from . import economy
+
     job = deps.store.get_job(job_id)
     if job is None:
         return ChunkOutcome.IGNORED_UNKNOWN_JOB
     if job.status.terminal:
+        if job.mode is JobMode.ECONOMY and economy.stop_batches(deps, job, index):
+            return ChunkOutcome.BATCH_CANCELLED
         return ChunkOutcome.ignored(job.status)
     chunk = _claim(deps, job_id, index)
     if chunk is None:
         finalize_if_done(deps, job_id)
         return ChunkOutcome.ALREADY_DONE
-    run = _ChunkRun(deps, job, chunk)
+    run = economy.EconomyRun(deps, job, chunk, poll) if job.mode is JobMode.ECONOMY else _ChunkRun(deps, job, chunk)
     try:
         outcome = run.execute()
     except ProviderUnavailable as exc:

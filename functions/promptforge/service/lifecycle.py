@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import logs
 from ..domain import paths
-from ..domain.job import Job, JobError, JobStatus
+from ..domain.job import ENDED_EARLY, Job, JobError, JobMode, JobStatus
 from ..domain.jsonl import dump_line
 from ..domain.outcomes import ErrorCode
 from . import quotas
@@ -182,6 +182,10 @@ def end_job(deps: Deps, job_id: str, ending: Ending) -> Ended:
         announce_end(deps, job_id)
     if after is not None and after.status.terminal:
         start_active(deps, after.client_id)
+    if won is not None and after is not None and after.mode is JobMode.ECONOMY and after.status in ENDED_EARLY:
+        from .economy import wake_to_stop  # the worker side, which the API's cancel only wakes
+
+        wake_to_stop(deps, after)
     return Ended(after, won is not None)
 
 

@@ -237,8 +237,10 @@ class TaskQueue(Protocol):
         """The callback of a job that ended (once per job)."""
         ...
 
-    def enqueue_chunk(self, job_id: str, index: int, tag: str = "") -> None:
-        """``tag`` names a continuation or a re-drive, so its task name is new."""
+    def enqueue_chunk(self, job_id: str, index: int, tag: str = "", delay_s: float = 0.0, poll: int | None = None) -> None:
+        """``tag`` names a continuation, a re-drive or a poll, so its task name is new.
+        ``delay_s`` schedules the delivery that much later; ``poll`` (economy jobs) is the
+        number of the poll the delivery is, sent in the task's body."""
         ...
 
 
