@@ -20,7 +20,7 @@ from promptforge.config import Settings
 from promptforge.domain.job import Job, JobStatus
 from promptforge.domain.outcomes import ROW_ERROR_CODES, ErrorCode
 from promptforge.domain.plan_state import PlanState
-from promptforge.domain.records import ApiKey, Chunk, ChunkStatus, ClientState, DoneCount, Totals
+from promptforge.domain.records import ApiKey, BatchTotals, Chunk, ChunkStatus, ClientState, DoneCount, Totals
 from promptforge.domain.usage import ClientUsage
 from promptforge.service.batch_port import BatchInfo, BatchItem, BatchOutcome
 from promptforge.service.ports import COMPOSE_MAX_SOURCES, BudgetBeat, DoneMark, ObjectInfo
@@ -166,6 +166,17 @@ class MemoryStore:
             sum(c.input_tokens for c in cs),
             sum(c.output_tokens for c in cs),
             {k: v for k, v in errors.items() if v},
+        )
+
+    def batch_totals(self, job_id: str) -> BatchTotals:
+        # Counted as Firestore's filtered counts do: a chunk with a batch key, one ended.
+        cs = self.list_chunks(job_id)
+        return BatchTotals(
+            batches=sum(c.batch_key is not None for c in cs),
+            ended=sum(c.batch_ended for c in cs),
+            requests=sum(c.batch_total for c in cs),
+            requests_done=sum(c.batch_done for c in cs),
+            requests_failed=sum(c.batch_failed for c in cs),
         )
 
     def add_done(self, job_id: str, shard: int, delta: int, at: datetime) -> int:

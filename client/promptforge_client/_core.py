@@ -529,14 +529,20 @@ class Core:
     ) -> Generator[Effect | Emit[ErrorRow], Any, Resubmission]:
         """A new job from the lines of ``source_file`` (the earlier job's input) whose
         prompts are in the earlier job's ``errors.jsonl`` (see :mod:`.resubmit`). The
-        provider and model default to the earlier job's; its metadata is kept, with
-        ``resubmit_of``. Raises :class:`NothingToResubmit` when no line qualifies."""
+        provider, model and mode default to the earlier job's (``mode="fast"`` sends an
+        economy job's failures, its ``provider_expired`` rows too, at once instead); its
+        metadata is kept, with ``resubmit_of``. Raises :class:`NothingToResubmit` when no
+        line qualifies."""
         earlier = yield from self.get(job_id)
         failed = FailedRows()
         yield from self._rows(job_id, earlier.status is not JobStatus.COMPLETED, ErrorRow, failed.add)
         if not failed.rows:
             raise NothingToResubmit(f"job {job_id} has no failed rows", 0)
         options["metadata"] = {**earlier.metadata, **options.get("metadata", {}), "resubmit_of": job_id}
+        if options.get("mode") is None and earlier.mode != "fast":
+            # Only a mode other than the default is carried over: a service from before
+            # modes refuses the field, and every job it ran was fast.
+            options["mode"] = earlier.mode
         chosen: Path = yield Scratch("resubmit.jsonl")
         lines = yield Local(copy_failed, (failed, Path(source_file), chosen))
         if not lines:

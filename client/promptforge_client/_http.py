@@ -38,12 +38,19 @@ class JobOptions(TypedDict, total=False):
 
     params: Mapping[str, Any]
     system_prompt: str
+    mode: str
+    """``fast`` (the service's default) or ``economy``: through the provider's batch API at
+    its batch price, results within its window (24 h); see ``MODES``."""
     max_attempts: int
     budget_tokens: int
     callback_url: str
     metadata: Mapping[str, Any]
     endpoint: str
     base_url: str
+
+
+MODES = ("fast", "economy")
+"""The job modes of the API contract."""
 
 
 def normalize_url(url: str) -> str:

@@ -10,7 +10,7 @@ from typing import Protocol
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
-from .models import Job, JobStatus
+from .models import Job, JobStatus, ProviderBatches
 
 # The upload gets a bar from this size on: smaller files are sent before a bar would show.
 LARGE_FILE_BYTES = 1 << 20
@@ -65,15 +65,28 @@ def rate_text(rate: float | None) -> str:
     return "-/s" if rate is None else f"{rate:,.1f}/s"
 
 
+def batches_text(job: Job) -> str:
+    """An economy job's provider batches, as the providers count them."""
+    b = job.provider_batches
+    if b is None:
+        return ""
+    return (
+        f"{b.ended:,}/{b.batches:,} provider batches ended; {b.requests_done:,}/{b.requests:,} requests done,"
+        f" {b.requests_failed:,} failed"
+    )
+
+
 def progress_line(job: Job, rate: Rate) -> str:
-    """One line for a job's progress: status, processed of total, completed, failed, rate, ETA."""
+    """One line for a job's progress: status, processed of total, completed, failed, rate,
+    ETA; and an economy job's provider batches while they run."""
     total = "?" if job.prompt_count is None else f"{job.prompt_count:,}"
     eta = rate.eta_seconds((job.prompt_count or 0) - job.processed_count) if job.prompt_count is not None else None
-    return (
+    line = (
         f"progress: {job.status.value} {job.processed_count:,}/{total} processed, "
         f"{job.completed_count or 0:,} completed, {job.failed_count or 0:,} failed, "
         f"{rate_text(rate.per_second())}, ETA {duration(eta) if not job.is_terminal else '0s'}"
     )
+    return f"{line}; {batches_text(job)}" if job.provider_batches is not None else line
 
 
 class Display(Protocol):
@@ -88,12 +101,13 @@ class LineDisplay:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.rate = Rate()
-        self.state: tuple[str, int] | None = None
+        self.state: tuple[str, int, ProviderBatches | None] | None = None
         self.last_at = 0.0
 
     def update(self, job: Job) -> None:
         self.rate.observe(job)
-        now, state = time.monotonic(), (job.status.value, job.processed_count)
+        # An economy job's counts move only as its batches end: the batches' own progress is news too.
+        now, state = time.monotonic(), (job.status.value, job.processed_count, job.provider_batches)
         if state == self.state and now - self.last_at < QUIET_LINE_SECONDS:
             return
         self.console.print(progress_line(job, self.rate), markup=False, highlight=False, soft_wrap=True)
@@ -117,10 +131,11 @@ class LiveDisplay:
             TextColumn("{task.fields[rate]}"),
             TextColumn("ETA {task.fields[eta]}"),
             TimeElapsedColumn(),
+            TextColumn("{task.fields[batches]}"),
             console=console,
         )
         self.task = self.progress.add_task(
-            "job", total=None, status="", total_text="?", completed_count=0, failed_count=0, rate="-/s", eta="-"
+            "job", total=None, status="", total_text="?", completed_count=0, failed_count=0, rate="-/s", eta="-", batches=""
         )
         self.progress.start()
 
@@ -138,6 +153,7 @@ class LiveDisplay:
             failed_count=job.failed_count or 0,
             rate=rate_text(self.rate.per_second()),
             eta=duration(eta),
+            batches=batches_text(job),
         )
 
     def close(self) -> None:

@@ -23,9 +23,9 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from ._http import JobOptions
+from ._http import MODES, JobOptions
 from ._operator import run_admin
-from ._progress import Display, LineDisplay, LiveDisplay, NoDisplay, UploadBar, duration, rate_text
+from ._progress import Display, LineDisplay, LiveDisplay, NoDisplay, UploadBar, batches_text, duration, rate_text
 from ._sync import Client
 from .config import ConfigError, resolve
 from .errors import (
@@ -249,6 +249,7 @@ def job_options(
     params: tuple[str, ...],
     metadata: tuple[str, ...],
     system_prompt: str | None,
+    mode: str | None,
     max_attempts: int | None,
     budget_tokens: int | None,
     callback_url: str | None,
@@ -262,6 +263,8 @@ def job_options(
         options["metadata"] = parse_object(metadata, "--metadata")
     if system_prompt is not None:
         options["system_prompt"] = system_prompt
+    if mode is not None:
+        options["mode"] = mode
     if max_attempts is not None:
         options["max_attempts"] = max_attempts
     if budget_tokens is not None:
@@ -297,6 +300,13 @@ def job_option_flags(provider_required: bool) -> Callable[[F], F]:
             help="Model params for every prompt: a JSON object or KEY=VALUE pairs; repeatable",
         ),
         click.option("--system-prompt", help="A system prompt for every prompt"),
+        click.option(
+            "--mode",
+            type=click.Choice(MODES),
+            help="fast: at the provider's rate limit, in minutes; economy: through the provider's batch API at half"
+            " price, within 24 h (no --budget-tokens, one attempt a prompt)"
+            + ("  [default: fast]" if provider_required else "  [default: the earlier job's]"),
+        ),
         click.option("--max-attempts", type=click.IntRange(min=1), help="Attempts per prompt  [service default: 3]"),
         click.option("--budget-tokens", type=click.IntRange(min=1), help="Stop spending at this many tokens"),
         click.option("--metadata", multiple=True, metavar="JSON|K=V", help="Echoed in the job's status; repeatable"),
@@ -405,10 +415,13 @@ def job_view(job: Job) -> Table:
     grid.add_row("job", job.job_id)
     grid.add_row("status", f"[{style}]{job.status.value}[/]" if style else job.status.value)
     grid.add_row("model", f"{job.provider} / {job.model}")
+    grid.add_row("mode", job.mode)
     grid.add_row(
         "prompts",
         f"{job.processed_count:,}/{total} processed: {job.completed_count or 0:,} completed, {job.failed_count or 0:,} failed",
     )
+    if job.provider_batches is not None:
+        grid.add_row("batches", batches_text(job))
     for label, when in (("created", job.created_at), ("started", job.started_processing_at), ("ended", job.completed_at)):
         if when is not None:
             grid.add_row(label, when.isoformat(timespec="seconds"))

@@ -119,6 +119,20 @@ class JobError(_Model):
     message: str = ""
 
 
+class ProviderBatches(_Model):
+    """An economy job's provider batches while it runs, as the providers count them,
+    summed over its chunks."""
+
+    batches: int = 0
+    """Chunks sent as a provider batch (or being sent)."""
+    ended: int = 0
+    """Of those, batches the provider has ended."""
+    requests: int = 0
+    requests_done: int = 0
+    """Requests the provider has finished, failed ones included."""
+    requests_failed: int = 0
+
+
 class Job(_Model):
     """A job's status: ``GET /v1/jobs/{job_id}/status``."""
 
@@ -126,6 +140,8 @@ class Job(_Model):
     status: JobStatus
     provider: str
     model: str
+    # ``fast`` or ``economy``; a service from before modes sends none, and ran every job fast.
+    mode: str = "fast"
     prompt_count: int | None = None
     completed_count: int | None = None
     failed_count: int | None = None
@@ -137,6 +153,8 @@ class Job(_Model):
     output_tokens: int | None = None
     estimated_cost_usd: float | None = None
     budget_tokens: int | None = None
+    # An economy job's provider batches while it is PROCESSING; None otherwise.
+    provider_batches: ProviderBatches | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     error: JobError | None = None
     retry_after: int | None = None

@@ -43,6 +43,7 @@ class FakeJob:
     request: dict[str, Any] = field(default_factory=dict)  # the body that created it
     lifecycle: dict[str, str] = field(default_factory=lambda: dict(LIFECYCLE))
     terminal: tuple[str, ...] = TERMINAL
+    mode: str = "fast"
 
     def body(self, retry_after: int | None) -> dict[str, Any]:
         done = self.status in self.terminal
@@ -55,6 +56,7 @@ class FakeJob:
             "status": self.status,
             "provider": self.provider,
             "model": self.model,
+            "mode": self.mode,
             "prompt_count": total,
             "completed_count": completed,
             "failed_count": failed,
@@ -64,10 +66,16 @@ class FakeJob:
             "tokens_used": 3 * completed,
             "input_tokens": 2 * completed,
             "output_tokens": completed,
+            "provider_batches": self.batches() if self.mode == "economy" and half else None,
             "metadata": self.metadata,
             "error": self.error,
             "retry_after": None if done else retry_after,
         }
+
+    def batches(self) -> dict[str, int]:
+        """An economy job's provider batches halfway: one batch, its requests half done."""
+        requests = len(self.lines or ())
+        return {"batches": 1, "ended": 0, "requests": requests, "requests_done": requests // 2, "requests_failed": 0}
 
     def accept(self, data: bytes) -> None:
         """The upload: parse every line as the service would, and queue the job."""
@@ -184,6 +192,7 @@ class FakeService:
         created = f"2026-01-01T00:00:{len(self.jobs):02d}.000Z"
         job = FakeJob(str(uuid.uuid4()), body["provider"], body["model"], dict(body.get("metadata", {})), created)
         job.request = body
+        job.mode = body.get("mode", "fast")
         job.lifecycle, job.terminal = dict(self.lifecycle), self.terminal
         self.jobs[job.job_id] = job
         return job

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,25 @@ def test_params_metadata_and_options_reach_the_service(
         "system_prompt": "Be brief.",
         "max_attempts": 2,
     }
+
+
+def test_economy_mode_reaches_the_service_and_its_batches_show_while_it_runs(
+    fake: FakeService, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = write(tmp_path / "in.jsonl", [{"prompt_id": f"p{i}", "prompt": "x"} for i in range(4)])
+    code, out, err = run(capsys, "submit", str(source), "--provider", "fake", "--model", "m", "--mode", "economy", "--wait")
+    assert code == 0, err
+    job_id = out.strip()
+    assert fake.jobs[job_id].request == {"provider": "fake", "model": "m", "mode": "economy"}
+    assert "progress: PROCESSING 2/4 processed, 2 completed, 0 failed" in err
+    assert "; 0/1 provider batches ended; 2/4 requests done, 0 failed" in err
+    code, out, _ = run(capsys, "status", job_id)
+    assert code == 0 and re.search(r"^mode +economy", out, re.M) and "batches" not in out  # ended: no batches to show
+    fake.jobs[job_id].status = "PROCESSING"
+    code, out, _ = run(capsys, "status", job_id)
+    assert "0/1 provider batches ended; 2/4 requests done, 0 failed" in out
+    code, _, err = run(capsys, "submit", str(source), "--provider", "fake", "--model", "m", "--mode", "slow")
+    assert code == 2 and "Invalid value for '--mode'" in err
 
 
 def test_a_job_that_ends_failed_exits_1_with_its_reason(
@@ -154,6 +174,16 @@ def test_resubmit_from_the_command_line(fake: FakeService, capsys: pytest.Captur
     assert code == 0 and out.strip() in fake.jobs
     assert "with 1 lines of" in err and "2 failed rows" in err and "1 of them are lines without a prompt_id" in err
     assert fake.uploads[out.strip()] == b'{"prompt_id": "b", "prompt": "FAIL"}\n'
+
+    # Either mode for the new job: the one asked for, else the earlier job's.
+    code, out, err = run(capsys, "resubmit", first, "--file", str(source), "--mode", "economy")
+    economy = out.strip()
+    assert code == 0 and fake.jobs[economy].request["mode"] == "economy", err
+    fake.finish(economy)
+    code, out, _ = run(capsys, "resubmit", economy, "--file", str(source))
+    assert code == 0 and fake.jobs[out.strip()].request["mode"] == "economy"
+    code, out, _ = run(capsys, "resubmit", economy, "--file", str(source), "--mode", "fast")
+    assert code == 0 and fake.jobs[out.strip()].request["mode"] == "fast"
 
     other = write(tmp_path / "other.jsonl", [{"prompt_id": "zzz", "prompt": "x"}])
     code, _, err = run(capsys, "resubmit", first, "--file", str(other))

@@ -44,7 +44,7 @@ from promptforge_client._core import (
     Send,
     Sleep,
 )
-from promptforge_client._http import EVENTS_TIMEOUT
+from promptforge_client._http import EVENTS_TIMEOUT, JobOptions
 
 API = "http://api.test"
 SIGNED = "http://storage.test/b/o?X-Goog-Signature=s"
@@ -186,6 +186,13 @@ ONE_CALL: list[tuple[str, Callable[[Core], Generator[Any, Any, Any]], Request, A
         Request(
             "POST", "/v1/jobs/init", json={"provider": "fake", "model": "m", "params": {"temperature": 0.2}, "metadata": {"a": 1}}
         ),
+        UPLOAD,
+        Upload,
+    ),
+    (
+        "init in economy mode",
+        lambda c: c.init("fake", "m", mode="economy"),
+        Request("POST", "/v1/jobs/init", json={"provider": "fake", "model": "m", "mode": "economy"}),
         UPLOAD,
         Upload,
     ),
@@ -414,6 +421,40 @@ def test_resubmit_reads_the_partial_errors_and_submits_the_chosen_lines_from_scr
     assert requests[3].json == {"provider": "fake", "model": "m2", "metadata": {"run": 1, "resubmit_of": "j1"}}
     copy = next(e for e in run.effects if isinstance(e, Local) and e.work.__name__ == "copy_failed")
     assert copy.args[1:] == (Path("in.jsonl"), Path("/scratch/resubmit.jsonl"))
+
+
+@pytest.mark.parametrize(
+    ("earlier", "chosen", "sent"),
+    [
+        ({"mode": "economy"}, None, "economy"),  # the earlier job's mode, as its provider and model
+        ({"mode": "economy"}, "fast", "fast"),  # e.g. its provider_expired rows, at once
+        ({"mode": "fast"}, "economy", "economy"),
+        ({"mode": "fast"}, None, None),
+        ({}, None, None),  # a service from before modes: it would refuse the field
+    ],
+)
+def test_resubmit_keeps_the_earlier_mode_unless_told_and_sends_none_to_a_service_without_modes(
+    earlier: dict[str, Any], chosen: str | None, sent: str | None
+) -> None:
+    failed = {**RESULTS, "status": "FAILED"}
+    errors = lines('{"prompt_id": "b", "error": "provider_expired"}')
+    answers: list[Answer] = [ok(job("FAILED", "2026-01-01T00:01:00Z", **earlier)), ok(failed), errors]
+    answers += [ok({**UPLOAD, "max_upload_bytes": 100}, 201), httpx.Response(200), ok(job(mode=sent or "fast"))]
+    run = Run(answers, local={"copy_failed": 1, "file_size": 20})
+    options = JobOptions() if chosen is None else JobOptions(mode=chosen)
+    done = run(run.core().resubmit("j1", "in.jsonl", **options))
+    body = run.requests()[3].json
+    assert body.get("mode") == sent and ("mode" in body) == (sent is not None)
+    assert done.job.mode == (sent or "fast")
+
+
+def test_a_status_without_a_mode_is_fast_and_provider_batches_are_read() -> None:
+    old = Job.model_validate(job("PROCESSING"))
+    assert (old.mode, old.provider_batches) == ("fast", None)
+    counts = {"batches": 2, "ended": 1, "requests": 20, "requests_done": 15, "requests_failed": 3}
+    new = Job.model_validate(job("PROCESSING", mode="economy", provider_batches=counts))
+    assert new.mode == "economy" and new.provider_batches is not None
+    assert new.provider_batches.model_dump() == counts
 
 
 @pytest.mark.parametrize(

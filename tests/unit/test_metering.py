@@ -17,6 +17,7 @@ import pytest
 from promptforge import wiring
 from promptforge.adapters import metering
 from promptforge.adapters.metering import (
+    BATCH_TOTAL_QUERIES,
     CHUNK_TOTAL_QUERIES,
     CLASS_A,
     CLASS_B,
@@ -130,6 +131,9 @@ def test_aggregations_bill_one_read_per_thousand_entries(meter: Meter) -> None:
     store.get_job(small.job_id)
     store.chunk_totals(small.job_id)
     assert meter.snapshot()[READS] == 4 + CHUNK_TOTAL_QUERIES * 3 + 1 + CHUNK_TOTAL_QUERIES
+    before = meter.snapshot()[READS]
+    store.batch_totals(big.job_id)  # an economy job's batches: three queries over its chunks
+    assert meter.snapshot()[READS] == before + BATCH_TOTAL_QUERIES * 3
 
 
 def test_a_lost_compare_and_set_writes_nothing(meter: Meter) -> None:

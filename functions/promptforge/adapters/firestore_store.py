@@ -38,7 +38,7 @@ from proto.datetime_helpers import DatetimeWithNanoseconds
 from ..domain.job import Job, JobError, JobMode, JobStatus
 from ..domain.outcomes import ROW_ERROR_CODES
 from ..domain.plan_state import PlanPhase, PlanSlice, PlanState
-from ..domain.records import ApiKey, Chunk, ChunkStatus, ClientState, DoneCount, Totals, Waiting
+from ..domain.records import ApiKey, BatchTotals, Chunk, ChunkStatus, ClientState, DoneCount, Totals, Waiting
 from ..domain.usage import REQUEST_WINDOW, AwaitingUpload, ClientUsage
 from ..service.ports import BudgetBeat, DoneMark
 
@@ -153,6 +153,11 @@ def plan_from_doc(doc: dict[str, Any]) -> PlanState:
 
 def _chunk_id(index: int) -> str:
     return f"{index:05d}"
+
+
+def _count(query: Any) -> int:
+    """The value of a query's one count aggregation."""
+    return sum(int(r.value or 0) for row in query.get() for r in row)
 
 
 def _done_counts(db: firestore.Client, job_id: str) -> Any:
@@ -375,6 +380,25 @@ class FirestoreJobStore:
         numbers = {name: values.get(f"f{k}", 0) for k, name in enumerate(fields)}
         errors = {name.split(".", 1)[1]: v for name, v in numbers.items() if name.startswith("error_counts.") and v}
         return Totals(numbers["completed"], numbers["failed"], numbers["input_tokens"], numbers["output_tokens"], errors)
+
+    def batch_totals(self, job_id: str) -> BatchTotals:
+        # Three aggregation queries: the request counts summed, apart from chunk_totals'
+        # sums (an aggregation skips a document missing any field it sums, and chunks
+        # stored before these fields existed lack them), and two filtered counts, as
+        # neither a key nor a flag can be summed.
+        chunks = self._chunks(job_id)
+        sums = chunks.sum("batch_total", alias="total").sum("batch_done", alias="done").sum("batch_failed", alias="failed")
+        values = {r.alias: int(r.value or 0) for row in sums.get() for r in row}
+        # batch_key != null: a batch created, or its create under way (the key is stored first).
+        created = chunks.where(filter=firestore.FieldFilter("batch_key", "!=", None)).count(alias="n")
+        ended = chunks.where(filter=firestore.FieldFilter("batch_ended", "==", True)).count(alias="n")
+        return BatchTotals(
+            batches=_count(created),
+            ended=_count(ended),
+            requests=values.get("total", 0),
+            requests_done=values.get("done", 0),
+            requests_failed=values.get("failed", 0),
+        )
 
     def chunks_done(self, job_id: str) -> DoneCount:
         shards = [s.to_dict() for s in _done_counts(self._db, job_id).stream()]

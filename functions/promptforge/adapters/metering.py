@@ -62,6 +62,9 @@ AGGREGATION_ENTRIES_PER_READ = 1000
 # cap on aggregations in one query): one query per five fields, each over every chunk.
 CHUNK_TOTAL_FIELDS = 4 + len(ROW_ERROR_CODES)
 CHUNK_TOTAL_QUERIES = math.ceil(CHUNK_TOTAL_FIELDS / 5)
+# FirestoreJobStore.batch_totals: one query of three sums and two filtered counts, each
+# billed here as if it matched every chunk (an upper bound for the counts).
+BATCH_TOTAL_QUERIES = 3
 
 
 class Intercepted:
@@ -224,7 +227,7 @@ STORE_RULES: dict[str, Rule] = {
     "take_requests": _fixed(WRITES),  # a server-side increment: one write, no read
 }
 # Methods the metered store counts itself (their arguments need handling before the call).
-STORE_OWN = ("run_transaction", "save_chunks", "chunk_totals", "get_job_statuses")
+STORE_OWN = ("run_transaction", "save_chunks", "chunk_totals", "batch_totals", "get_job_statuses")
 
 TX_READS: dict[str, Rule] = {
     "get_job": _fixed(READS),
@@ -346,6 +349,15 @@ class MeteredStore(_Metered):
 
     def chunk_totals(self, job_id: str) -> Any:
         result = self._inner.chunk_totals(job_id)
+        self._bill({READS: CHUNK_TOTAL_QUERIES * _aggregation_reads(self._chunks_of(job_id))})
+        return result
+
+    def batch_totals(self, job_id: str) -> Any:
+        result = self._inner.batch_totals(job_id)
+        self._bill({READS: BATCH_TOTAL_QUERIES * _aggregation_reads(self._chunks_of(job_id))})
+        return result
+
+    def _chunks_of(self, job_id: str) -> int:
         chunks = self._chunk_counts.get(job_id)
         if chunks is None:
             # A job this process has not read: look its size up past the meter (a read
@@ -354,8 +366,7 @@ class MeteredStore(_Metered):
             chunks = (job.chunk_count or 0) if job is not None else 0
             if job is not None:
                 self.learn(job)
-        self._bill({READS: CHUNK_TOTAL_QUERIES * _aggregation_reads(chunks)})
-        return result
+        return chunks
 
 
 class _CountingReader(io.RawIOBase):

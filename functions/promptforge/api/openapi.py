@@ -17,7 +17,10 @@ _REF = "#/components/schemas/{model}"
 _QUERY_BOUNDS: dict[str, dict[str, Any]] = {"limit": {"minimum": 1, "maximum": 100}}
 
 _ERROR_TEXT = {
-    400: "Invalid request (not one JSON object, nested too deep, NaN or Infinity, ...); details.field names the field",
+    400: (
+        "Invalid request (not one JSON object, nested too deep, NaN or Infinity, mode economy for a provider "
+        "without a batch API or with budget_tokens, ...); details.field names the field"
+    ),
     401: "Missing or invalid X-API-Key",
     404: "Job not found, or it belongs to another client",
     409: "The job is not in a state that allows this; details.current_status says which",

@@ -24,7 +24,8 @@ import flask
 from pydantic import ValidationError
 
 from .. import logs
-from ..domain.job import Job
+from ..domain.job import Job, JobMode
+from ..domain.provider_registry import BY_NAME
 from ..service import keys, lifecycle, progress, quotas, results
 from ..service.deps import Deps
 from ..service.ports import BlockedAddress
@@ -177,6 +178,7 @@ def _check_provider(deps: Deps, req: InitRequest) -> None:
         enabled = ", ".join(deps.settings.providers)
         raise invalid("provider", f"{req.provider!r} is not enabled on this deployment (enabled: {enabled})")
     _check_endpoint(deps, req)
+    _check_mode(deps, req)
     _check_callback(deps, req.callback_url)
 
 
@@ -207,6 +209,35 @@ def _check_endpoint(deps: Deps, req: InitRequest) -> None:
         req.endpoint = next(iter(endpoints))
     elif req.endpoint not in endpoints:
         raise invalid("endpoint", f"{req.endpoint!r} is not configured on this deployment (configured: {names})")
+
+
+def _check_mode(deps: Deps, req: InitRequest) -> None:
+    """``economy`` needs a provider with a batch API, and a job the batch can run as asked:
+    a provider batch runs every request it holds (it cannot stop at a token budget) and
+    tries each once (the job's ``max_attempts`` is 1; ``resubmit`` sends failures again)."""
+    if req.mode is not JobMode.ECONOMY:
+        return
+    if req.base_url is not None:
+        raise invalid(
+            "mode", "economy is not available with a base_url of your own: name an endpoint whose server has a batch API"
+        )
+    if req.endpoint is not None:
+        if deps.settings.endpoints[req.endpoint].batch is None:
+            raise invalid("mode", f"economy needs a batch API, and endpoint {req.endpoint!r} declares none on this deployment")
+    elif BY_NAME[req.provider].batch is None:
+        able = ", ".join(p for p in deps.settings.providers if BY_NAME[p].batch) or "none enabled here"
+        raise invalid("mode", f"economy needs a provider with a batch API ({able}); {req.provider!r} has none")
+    if req.budget_tokens is not None:
+        raise invalid(
+            "budget_tokens",
+            "cannot be set with mode economy: a provider batch runs all its requests, it cannot stop at a token count",
+        )
+    if "max_attempts" in req.model_fields_set and req.max_attempts != 1:
+        raise invalid(
+            "max_attempts",
+            "must be 1 with mode economy: a provider batch tries each request once (resubmit sends failures again)",
+        )
+    req.max_attempts = 1
 
 
 def jobs_init(request: flask.Request, deps: Deps) -> tuple[int, dict[str, Any], dict[str, str]]:

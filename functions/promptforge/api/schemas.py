@@ -7,15 +7,19 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..domain.job import JobMode
 from ..domain.params import params_problem
 from ..domain.provider_registry import NAMES
 
 if TYPE_CHECKING:
     Provider = str
+    ModeName = str
 else:
     # The registry's names, in its order: the same enum (and the same validation
     # message) as a Literal written out, with no second list to keep in step.
     Provider = Literal[NAMES]
+    # The modes as the status shows them: plain strings, from the one enum.
+    ModeName = Literal[tuple(m.value for m in JobMode)]
 
 
 class InitRequest(BaseModel):
@@ -27,6 +31,13 @@ class InitRequest(BaseModel):
     model: str = Field(min_length=1, max_length=200)
     params: dict[str, Any] = Field(default_factory=dict)
     system_prompt: str | None = Field(default=None, max_length=200_000)
+    mode: JobMode = Field(
+        default=JobMode.FAST,
+        description="fast: each prompt sent on its own, at the provider's rate limit, done in minutes. economy: "
+        "each chunk sent as one of the provider's own batches, at its batch price (half), done within the "
+        "provider's window (24 h); only for providers with a batch API, and with neither budget_tokens nor "
+        "max_attempts above 1 (a batch request is tried once).",
+    )
     max_attempts: int = Field(default=3, ge=1, le=20)
     budget_tokens: int | None = Field(default=None, ge=1)
     callback_url: str | None = Field(default=None, max_length=2048)
@@ -75,11 +86,22 @@ class JobErrorBody(BaseModel):
     message: str
 
 
+class ProviderBatches(BaseModel):
+    """An economy job's provider batches, summed over its chunks, as the providers count them."""
+
+    batches: int = Field(description="Chunks sent as a provider batch (or being sent)")
+    ended: int = Field(description="Of those, batches the provider has ended")
+    requests: int = Field(description="Requests in the batches")
+    requests_done: int = Field(description="Requests the provider has finished, failed ones included")
+    requests_failed: int = Field(description="Requests the provider has failed")
+
+
 class StatusResponse(BaseModel):
     job_id: str
     status: str
     provider: str
     model: str
+    mode: ModeName = JobMode.FAST.value
     prompt_count: int | None
     completed_count: int | None
     failed_count: int | None
@@ -92,6 +114,9 @@ class StatusResponse(BaseModel):
     estimated_cost_usd: float | None = None
     error_counts: dict[str, int] = Field(default_factory=dict)
     budget_tokens: int | None = None
+    # economy, while PROCESSING: the provider batches' own progress (the counts above move
+    # only as batches end and their results are mapped back).
+    provider_batches: ProviderBatches | None = None
     metadata: dict[str, Any]
     # Where to stream this job's events from (the events function's own URL: the gateway
     # buffers responses); null where the deployment serves them only through the API.

@@ -3,11 +3,12 @@ cancel, create and events endpoints and by the callback a job sends when it ends
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
 from ..service.progress import JobView
-from .schemas import StatusResponse
+from .schemas import ProviderBatches, StatusResponse
 
 
 def iso(value: datetime | None) -> str | None:
@@ -19,12 +20,13 @@ def iso(value: datetime | None) -> str | None:
 
 def status_body(view: JobView) -> dict[str, Any]:
     """The status object of ``view``'s job."""
-    job, totals = view.job, view.totals
+    job, totals, batches = view.job, view.totals, view.provider_batches
     return StatusResponse(
         job_id=job.job_id,
         status=job.status.value,
         provider=job.provider,
         model=job.model,
+        mode=job.mode.value,
         prompt_count=job.prompt_count,
         completed_count=totals.completed,
         failed_count=totals.failed,
@@ -37,6 +39,7 @@ def status_body(view: JobView) -> dict[str, Any]:
         estimated_cost_usd=view.estimated_cost_usd,
         error_counts=dict(totals.error_counts),
         budget_tokens=job.budget_tokens,
+        provider_batches=ProviderBatches(**dataclasses.asdict(batches)) if batches is not None else None,
         metadata=job.metadata,
         events_url=view.events_url,
         error=job.error.to_dict() if job.error else None,  # type: ignore[arg-type]

@@ -152,6 +152,23 @@ class Totals:
     error_counts: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class BatchTotals:
+    """An economy job's provider batches, summed over its chunks: what the status shows
+    while the provider works through them.
+
+    ``batches`` counts the chunks submitted (or being submitted) as a provider batch,
+    ``ended`` those whose batch the provider ended; the request counts are the providers'
+    own, added up (``requests_done`` includes ``requests_failed``).
+    """
+
+    batches: int = 0
+    ended: int = 0
+    requests: int = 0
+    requests_done: int = 0
+    requests_failed: int = 0
+
+
 def count_errors(rows: list[dict[str, Any]], into: dict[str, int] | None = None) -> dict[str, int]:
     """Error rows counted by code (added to ``into``)."""
     counts = dict(into or {})

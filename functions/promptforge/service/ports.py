@@ -15,7 +15,7 @@ from typing import BinaryIO, Protocol, TypeVar
 
 from ..domain.job import Job, JobStatus
 from ..domain.plan_state import PlanState
-from ..domain.records import ApiKey, Chunk, ClientState, DoneCount, Totals
+from ..domain.records import ApiKey, BatchTotals, Chunk, ClientState, DoneCount, Totals
 from ..domain.usage import ClientUsage
 
 T = TypeVar("T")
@@ -111,6 +111,10 @@ class JobStore(Protocol):
     def save_chunks(self, chunks: Iterable[Chunk]) -> None: ...
     def list_chunks(self, job_id: str) -> list[Chunk]: ...
     def chunk_totals(self, job_id: str) -> Totals: ...
+    def batch_totals(self, job_id: str) -> BatchTotals:
+        """An economy job's provider batches and their request counts, over its chunks."""
+        ...
+
     def chunks_done(self, job_id: str) -> DoneCount:
         """The job's count of DONE chunks (a few counter reads, no chunk listed)."""
         ...

@@ -7,6 +7,9 @@ existed, they are live: summed over the chunk documents the workers update
 (:func:`live_totals`), until the watchdog, once none of an ended job's workers writes any
 more, stores them on the job too (:func:`settled`). Either way the invalid lines found in
 planning count as failures with the code ``invalid_line``.
+
+An economy job's status also shows, while it is PROCESSING, its provider batches'
+progress (:func:`batch_progress`): the providers' own counts, summed over its chunks.
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..domain.job import ENDED_EARLY, Job, JobStatus
+from ..domain.job import ENDED_EARLY, Job, JobMode, JobStatus
 from ..domain.outcomes import ErrorCode
 from ..domain.pricing import estimated_cost_usd
-from ..domain.records import Chunk, Totals
+from ..domain.records import BatchTotals, Chunk, Totals
 from .deps import Deps
 from .threads import concurrently
 
@@ -37,6 +40,8 @@ class JobView:
     events_url: str | None
     # Seconds until a poll is worth making; None once the job ended.
     retry_after: int | None
+    # An economy job's provider batches while it is PROCESSING; None otherwise.
+    provider_batches: BatchTotals | None = None
 
     @property
     def tokens_used(self) -> int:
@@ -113,17 +118,32 @@ def live_totals(deps: Deps, job: Job) -> Totals:
     return with_invalid_lines(job, deps.store.chunk_totals(job.job_id))
 
 
-def view(deps: Deps, job: Job, totals: Totals | None = None) -> JobView:
-    """The job's status: ``totals`` where they were read already, else read here."""
+def shows_batches(job: Job) -> bool:
+    """Whether the status shows the job's provider batches: an economy job's, while the
+    providers work through them (before, there are none; after, the counts say it all)."""
+    return job.mode is JobMode.ECONOMY and job.status is JobStatus.PROCESSING
+
+
+def batch_progress(deps: Deps, job: Job) -> BatchTotals | None:
+    return deps.store.batch_totals(job.job_id) if shows_batches(job) else None
+
+
+def view(deps: Deps, job: Job, totals: Totals | None = None, batches: BatchTotals | None = None) -> JobView:
+    """The job's status: ``totals`` (and ``batches``) where they were read already, else
+    read here."""
     if totals is None:
         totals = live_totals(deps, job) if is_live(job) else stored_totals(job)
+    if batches is None:
+        batches = batch_progress(deps, job)
     s = deps.settings
+    economy = job.mode is JobMode.ECONOMY
     return JobView(
         job=job,
         totals=totals,
-        estimated_cost_usd=estimated_cost_usd(job.provider, job.model, totals.input_tokens, totals.output_tokens),
+        estimated_cost_usd=estimated_cost_usd(job.provider, job.model, totals.input_tokens, totals.output_tokens, economy),
         events_url=f"{s.events_url}/v1/jobs/{job.job_id}/events" if s.events_url else None,
         retry_after=None if job.status.terminal else s.status_poll_seconds,
+        provider_batches=batches,
     )
 
 
@@ -131,8 +151,9 @@ def page(deps: Deps, client_id: str, limit: int, after: tuple[datetime, str] | N
     """A page of the client's jobs, newest first.
 
     A page costs one query for the jobs, plus, for each job whose counts are live, the
-    aggregation :meth:`JobStore.chunk_totals` makes. Those jobs are few whatever the page
-    size: a client has one PROCESSING job at a time, and a job that failed or was cancelled
+    aggregation :meth:`JobStore.chunk_totals` makes (and an economy job's
+    :meth:`JobStore.batch_totals`). Those jobs are few whatever the page size: a client has
+    one PROCESSING job at a time, and a job that failed or was cancelled
     after planning reads its chunks only until the watchdog settles its counts on it (its
     grace period after the end, plus a sweep). Their aggregations run side by side, so the
     page waits about one.
@@ -141,8 +162,8 @@ def page(deps: Deps, client_id: str, limit: int, after: tuple[datetime, str] | N
     more = len(jobs) > limit
     jobs = jobs[:limit]
     live = [j for j in jobs if is_live(j)]
-    read = concurrently(lambda j: live_totals(deps, j), live, PAGE_TOTALS_THREADS)
-    totals = dict(zip((j.job_id for j in live), read, strict=True))
-    views = [view(deps, j, totals[j.job_id] if j.job_id in totals else stored_totals(j)) for j in jobs]
+    read = concurrently(lambda j: (live_totals(deps, j), batch_progress(deps, j)), live, PAGE_TOTALS_THREADS)
+    found = dict(zip((j.job_id for j in live), read, strict=True))
+    views = [view(deps, j, *found[j.job_id]) if j.job_id in found else view(deps, j, stored_totals(j)) for j in jobs]
     last = jobs[-1] if more and jobs else None
     return JobPage(views, (last.created_at, last.job_id) if last else None)
