@@ -142,7 +142,9 @@ def view(deps: Deps, job: Job, totals: Totals | None = None, batches: BatchTotal
         totals=totals,
         estimated_cost_usd=estimated_cost_usd(job.provider, job.model, totals.input_tokens, totals.output_tokens, economy),
         events_url=f"{s.events_url}/v1/jobs/{job.job_id}/events" if s.events_url else None,
-        retry_after=None if job.status.terminal else s.status_poll_seconds,
+        # An economy job changes at its chunks' polls, the first a poll delay after submitting:
+        # asking sooner only costs the client's calls and our aggregation queries.
+        retry_after=None if job.status.terminal else max(s.status_poll_seconds, s.economy_poll_first_seconds if economy else 0),
         provider_batches=batches,
     )
 
