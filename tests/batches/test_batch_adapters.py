@@ -10,6 +10,8 @@ outcome is compared with what the fast path gets for the same request.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import random
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,10 +21,12 @@ from typing import Any, TypeVar
 import pytest
 
 from infra.fake_llm import complete
+from promptforge import config
+from promptforge.adapters.batches import LiveBatchProviders
 from promptforge.adapters.providers import ProviderError
 from promptforge.service.batch_port import BatchItem, BatchOutcome, BatchProvider
 from promptforge.service.provider_port import ChatRequest
-from tests.batches.conftest import BATCH_PROVIDERS, advance
+from tests.batches.conftest import BATCH_PROVIDERS, advance, batch_settings
 from tests.providers.conftest import KEY, FakeServer
 
 T = TypeVar("T")
@@ -51,6 +55,10 @@ def _run(provider: BatchProvider, call: Callable[[BatchProvider], Awaitable[T]])
             await provider.aclose()
 
     return asyncio.run(run())
+
+
+async def _submit(key: str, items: list[BatchItem], provider: BatchProvider) -> str:
+    return await provider.submit(key, MODEL, items)
 
 
 def _by_id(outcomes: list[BatchOutcome]) -> dict[str, BatchOutcome]:
@@ -189,3 +197,55 @@ def test_a_refused_call_is_a_provider_error(name: str, open_batches: Any) -> Non
         _run(provider, lambda p: p.status("batches/nope" if name == "gemini" else "nope"))
     assert (unknown.value.code, unknown.value.retryable) == ("invalid_request", False)
     _no_secrets(unknown.value)
+
+
+@pytest.mark.parametrize("name", BATCH_PROVIDERS)
+@pytest.mark.parametrize(
+    ("fault", "code"), [("content_filter", "content_filtered"), ("context_length", "context_length_exceeded")]
+)
+def test_filtered_and_too_long_requests_keep_their_fast_codes(
+    name: str, fault: str, code: str, open_batches: Any, fake: FakeServer
+) -> None:
+    fake.configure(faults={fault: 1.0})
+    batch_id = _run(open_batches(name), lambda p: p.submit("k5", MODEL, _items("k5", 2)))
+    outcomes = _run(open_batches(name), lambda p: p.outcomes(batch_id))
+    assert len(outcomes) == 2
+    for got in outcomes:
+        assert got.result is None and got.error is not None
+        assert (got.error.code, got.error.retryable) == (code, False)
+        _no_secrets(got.error)
+
+
+@pytest.mark.parametrize(("name", "param"), [("openai", "top_k"), ("anthropic", "seed"), ("gemini", "logit_bias")])
+def test_a_request_the_provider_cannot_express_is_refused_before_any_call(
+    name: str, param: str, open_batches: Any, fake: FakeServer
+) -> None:
+    # Each provider refuses what its fast path refuses (the OpenAI-compatible wire sends
+    # every param as it is).
+    items = _items("k6", 1) + [BatchItem("k6-1", ChatRequest(MODEL, _messages(1), {param: 1}))]
+    with pytest.raises(ProviderError) as refused:
+        _run(open_batches(name), lambda p: p.submit("k6", MODEL, items))
+    assert (refused.value.code, refused.value.retryable) == ("invalid_request", False)
+    assert fake.stats()["requests_total"] == 0
+
+
+@pytest.mark.parametrize("name", BATCH_PROVIDERS)
+def test_a_batch_the_use_case_should_never_build_is_refused(name: str, open_batches: Any) -> None:
+    other_model = [BatchItem("k7-0", ChatRequest("model-y", _messages(0)))]
+    twice = _items("k7", 1) * 2
+    for items in ([], other_model, twice):
+        submit = functools.partial(_submit, "k7", items)
+        with pytest.raises(ValueError):
+            _run(open_batches(name), submit)
+
+
+def test_an_endpoint_without_a_key_is_sent_none_not_openais(fake: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = batch_settings(fake.base_url, monkeypatch)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)  # the SDK would send it were it given no key
+    keyless = config.Endpoint("keyless", f"{fake.base_url}/v1", batch="openai")
+    settings = dataclasses.replace(settings, endpoints={"keyless": keyless})
+    with pytest.raises(ProviderError) as refused:
+        _run(LiveBatchProviders()("openai_compatible", settings, "keyless"), lambda p: p.submit("k8", MODEL, _items("k8", 1)))
+    # The fake takes any key: a 401 means no Authorization header was sent at all.
+    assert (refused.value.code, refused.value.retryable) == ("invalid_request", False)
+    assert "401" in refused.value.detail and KEY not in str(refused.value)

@@ -62,13 +62,17 @@ class OpenAIBatches:
     async def submit(self, key: str, model: str, items: Sequence[BatchItem]) -> str:
         check_items(model, items)
         content = b"".join(self._line(item) for item in items)
+        headers = self._provider.extra_headers
         with sdk_errors(), self._provider.client() as client:
-            uploaded = await client.files.create(file=(f"{key}.jsonl", content, "application/jsonl"), purpose="batch")
+            uploaded = await client.files.create(
+                file=(f"{key}.jsonl", content, "application/jsonl"), purpose="batch", extra_headers=headers
+            )
             batch = await client.batches.create(
                 input_file_id=uploaded.id,
                 endpoint=CHAT_ENDPOINT,
                 completion_window=WINDOW,
                 metadata={KEY_FIELD: key},
+                extra_headers=headers,
             )
         if not isinstance(batch.id, str) or not batch.id:
             raise unreadable("a created batch without an id")
@@ -79,7 +83,7 @@ class OpenAIBatches:
         found: list[str] = []
         with sdk_errors(), self._provider.client() as client:
             # Newest first: the listing stops at the first batch older than the cutoff.
-            async for batch in client.batches.list(limit=_PAGE):
+            async for batch in client.batches.list(limit=_PAGE, extra_headers=self._provider.extra_headers):
                 if not isinstance(batch.created_at, int | float):
                     raise unreadable("a listed batch without a creation time")
                 if batch.created_at < cutoff:
@@ -90,7 +94,7 @@ class OpenAIBatches:
 
     async def _batch(self, batch_id: str) -> Any:
         with sdk_errors(), self._provider.client() as client:
-            return await client.batches.retrieve(batch_id)
+            return await client.batches.retrieve(batch_id, extra_headers=self._provider.extra_headers)
 
     async def status(self, batch_id: str) -> BatchInfo:
         return _info(await self._batch(batch_id))
@@ -113,7 +117,7 @@ class OpenAIBatches:
 
     async def _rows(self, file_id: str) -> list[Any]:
         with sdk_errors(), self._provider.client() as client:
-            content = (await client.files.content(file_id)).content
+            content = (await client.files.content(file_id, extra_headers=self._provider.extra_headers)).content
         try:
             return [_json.loads(line) for line in content.splitlines() if line.strip()]
         except ValueError:
@@ -125,7 +129,7 @@ class OpenAIBatches:
 
         async def cancel() -> None:
             with sdk_errors(), self._provider.client() as client:
-                await client.batches.cancel(batch_id)
+                await client.batches.cancel(batch_id, extra_headers=self._provider.extra_headers)
 
         await cancel_unless_ended(stopping, cancel)
 

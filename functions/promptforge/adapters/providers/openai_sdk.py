@@ -56,16 +56,20 @@ class OpenAIProvider:
 
     def _new_client(self) -> openai.AsyncOpenAI:
         # Without a key the SDK would read OPENAI_API_KEY from the environment and send
-        # OpenAI's key to another server: a placeholder is given and its header omitted.
-        headers = {"Authorization": openai.Omit()} if self._api_key is None else None
+        # OpenAI's key to another server: it gets a placeholder, and every call omits the
+        # header (``extra_headers``; the SDK honours an omission only per call).
         return openai.AsyncOpenAI(
             api_key=self._api_key or "none",
             base_url=self._base_url,
             max_retries=0,
             timeout=openai.Timeout(self._timeout_s, connect=10.0),
             http_client=openai.DefaultAioHttpClient(limits=_sdk_transport.LIMITS),
-            default_headers=headers,  # type: ignore[arg-type]
         )
+
+    @property
+    def extra_headers(self) -> dict[str, Any] | None:
+        """What every call passes as ``extra_headers``: no credential when there is no key."""
+        return {"Authorization": openai.Omit()} if self._api_key is None else None
 
     def client(self) -> _shared.Lease[openai.AsyncOpenAI]:
         """The running loop's shared SDK client of this configuration, for one call."""
@@ -89,6 +93,7 @@ class OpenAIProvider:
                 model=request.model,
                 messages=request.messages,  # type: ignore[arg-type]
                 extra_body=extra or None,
+                extra_headers=self.extra_headers,
             )
         limits = _http.rate_limits_from_headers(raw.headers)
         try:
