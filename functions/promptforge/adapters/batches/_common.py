@@ -39,6 +39,13 @@ def check_items(model: str, items: Sequence[BatchItem]) -> None:
             raise ValueError(f"request {item.custom_id!r} is for another model than its batch")
 
 
+def created(ident: object) -> str:
+    """The id of a batch the provider says it created (``unreadable`` when it gave none)."""
+    if not isinstance(ident, str) or not ident:
+        raise unreadable("a created batch without an id")
+    return ident
+
+
 def unreadable(what: str) -> ProviderError:
     """An answer of the batch API that cannot be read (``what`` is our own words):
     retryable, as a malformed fast answer is."""

@@ -22,7 +22,7 @@ from ...service.batch_port import BatchInfo, BatchItem, BatchOutcome
 from ..providers._opening import Secret, Settings
 from ..providers.anthropic_sdk import AnthropicProvider, error_for, message_result, open_anthropic, request_body, sdk_errors
 from ..providers.base import ChatRequest
-from ._common import Outcomes, cancel_unless_ended, check_items, earliest, expired, not_ended, outcome, unreadable
+from ._common import Outcomes, cancel_unless_ended, check_items, created, earliest, expired, not_ended, outcome, unreadable
 
 _STATES = frozenset({"in_progress", "canceling", "ended"})
 # The HTTP status each of Anthropic's error types comes with, so that an errored request
@@ -80,9 +80,7 @@ class AnthropicBatches:
         requests: list[Any] = [{"custom_id": item.custom_id, "params": batch_params(item.request)} for item in items]
         with sdk_errors(), self._provider.client() as client:
             batch = await client.messages.batches.create(requests=requests)
-        if not isinstance(batch.id, str) or not batch.id:
-            raise unreadable("a created batch without an id")
-        return batch.id
+        return created(batch.id)
 
     async def find(self, key: str, since: datetime, count: int) -> list[str]:
         cutoff = earliest(since)

@@ -28,17 +28,7 @@ from ..providers import _json
 from ..providers._opening import Secret, Settings, deployment_key
 from ..providers.base import ProviderUnavailable
 from ..providers.gemini_sdk import GeminiProvider, error_for, request_config, response_result, sdk_errors
-from ._common import (
-    Outcomes,
-    cancel_unless_ended,
-    check_items,
-    earliest,
-    expired,
-    not_ended,
-    outcome,
-    refused,
-    unreadable,
-)
+from . import _common
 
 API_VERSION = "v1beta"  # where Google serves batch mode
 ID_FIELD = "custom_id"  # the request metadata field that carries it
@@ -62,23 +52,23 @@ def _info(batch_id: str, operation: Any) -> BatchInfo:
     """The batch as its long-running Operation tells it."""
     metadata = operation.get("metadata") if isinstance(operation, dict) else None
     if not isinstance(metadata, dict) or (metadata.get("state") not in _ENDED | _RUNNING):
-        raise unreadable("a batch state PromptForge does not know")
+        raise _common.unreadable("a batch state PromptForge does not know")
     state = metadata["state"]
     stats = metadata.get("batchStats") or {}
     try:
         total = _count(stats, "requestCount")
         ok, failed = _count(stats, "successfulRequestCount"), _count(stats, "failedRequestCount")
     except (TypeError, ValueError, AttributeError):
-        raise unreadable("batch stats") from None
+        raise _common.unreadable("batch stats") from None
     return BatchInfo(batch_id=batch_id, total=total, done=ok + failed, failed=failed, ended=state in _ENDED)
 
 
 def _rpc_error(code: Any, message: Any, state: str) -> Any:
     """A failed request's error from its google.rpc status."""
     if code == _CANCELLED or (code == _DEADLINE_EXCEEDED and state == "BATCH_STATE_EXPIRED"):
-        return expired("cancelled" if code == _CANCELLED else "expired")
+        return _common.expired("cancelled" if code == _CANCELLED else "expired")
     if not isinstance(code, int):
-        raise unreadable("a failed request without an error code")
+        raise _common.unreadable("a failed request without an error code")
     return error_for(_HTTP.get(code, 500), {}, None, message)
 
 
@@ -89,7 +79,7 @@ class GeminiBatches:
         self._provider = provider
 
     async def submit(self, key: str, model: str, items: Sequence[BatchItem]) -> str:
-        check_items(model, items)
+        _common.check_items(model, items)
         requests: list[types.InlinedRequestOrDict] = []
         for item in items:
             contents, config = request_config(item.request)
@@ -102,12 +92,10 @@ class GeminiBatches:
             )
         with sdk_errors(), self._provider.client() as client:
             job = await client.batches.create(model=model, src=requests, config={"display_name": key})
-        if not isinstance(job.name, str) or not job.name:
-            raise unreadable("a created batch without a name")
-        return job.name
+        return _common.created(job.name)
 
     async def find(self, key: str, since: datetime, count: int) -> list[str]:
-        cutoff = earliest(since)
+        cutoff = _common.earliest(since)
         found: list[str] = []
         with sdk_errors(), self._provider.client() as client:
             # Google does not document the listing's order: every page is read.
@@ -115,7 +103,7 @@ class GeminiBatches:
                 if job.display_name != key:
                     continue
                 if not isinstance(job.create_time, datetime) or not isinstance(job.name, str):
-                    raise unreadable("a listed batch without a name or creation time")
+                    raise _common.unreadable("a listed batch without a name or creation time")
                 if job.create_time >= cutoff:
                     found.append(job.name)
         return found
@@ -129,7 +117,7 @@ class GeminiBatches:
         try:
             operation = _json.loads(answer.body or b"")
         except ValueError:
-            raise unreadable("a batch that is not JSON") from None
+            raise _common.unreadable("a batch that is not JSON") from None
         return _info(batch_id, operation)
 
     async def _job(self, batch_id: str) -> types.BatchJob:
@@ -140,26 +128,26 @@ class GeminiBatches:
         job = await self._job(batch_id)
         state = _JOB_ENDED.get(str(getattr(job.state, "value", job.state)))
         if state is None:
-            raise not_ended(str(getattr(job.state, "value", job.state)))
+            raise _common.not_ended(str(getattr(job.state, "value", job.state)))
         if state == "BATCH_STATE_FAILED":
-            raise refused([job.error.code if job.error else None])
+            raise _common.refused([job.error.code if job.error else None])
         model = job.model or ""
         responses = job.dest.inlined_responses if job.dest and job.dest.inlined_responses is not None else None
         if responses is None:
-            raise unreadable("an ended batch without its responses")
-        found = Outcomes()
+            raise _common.unreadable("an ended batch without its responses")
+        found = _common.Outcomes()
         for entry in responses:
             custom_id = (entry.metadata or {}).get(ID_FIELD)
             if not isinstance(custom_id, str):
                 # Matching by position would need the requests, which the batch does not
                 # give back: a response without its custom_id is not guessed at.
-                raise unreadable("a response without its custom_id")
+                raise _common.unreadable("a response without its custom_id")
             if entry.error is not None:
                 found.add(BatchOutcome(custom_id, error=_rpc_error(entry.error.code, entry.error.message, state)))
             elif entry.response is not None:
-                found.add(outcome(custom_id, functools.partial(response_result, entry.response, model)))
+                found.add(_common.outcome(custom_id, functools.partial(response_result, entry.response, model)))
             else:
-                raise unreadable("a response with neither an answer nor an error")
+                raise _common.unreadable("a response with neither an answer nor an error")
         return found.all()
 
     async def cancel(self, batch_id: str) -> None:
@@ -170,7 +158,7 @@ class GeminiBatches:
             with sdk_errors(), self._provider.client() as client:
                 await client.batches.cancel(name=batch_id)
 
-        await cancel_unless_ended(stopping, cancel)
+        await _common.cancel_unless_ended(stopping, cancel)
 
     async def aclose(self) -> None:
         """Nothing to release: the client is shared (``close_shared_clients`` closes it)."""

@@ -24,18 +24,7 @@ from ..providers._opening import Secret, Settings
 from ..providers.base import ChatRequest, ProviderUnavailable
 from ..providers.openai_sdk import OpenAIProvider, open_openai, sdk_errors
 from ..providers.openai_wire import FAKE_KEY, completion_result, configured_endpoint, error_for_body
-from ._common import (
-    Outcomes,
-    cancel_unless_ended,
-    check_items,
-    earliest,
-    expired,
-    failed_unanswered,
-    not_ended,
-    outcome,
-    refused,
-    unreadable,
-)
+from . import _common
 
 CHAT_ENDPOINT: Final = "/v1/chat/completions"
 WINDOW: Final = "24h"  # the only completion window OpenAI offers
@@ -60,7 +49,7 @@ class OpenAIBatches:
         return _json.dumps({"custom_id": item.custom_id, "method": "POST", "url": CHAT_ENDPOINT, "body": body}) + b"\n"
 
     async def submit(self, key: str, model: str, items: Sequence[BatchItem]) -> str:
-        check_items(model, items)
+        _common.check_items(model, items)
         content = b"".join(self._line(item) for item in items)
         headers = self._provider.extra_headers
         with sdk_errors(), self._provider.client() as client:
@@ -74,18 +63,16 @@ class OpenAIBatches:
                 metadata={KEY_FIELD: key},
                 extra_headers=headers,
             )
-        if not isinstance(batch.id, str) or not batch.id:
-            raise unreadable("a created batch without an id")
-        return batch.id
+        return _common.created(batch.id)
 
     async def find(self, key: str, since: datetime, count: int) -> list[str]:
-        cutoff = earliest(since).timestamp()
+        cutoff = _common.earliest(since).timestamp()
         found: list[str] = []
         with sdk_errors(), self._provider.client() as client:
             # Newest first: the listing stops at the first batch older than the cutoff.
             async for batch in client.batches.list(limit=_PAGE, extra_headers=self._provider.extra_headers):
                 if not isinstance(batch.created_at, int | float):
-                    raise unreadable("a listed batch without a creation time")
+                    raise _common.unreadable("a listed batch without a creation time")
                 if batch.created_at < cutoff:
                     break
                 if (batch.metadata or {}).get(KEY_FIELD) == key:
@@ -103,12 +90,12 @@ class OpenAIBatches:
         batch = await self._batch(batch_id)
         state = _state(batch)
         if state not in _ENDED:
-            raise not_ended(state)
+            raise _common.not_ended(state)
         if state == "failed":
             errors = batch.errors.data if batch.errors and batch.errors.data else []
-            raise refused(getattr(e, "code", None) for e in errors)
+            raise _common.refused(getattr(e, "code", None) for e in errors)
         model = batch.model if isinstance(batch.model, str) else ""
-        found = Outcomes()
+        found = _common.Outcomes()
         for file_id in (batch.output_file_id, batch.error_file_id):
             if file_id:
                 for row in await self._rows(file_id):
@@ -121,7 +108,7 @@ class OpenAIBatches:
         try:
             return [_json.loads(line) for line in content.splitlines() if line.strip()]
         except ValueError:
-            raise unreadable("a result line that is not JSON") from None
+            raise _common.unreadable("a result line that is not JSON") from None
 
     async def cancel(self, batch_id: str) -> None:
         async def stopping() -> bool:
@@ -131,7 +118,7 @@ class OpenAIBatches:
             with sdk_errors(), self._provider.client() as client:
                 await client.batches.cancel(batch_id, extra_headers=self._provider.extra_headers)
 
-        await cancel_unless_ended(stopping, cancel)
+        await _common.cancel_unless_ended(stopping, cancel)
 
     async def aclose(self) -> None:
         """Nothing to release: the client is shared (``close_shared_clients`` closes it)."""
@@ -140,7 +127,7 @@ class OpenAIBatches:
 def _state(batch: Any) -> str:
     state = getattr(batch, "status", None)
     if state not in _ENDED and state not in _RUNNING:
-        raise unreadable("a batch status PromptForge does not know")
+        raise _common.unreadable("a batch status PromptForge does not know")
     return str(state)
 
 
@@ -153,7 +140,7 @@ def _info(batch: Any) -> BatchInfo:
             (int(counts.total), int(counts.completed), int(counts.failed)) if counts is not None else (0, 0, 0)
         )
     except (TypeError, ValueError, AttributeError):
-        raise unreadable("request counts") from None
+        raise _common.unreadable("request counts") from None
     return BatchInfo(batch_id=batch.id, total=total, done=completed + failed, failed=failed, ended=state in _ENDED)
 
 
@@ -161,21 +148,21 @@ def _outcome(row: Any, model: str) -> BatchOutcome:
     """One line of an output or error file."""
     custom_id = row.get("custom_id") if isinstance(row, dict) else None
     if not isinstance(custom_id, str):
-        raise unreadable("a result line without a custom_id")
+        raise _common.unreadable("a result line without a custom_id")
     response = row.get("response")
     if response is None:
         error = row.get("error")
         code = error.get("code") if isinstance(error, dict) else None
         if code is None or code in _UNDONE:
-            return BatchOutcome(custom_id, error=expired(str(code or "no answer")))
+            return BatchOutcome(custom_id, error=_common.expired(str(code or "no answer")))
         # Some other reason the request got no answer: a provider-side failure.
-        return BatchOutcome(custom_id, error=failed_unanswered(code))
+        return BatchOutcome(custom_id, error=_common.failed_unanswered(code))
     status = response.get("status_code") if isinstance(response, dict) else None
     if not isinstance(status, int):
-        raise unreadable("a result line without a status code")
+        raise _common.unreadable("a result line without a status code")
     body = response.get("body")
     if 200 <= status < 300:
-        return outcome(custom_id, functools.partial(completion_result, body, model))
+        return _common.outcome(custom_id, functools.partial(completion_result, body, model))
     return BatchOutcome(custom_id, error=error_for_body(status, {}, body))
 
 

@@ -10,7 +10,7 @@ The SDK runs on its aiohttp transport (``DefaultAioHttpClient``), for the reason
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import anthropic
@@ -163,17 +163,15 @@ def message_result(message: Any, model: str, limits: RateLimitInfo | None = None
     )
 
 
-@contextlib.contextmanager
-def sdk_errors() -> Iterator[None]:
+def sdk_errors() -> contextlib.AbstractContextManager[None]:
     """Turns the SDK's errors for a call into :class:`ProviderError` with a stable code."""
-    try:
-        yield
-    except anthropic.APITimeoutError as exc:
-        raise _sdk_transport.transport_error(exc, sdk_timeout=True) from None
-    except anthropic.APIConnectionError as exc:
-        raise _sdk_transport.transport_error(exc, sdk_timeout=False) from None
-    except anthropic.APIStatusError as exc:
-        raise error_for(exc.status_code, exc.response.headers, exc.type, exc.api_message) from None
+    return _sdk_transport.sdk_errors(
+        anthropic.APITimeoutError, anthropic.APIConnectionError, anthropic.APIStatusError, _status_error
+    )
+
+
+def _status_error(exc: anthropic.APIStatusError) -> ProviderError:
+    return error_for(exc.status_code, exc.response.headers, exc.type, exc.api_message)
 
 
 def error_for(status: int, headers: Mapping[str, str], kind: object, message: object) -> ProviderError:

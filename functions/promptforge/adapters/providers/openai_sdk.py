@@ -15,7 +15,7 @@ request transform and response models; the same wire format through
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import openai
@@ -119,17 +119,9 @@ class OpenAIProvider:
         """Nothing to release: the client is shared (``close_shared_clients`` closes it)."""
 
 
-@contextlib.contextmanager
-def sdk_errors() -> Iterator[None]:
+def sdk_errors() -> contextlib.AbstractContextManager[None]:
     """Turns the SDK's errors for a call into :class:`ProviderError` with a stable code."""
-    try:
-        yield
-    except openai.APITimeoutError as exc:
-        raise _sdk_transport.transport_error(exc, sdk_timeout=True) from None
-    except openai.APIConnectionError as exc:
-        raise _sdk_transport.transport_error(exc, sdk_timeout=False) from None
-    except openai.APIStatusError as exc:
-        raise _status_error(exc) from None
+    return _sdk_transport.sdk_errors(openai.APITimeoutError, openai.APIConnectionError, openai.APIStatusError, _status_error)
 
 
 def _status_error(exc: openai.APIStatusError) -> ProviderError:
