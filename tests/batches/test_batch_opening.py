@@ -148,3 +148,11 @@ def test_anthropic_and_gemini_answers_they_do_not_document_are_refused() -> None
     # A deadline inside a batch that did not expire is the request's own timeout.
     timeout = _rpc_error(4, "deadline", "BATCH_STATE_SUCCEEDED")
     assert (timeout.code, timeout.retryable) == ("timeout", True)
+
+
+def test_production_deps_open_batch_apis_through_these_adapters() -> None:
+    from promptforge.wiring import LiveDeps
+
+    deps = LiveDeps(_settings())
+    assert isinstance(deps.batch_providers, LiveBatchProviders)
+    assert deps.batch_providers is deps.batch_providers  # made once per process
