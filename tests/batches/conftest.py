@@ -5,6 +5,7 @@ batch clock, moved by the tests instead of waiting."""
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,9 +23,12 @@ BATCH_PROVIDERS = ("openai", "anthropic", "gemini", "fake", "openai_compatible")
 ENDPOINT = "fake-server"
 
 
-def advance(server: FakeServer, seconds: float) -> None:
-    """Move the fake's batch clock ``seconds`` forward."""
-    requests.post(f"{server.base_url}/_batches/advance", json={"seconds": seconds}, timeout=5).raise_for_status()
+def advance(server: FakeServer, seconds: float) -> datetime:
+    """Move the fake's batch clock ``seconds`` forward; returns the time it then tells (the
+    session's tests move it, so it runs ahead of the wall clock)."""
+    answer = requests.post(f"{server.base_url}/_batches/advance", json={"seconds": seconds}, timeout=5)
+    answer.raise_for_status()
+    return datetime.fromtimestamp(float(answer.json()["now"]), UTC)
 
 
 def batch_settings(base_url: str, monkeypatch: pytest.MonkeyPatch) -> config.Settings:

@@ -23,6 +23,7 @@ import pytest
 from infra.fake_llm import complete
 from promptforge import config
 from promptforge.adapters.batches import LiveBatchProviders
+from promptforge.adapters.batches._common import CLOCK_SLACK
 from promptforge.adapters.providers import ProviderError
 from promptforge.service.batch_port import BatchItem, BatchOutcome, BatchProvider
 from promptforge.service.provider_port import ChatRequest
@@ -186,7 +187,12 @@ def test_a_batch_whose_id_was_lost_is_found_by_its_key(name: str, open_batches: 
     else:
         assert found == [lost]
         assert _run(open_batches(name), lambda p: p.find(f"never-{uuid.uuid4().hex}", since, 3)) == []
-    later = datetime.now(UTC) + timedelta(days=2)
+    # ``since`` is PromptForge's clock: one running ahead of the provider's still finds
+    # the batch, within the allowance for clock skew; batches older than that are not it.
+    provider_now = advance(fake, 0)
+    ahead = provider_now + CLOCK_SLACK - timedelta(minutes=1)
+    assert lost in _run(open_batches(name), lambda p: p.find(lost_key, ahead, 3))
+    later = provider_now + CLOCK_SLACK + timedelta(minutes=1)
     assert _run(open_batches(name), lambda p: p.find(lost_key, later, 3)) == []
 
 
