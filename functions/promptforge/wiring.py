@@ -8,7 +8,7 @@ from datetime import datetime
 
 from . import config
 from .service.batch_port import BatchProviderFactory
-from .service.deps import no_batch_providers, utc_now
+from .service.deps import utc_now
 from .service.ports import BlobStore, JobStore, Outbound, TaskQueue
 from .service.provider_port import ProviderFactory
 
@@ -60,10 +60,12 @@ class LiveDeps:
 
         return LiveProviders(config.secret)
 
-    @property
+    @functools.cached_property
     def batch_providers(self) -> BatchProviderFactory:
-        # The batch adapters are not wired yet: economy jobs fail with provider_unavailable.
-        return no_batch_providers
+        # Light too: a batch format's module (and its SDK) is imported when a chunk opens it.
+        from .adapters.batches import LiveBatchProviders
+
+        return LiveBatchProviders(config.secret)
 
     @functools.cached_property
     def outbound(self) -> Outbound:

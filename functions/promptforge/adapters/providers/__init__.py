@@ -17,8 +17,7 @@ import importlib
 from collections.abc import Callable
 
 from ...config import Settings, secret
-from ...domain.provider_registry import BY_NAME
-from ._opening import PROVIDER_TIMEOUT_S
+from ._opening import PROVIDER_TIMEOUT_S, Credentials, enabled_spec
 from ._shared import close_shared_clients
 from .base import ChatRequest, ChatResult, Provider, ProviderError, ProviderUnavailable, RateLimitInfo
 
@@ -48,22 +47,11 @@ class LiveProviders:
     """
 
     def __init__(self, lookup: Callable[[str], str] = secret, timeout_s: float = PROVIDER_TIMEOUT_S) -> None:
-        self._lookup = lookup
+        self._secret = Credentials(lookup)
         self._timeout_s = timeout_s
 
-    def _secret(self, name: str, who: str) -> str:
-        value = self._lookup(name)
-        if not value:
-            # The variable's name, never its value.
-            raise ProviderUnavailable(f"provider {who!r} needs {name} in the environment")
-        return value
-
     def __call__(self, name: str, settings: Settings, endpoint: str | None = None, base_url: str | None = None) -> Provider:
-        if name not in settings.providers:
-            raise ProviderUnavailable(f"provider {name!r} is not enabled on this deployment")
-        spec = BY_NAME.get(name)
-        if spec is None:
-            raise ProviderUnavailable(f"provider {name!r} is not available")
+        spec = enabled_spec(name, settings)
         module = importlib.import_module(f"{__name__}.{spec.module}")
         opener = getattr(module, spec.opener)
         provider: Provider = opener(settings, endpoint, base_url, self._secret, self._timeout_s)

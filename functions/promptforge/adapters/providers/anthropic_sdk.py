@@ -9,6 +9,8 @@ The SDK runs on its aiohttp transport (``DefaultAioHttpClient``), for the reason
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 import anthropic
@@ -16,7 +18,7 @@ import anthropic
 from ...domain.outcomes import ErrorCode
 from . import _http, _messages, _sdk_transport, _shared
 from ._opening import Secret, Settings, deployment_key
-from .base import ChatRequest, ChatResult, ProviderError
+from .base import ChatRequest, ChatResult, ProviderError, RateLimitInfo
 
 NAME = "anthropic"
 # The messages API requires max_tokens; this is what a job that does not set it gets.
@@ -116,53 +118,71 @@ class AnthropicProvider:
             http_client=anthropic.DefaultAioHttpClient(limits=_sdk_transport.LIMITS),
         )
 
-    def _client(self) -> _shared.Lease[anthropic.AsyncAnthropic]:
+    def client(self) -> _shared.Lease[anthropic.AsyncAnthropic]:
+        """The running loop's shared SDK client of this configuration, for one call."""
         return _shared.Lease(self._key, self._new_client, anthropic.AsyncAnthropic.close)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         """One message; raises :class:`ProviderError` with a stable code."""
         body = request_body(request)
-        try:
-            with self._client() as client:
-                raw = await client.messages.with_raw_response.create(**body)
-        except anthropic.APITimeoutError as exc:
-            raise _sdk_transport.transport_error(exc, sdk_timeout=True) from None
-        except anthropic.APIConnectionError as exc:
-            raise _sdk_transport.transport_error(exc, sdk_timeout=False) from None
-        except anthropic.APIStatusError as exc:
-            raise _status_error(exc) from None
+        with sdk_errors(), self.client() as client:
+            raw = await client.messages.with_raw_response.create(**body)
         limits = _http.rate_limits_from_headers(raw.headers)
         try:
             message = await raw.parse()
-            text = "".join(block.text for block in message.content if block.type == "text")
-            usage = message.usage
-            input_tokens = usage.input_tokens + (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
-            output_tokens = usage.output_tokens
-            stop = message.stop_reason
         except (ValueError, TypeError, AttributeError, anthropic.APIResponseValidationError):
             raise _http.malformed_response() from None
-        if stop == "refusal":
-            raise _http.content_filtered("stop_reason refusal")
-        return ChatResult(
-            text=text,
-            model=message.model or request.model,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            finish_reason=_FINISH.get(stop, stop) if stop else None,
-            rate_limits=limits,
-        )
+        return message_result(message, request.model, limits)
 
     async def aclose(self) -> None:
         """Nothing to release: the client is shared (``close_shared_clients`` closes it)."""
 
 
+def message_result(message: Any, model: str, limits: RateLimitInfo | None = None) -> ChatResult:
+    """A Message as a result (``model`` when it names none): the fast path's answers and
+    a message batch's succeeded results are read alike. One that cannot be read is
+    ``provider_error`` (retryable), a refusal ``content_filtered``."""
+    try:
+        text = "".join(block.text for block in message.content if block.type == "text")
+        usage = message.usage
+        input_tokens = usage.input_tokens + (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
+        output_tokens = usage.output_tokens
+        stop = message.stop_reason
+        named = message.model
+    except (ValueError, TypeError, AttributeError):
+        raise _http.malformed_response() from None
+    if stop == "refusal":
+        raise _http.content_filtered("stop_reason refusal")
+    return ChatResult(
+        text=text,
+        model=named or model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        finish_reason=_FINISH.get(stop, stop) if stop else None,
+        rate_limits=limits,
+    )
+
+
+def sdk_errors() -> contextlib.AbstractContextManager[None]:
+    """Turns the SDK's errors for a call into :class:`ProviderError` with a stable code."""
+    return _sdk_transport.sdk_errors(
+        anthropic.APITimeoutError, anthropic.APIConnectionError, anthropic.APIStatusError, _status_error
+    )
+
+
 def _status_error(exc: anthropic.APIStatusError) -> ProviderError:
-    kind = exc.type or ""
+    return error_for(exc.status_code, exc.response.headers, exc.type, exc.api_message)
+
+
+def error_for(status: int, headers: Mapping[str, str], kind: object, message: object) -> ProviderError:
+    """The stable error for Anthropic's error ``kind`` (its ``type``) answered with HTTP
+    ``status``: a failed call, or an errored request of a message batch."""
+    code = kind if isinstance(kind, str) else ""
     # Anthropic says "prompt is too long: N tokens > M maximum" in an invalid_request_error;
     # the message is read here to classify it and is never passed on.
-    message = (exc.api_message or "").lower()
-    too_long = kind == "invalid_request_error" and ("prompt is too long" in message or "context window" in message)
-    return _http.status_error(exc.status_code, exc.response.headers, code=kind, context_length=too_long)
+    said = message.lower() if isinstance(message, str) else ""
+    too_long = code == "invalid_request_error" and ("prompt is too long" in said or "context window" in said)
+    return _http.status_error(status, headers, code=code, context_length=too_long)
 
 
 def open_anthropic(

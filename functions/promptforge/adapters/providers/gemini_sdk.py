@@ -12,7 +12,8 @@ limit. The client is the running loop's shared one for this configuration
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx2
@@ -23,7 +24,7 @@ from google.genai.client import AsyncClient
 from ...domain.outcomes import ErrorCode
 from . import _http, _messages, _shared
 from ._opening import Secret, Settings, deployment_key
-from .base import ChatRequest, ChatResult, ProviderError
+from .base import ChatRequest, ChatResult, ProviderError, RateLimitInfo
 
 # google-genai sends async requests through aiohttp when aiohttp is installed, else
 # through httpx2; a broken connection surfaces as either library's error.
@@ -122,14 +123,17 @@ class GeminiProvider:
         vertex_location: str | None = None,
         base_url: str | None = None,
         timeout_s: float = 120.0,
+        api_version: str | None = None,
     ) -> None:
         self._api_key = api_key
         self._vertex = (vertex_project, vertex_location) if vertex_project else None
         # One attempt: without retry options the SDK retries a refused or dropped connection
         # itself after a 1-10 s sleep; with them, tenacity stops after ``attempts``.
         retry = types.HttpRetryOptions(attempts=1)
-        self._options = types.HttpOptions(timeout=int(timeout_s * 1000), base_url=base_url, retry_options=retry)
-        self._key = (NAME, base_url, _shared.fingerprint(api_key), timeout_s, self._vertex)
+        self._options = types.HttpOptions(
+            timeout=int(timeout_s * 1000), base_url=base_url, retry_options=retry, api_version=api_version
+        )
+        self._key = (NAME, base_url, _shared.fingerprint(api_key), timeout_s, self._vertex, api_version)
 
     def _new_client(self) -> AsyncClient:
         if self._vertex:
@@ -138,58 +142,73 @@ class GeminiProvider:
             return genai.Client(vertexai=True, project=project, location=location, http_options=self._options).aio
         return genai.Client(api_key=self._api_key, http_options=self._options).aio
 
-    def _client(self) -> _shared.Lease[AsyncClient]:
+    def client(self) -> _shared.Lease[AsyncClient]:
+        """The running loop's shared SDK client of this configuration, for one call."""
         return _shared.Lease(self._key, self._new_client, AsyncClient.aclose)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         """One generation; raises :class:`ProviderError` with a stable code."""
         contents, config = request_config(request)
-        try:
-            with self._client() as client:
-                response = await client.models.generate_content(
-                    model=request.model,
-                    contents=contents,
-                    config=types.GenerateContentConfig(**config),
-                )
-        except _TIMEOUTS as exc:
-            raise _http.timeout_error(exc) from None
-        except _CONNECTION_ERRORS as exc:
-            raise _http.connection_error(exc) from None
-        except errors.APIError as exc:
-            raise _status_error(exc) from None
-        except ValueError:
-            raise _http.malformed_response() from None
+        with sdk_errors(), self.client() as client:
+            response = await client.models.generate_content(
+                model=request.model,
+                contents=contents,
+                config=types.GenerateContentConfig(**config),
+            )
         headers = response.sdk_http_response.headers if response.sdk_http_response else None
         limits = _http.rate_limits_from_headers(_http.lower_keys(headers)) if headers else None
-        try:
-            blocked = response.prompt_feedback.block_reason if response.prompt_feedback else None
-            if blocked and blocked != "BLOCKED_REASON_UNSPECIFIED":
-                raise _http.content_filtered(f"prompt blocked: {_http.safe_code(str(_enum(blocked)))}")
-            candidate = response.candidates[0] if response.candidates else None
-            if candidate is None:
-                raise _http.malformed_response()
-            finish = _enum(candidate.finish_reason) if candidate.finish_reason else None
-            if finish in _FILTERED:
-                raise _http.content_filtered(f"finish_reason {finish}")
-            parts = candidate.content.parts if candidate.content and candidate.content.parts else []
-            text = "".join(p.text for p in parts if p.text and not p.thought)
-            usage = response.usage_metadata
-            input_tokens = (usage.prompt_token_count or 0) if usage else 0
-            # Thinking tokens are billed as output.
-            output_tokens = ((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)) if usage else 0
-        except (TypeError, AttributeError, IndexError):
-            raise _http.malformed_response() from None
-        return ChatResult(
-            text=text,
-            model=response.model_version or request.model,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            finish_reason=_FINISH.get(finish, finish.lower()) if finish else None,
-            rate_limits=limits,
-        )
+        return response_result(response, request.model, limits)
 
     async def aclose(self) -> None:
         """Nothing to release: the client is shared (``close_shared_clients`` closes it)."""
+
+
+def response_result(response: types.GenerateContentResponse, model: str, limits: RateLimitInfo | None = None) -> ChatResult:
+    """A GenerateContentResponse as a result (``model`` when it names none): the fast
+    path's answers and a batch's inlined responses are read alike. One that cannot be
+    read is ``provider_error`` (retryable), a blocked prompt or reply ``content_filtered``."""
+    try:
+        blocked = response.prompt_feedback.block_reason if response.prompt_feedback else None
+        if blocked and blocked != "BLOCKED_REASON_UNSPECIFIED":
+            raise _http.content_filtered(f"prompt blocked: {_http.safe_code(str(_enum(blocked)))}")
+        candidate = response.candidates[0] if response.candidates else None
+        if candidate is None:
+            raise _http.malformed_response()
+        finish = _enum(candidate.finish_reason) if candidate.finish_reason else None
+        if finish in _FILTERED:
+            raise _http.content_filtered(f"finish_reason {finish}")
+        parts = candidate.content.parts if candidate.content and candidate.content.parts else []
+        text = "".join(p.text for p in parts if p.text and not p.thought)
+        usage = response.usage_metadata
+        input_tokens = (usage.prompt_token_count or 0) if usage else 0
+        # Thinking tokens are billed as output.
+        output_tokens = ((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)) if usage else 0
+    except (TypeError, AttributeError, IndexError):
+        raise _http.malformed_response() from None
+    return ChatResult(
+        text=text,
+        model=response.model_version or model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        finish_reason=_FINISH.get(finish, finish.lower()) if finish else None,
+        rate_limits=limits,
+    )
+
+
+@contextlib.contextmanager
+def sdk_errors() -> Iterator[None]:
+    """Turns the SDK's errors for a call into :class:`ProviderError` with a stable code."""
+    try:
+        yield
+    except _TIMEOUTS as exc:
+        raise _http.timeout_error(exc) from None
+    except _CONNECTION_ERRORS as exc:
+        raise _http.connection_error(exc) from None
+    except errors.APIError as exc:
+        headers = _http.lower_keys(exc.response.headers) if exc.response is not None else {}
+        raise error_for(int(exc.code or 0), headers, exc.status, exc.message, exc.details) from None
+    except ValueError:
+        raise _http.malformed_response() from None
 
 
 def _enum(value: Any) -> str:
@@ -208,19 +227,20 @@ def _retry_delay(details: Any) -> float | None:
     return None
 
 
-def _status_error(exc: errors.APIError) -> ProviderError:
-    status = int(exc.code or 0)
-    headers = _http.lower_keys(exc.response.headers) if exc.response is not None else {}
+def error_for(status: int, headers: Mapping[str, str], name: object, message: object, details: Any = None) -> ProviderError:
+    """The stable error for a Google error answered with HTTP ``status`` (``name`` its
+    status name, ``details`` its body for a RetryInfo): a failed call, or a failed request
+    of a batch (its google.rpc code given as the HTTP status it stands for)."""
     # Gemini says "The input token count (N) exceeds the maximum number of tokens allowed
     # (M)"; the message is read here to classify it and is never passed on.
-    message = (exc.message or "").lower() if isinstance(exc.message, str) else ""
-    too_long = status == 400 and "token count" in message and "exceeds" in message
+    said = message.lower() if isinstance(message, str) else ""
+    too_long = status == 400 and "token count" in said and "exceeds" in said
     return _http.status_error(
         status,
         headers,
-        code=exc.status if isinstance(exc.status, str) else "",
+        code=name if isinstance(name, str) else "",
         context_length=too_long,
-        retry_after=_retry_delay(exc.details),
+        retry_after=_retry_delay(details),
     )
 
 

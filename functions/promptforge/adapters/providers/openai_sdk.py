@@ -14,6 +14,7 @@ request transform and response models; the same wire format through
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,14 +31,16 @@ class OpenAIProvider:
     ``max_tokens_field`` is where the job's ``max_tokens`` goes: OpenAI's current name
     is ``max_completion_tokens`` (its reasoning models refuse ``max_tokens``).
     ``unsupported`` lists job parameters the server has no equivalent for; a request
-    that sets one fails as ``invalid_request`` without a call.
+    that sets one fails as ``invalid_request`` without a call. ``api_key`` None sends no
+    credential (an operator endpoint that names no key; only the batch API, which talks
+    to such endpoints through this SDK, opens it so).
     """
 
     def __init__(
         self,
         *,
         name: str,
-        api_key: str,
+        api_key: str | None,
         base_url: str | None = None,
         timeout_s: float = 120.0,
         max_tokens_field: str = "max_completion_tokens",
@@ -52,18 +55,29 @@ class OpenAIProvider:
         self._key = ("openai", base_url, _shared.fingerprint(api_key), timeout_s)
 
     def _new_client(self) -> openai.AsyncOpenAI:
+        # Without a key the SDK would read OPENAI_API_KEY from the environment and send
+        # OpenAI's key to another server: it gets a placeholder, and every call omits the
+        # header (``extra_headers``; the SDK honours an omission only per call).
         return openai.AsyncOpenAI(
-            api_key=self._api_key,
+            api_key=self._api_key or "none",
             base_url=self._base_url,
             max_retries=0,
             timeout=openai.Timeout(self._timeout_s, connect=10.0),
             http_client=openai.DefaultAioHttpClient(limits=_sdk_transport.LIMITS),
         )
 
-    def _client(self) -> _shared.Lease[openai.AsyncOpenAI]:
+    @property
+    def extra_headers(self) -> dict[str, Any] | None:
+        """What every call passes as ``extra_headers``: no credential when there is no key."""
+        return {"Authorization": openai.Omit()} if self._api_key is None else None
+
+    def client(self) -> _shared.Lease[openai.AsyncOpenAI]:
+        """The running loop's shared SDK client of this configuration, for one call."""
         return _shared.Lease(self._key, self._new_client, openai.AsyncOpenAI.close)
 
-    def _body(self, request: ChatRequest) -> dict[str, Any]:
+    def params(self, request: ChatRequest) -> dict[str, Any]:
+        """The request's job params under the server's names (``invalid_request`` for one
+        it lacks)."""
         body: dict[str, Any] = {}
         for key, value in request.params.items():
             if key in self._unsupported:
@@ -73,20 +87,14 @@ class OpenAIProvider:
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         """One chat completion; raises :class:`ProviderError` with a stable code."""
-        extra = self._body(request)
-        try:
-            with self._client() as client:
-                raw = await client.chat.completions.with_raw_response.create(
-                    model=request.model,
-                    messages=request.messages,  # type: ignore[arg-type]
-                    extra_body=extra or None,
-                )
-        except openai.APITimeoutError as exc:
-            raise _sdk_transport.transport_error(exc, sdk_timeout=True) from None
-        except openai.APIConnectionError as exc:
-            raise _sdk_transport.transport_error(exc, sdk_timeout=False) from None
-        except openai.APIStatusError as exc:
-            raise _status_error(exc) from None
+        extra = self.params(request)
+        with sdk_errors(), self.client() as client:
+            raw = await client.chat.completions.with_raw_response.create(
+                model=request.model,
+                messages=request.messages,  # type: ignore[arg-type]
+                extra_body=extra or None,
+                extra_headers=self.extra_headers,
+            )
         limits = _http.rate_limits_from_headers(raw.headers)
         try:
             completion = raw.parse()
@@ -109,6 +117,11 @@ class OpenAIProvider:
 
     async def aclose(self) -> None:
         """Nothing to release: the client is shared (``close_shared_clients`` closes it)."""
+
+
+def sdk_errors() -> contextlib.AbstractContextManager[None]:
+    """Turns the SDK's errors for a call into :class:`ProviderError` with a stable code."""
+    return _sdk_transport.sdk_errors(openai.APITimeoutError, openai.APIConnectionError, openai.APIStatusError, _status_error)
 
 
 def _status_error(exc: openai.APIStatusError) -> ProviderError:

@@ -16,12 +16,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ...config import Endpoint
 from ...domain.netguard import address_problem, parse_address
 from ...domain.outcomes import ErrorCode
 from . import _http, _json, _shared
 from ._opening import Secret, Settings
 from ._wire_http import WireClient
-from .base import ChatRequest, ChatResult, ProviderError, ProviderUnavailable
+from .base import ChatRequest, ChatResult, ProviderError, ProviderUnavailable, RateLimitInfo
 
 # How the OpenAI-compatible servers say a prompt does not fit the model's context, all
 # with HTTP 400: OpenAI and llama-cpp-python's server the code ``context_length_exceeded``;
@@ -29,18 +30,27 @@ from .base import ChatRequest, ChatResult, ProviderError, ProviderUnavailable
 # code; vLLM a numeric code and OpenAI's sentence "This model's maximum context length is".
 _CONTEXT_MARKERS = ("context_length", "exceed_context_size")
 _CONTEXT_MESSAGE = "maximum context length"
+# What the local fake LLM server is sent as a key (it wants one, any one).
+FAKE_KEY = "fake-key"
 
 
 def error_for_status(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
     """Map an HTTP error answer to a stable PromptForge error."""
-    fields: dict[str, str] = {}
     try:
         parsed = _json.loads(body)
-        err = parsed.get("error") if isinstance(parsed, dict) else None
-        if isinstance(err, dict):
-            fields = {k: err[k] for k in ("code", "type", "message") if isinstance(err.get(k), str)}
     except ValueError:
-        pass
+        parsed = None
+    return error_for_body(status, headers, parsed)
+
+
+def error_for_body(status: int, headers: Mapping[str, str], parsed: Any) -> ProviderError:
+    """Map an HTTP error answer whose body is already decoded (``parsed``, any JSON value
+    or None) to a stable PromptForge error: the fast path's answers and the error lines
+    of an OpenAI batch's output are read alike."""
+    fields: dict[str, str] = {}
+    err = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(err, dict):
+        fields = {k: err[k] for k in ("code", "type", "message") if isinstance(err.get(k), str)}
     said = f"{fields.get('code', '')} {fields.get('type', '')}"
     # The message is only searched, never quoted: it can repeat the prompt.
     too_long = any(marker in said for marker in _CONTEXT_MARKERS) or _CONTEXT_MESSAGE in fields.get("message", "")
@@ -105,37 +115,57 @@ class OpenAIWireProvider:
             raise error_for_status(status, headers, raw)
         if status >= 300:
             raise ProviderError(ErrorCode.PROVIDER_ERROR, f"HTTP {status}: redirects are not followed", retryable=False)
-        limits = _http.rate_limits_from_headers(headers)
         try:
             data = _json.loads(raw)
-            choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
-            usage = data.get("usage") or {}
-            finish = choice.get("finish_reason")
-            input_tokens = int(usage.get("prompt_tokens") or 0)
-            output_tokens = int(usage.get("completion_tokens") or 0)
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        except ValueError:
             raise _http.malformed_response() from None
-        if finish == "content_filter":
-            raise _http.content_filtered("finish_reason content_filter")
-        return ChatResult(
-            text=text,
-            model=str(data.get("model") or request.model),
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            finish_reason=finish,
-            rate_limits=limits,
-        )
+        return completion_result(data, request.model, _http.rate_limits_from_headers(headers))
 
     async def aclose(self) -> None:
         """Nothing to release: the session is shared (``close_shared_clients`` closes it)."""
+
+
+def completion_result(data: Any, model: str, limits: RateLimitInfo | None = None) -> ChatResult:
+    """A decoded chat completion as a result (``model`` when it names none): the fast
+    path's answers and the output lines of an OpenAI batch are read alike. A completion
+    that cannot be read is ``provider_error`` (retryable), one the content filter stopped
+    ``content_filtered``."""
+    try:
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+        usage = data.get("usage") or {}
+        finish = choice.get("finish_reason")
+        input_tokens = int(usage.get("prompt_tokens") or 0)
+        output_tokens = int(usage.get("completion_tokens") or 0)
+        named = data.get("model")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        raise _http.malformed_response() from None
+    if finish == "content_filter":
+        raise _http.content_filtered("finish_reason content_filter")
+    return ChatResult(
+        text=text,
+        model=str(named or model),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        finish_reason=finish,
+        rate_limits=limits,
+    )
 
 
 def open_fake(
     settings: Settings, endpoint: str | None, base_url: str | None, secret: Secret, timeout_s: float
 ) -> OpenAIWireProvider:
     """The registry's opener for ``fake``: the local fake LLM server."""
-    return OpenAIWireProvider(settings.fake_llm_url, api_key="fake-key", timeout_s=timeout_s)
+    return OpenAIWireProvider(settings.fake_llm_url, api_key=FAKE_KEY, timeout_s=timeout_s)
+
+
+def configured_endpoint(settings: Settings, endpoint: str, secret: Secret) -> tuple[Endpoint, str | None]:
+    """The operator's endpoint ``endpoint`` and its key (None when it names none)."""
+    configured = settings.endpoints.get(endpoint)
+    if configured is None:
+        raise ProviderUnavailable(f"endpoint {endpoint!r} is not configured on this deployment")
+    key = secret(configured.key_env, f"openai_compatible/{endpoint}") if configured.key_env else None
+    return configured, key
 
 
 def open_compatible(
@@ -145,10 +175,7 @@ def open_compatible(
     configured (with its key, if it names one), or the client's own URL where the operator
     allows it, checked now and at every connection, and sent no credential."""
     if endpoint is not None:
-        configured = settings.endpoints.get(endpoint)
-        if configured is None:
-            raise ProviderUnavailable(f"endpoint {endpoint!r} is not configured on this deployment")
-        key = secret(configured.key_env, f"openai_compatible/{endpoint}") if configured.key_env else None
+        configured, key = configured_endpoint(settings, endpoint, secret)
         return OpenAIWireProvider(configured.base_url, api_key=key, timeout_s=timeout_s)
     if base_url and settings.allow_client_base_urls:
         from ..outbound import BlockedAddress, check_url
