@@ -78,7 +78,12 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         "buckets": Noted({"results": "roles/storage.objectUser"}, "?partial=true assembles files"),
         "signs_urls": True,
     },
-    "job_cancel": {"enqueues": Noted(["plan", "notify"], "starts the client's next PENDING job; a callback")},
+    "job_cancel": {
+        "enqueues": Noted(
+            ["plan", "chunks", "notify"],
+            "starts the client's next PENDING job; wakes an economy job's chunks to cancel their provider batches; a callback",
+        )
+    },
     "jobs_create": {
         "memory": "512Mi",
         "timeout": 60,

@@ -49,7 +49,7 @@ from .chunks import LeaseLost, _ChunkRun, _lines
 from .deps import Deps
 from .provider_port import ProviderError
 
-# How many of an ended job's chunks the end of the job wakes at once to cancel their
+# How many of a cancelled job's chunks the cancel wakes at once to cancel their
 # provider batches; the others are cancelled at their next poll.
 CANCEL_FANOUT = 100
 
@@ -271,7 +271,7 @@ def stop_batches(deps: Deps, job: Job, index: int) -> bool:
 
 
 def wake_to_stop(deps: Deps, job: Job) -> None:
-    """At the end of an economy job that did not complete: wake its chunks now (not at
-    their next poll) so their provider batches are cancelled."""
+    """At the cancel of an economy job: wake its chunks now (not at their next poll) so
+    their provider batches are cancelled."""
     for index in range(min(job.chunk_count or 0, CANCEL_FANOUT)):
         deps.tasks.enqueue_chunk(job.job_id, index, "stop")

@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import logs
 from ..domain import paths
-from ..domain.job import ENDED_EARLY, Job, JobError, JobMode, JobStatus
+from ..domain.job import Job, JobError, JobMode, JobStatus
 from ..domain.jsonl import dump_line
 from ..domain.outcomes import ErrorCode
 from . import quotas
@@ -182,10 +182,6 @@ def end_job(deps: Deps, job_id: str, ending: Ending) -> Ended:
         announce_end(deps, job_id)
     if after is not None and after.status.terminal:
         start_active(deps, after.client_id)
-    if won is not None and after is not None and after.mode is JobMode.ECONOMY and after.status in ENDED_EARLY:
-        from .economy import wake_to_stop  # the worker side, which the API's cancel only wakes
-
-        wake_to_stop(deps, after)
     return Ended(after, won is not None)
 
 
@@ -219,4 +215,11 @@ def cancel_job(deps: Deps, job: Job) -> Job:
     after = end_job(deps, job.job_id, Ending(JobStatus.CANCELLED)).job
     if after is None or after.status is not JobStatus.CANCELLED:
         raise JobTerminal(after or before)
+    if after.mode is JobMode.ECONOMY:
+        # Wake the chunks now rather than at their next poll, so their provider batches stop
+        # running (and billing) at once. A job that failed has its batches cancelled at the
+        # next poll of each chunk.
+        from .economy import wake_to_stop  # the worker side: this only enqueues
+
+        wake_to_stop(deps, after)
     return after

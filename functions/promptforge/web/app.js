@@ -188,6 +188,7 @@
     parts.badge = node("span", { class: "badge" });
     parts.live = node("span", { class: "live", hidden: true, title: "Live updates" }, node("span", { class: "visually-hidden", text: "live" }));
     parts.when = node("div", { class: "minor" });
+    parts.batches = node("div", { class: "minor batches", hidden: true });
     parts.jobError = node("div", { class: "job-error", hidden: true });
     parts.okBar = node("div", { class: "seg ok" });
     parts.failBar = node("div", { class: "seg failed" });
@@ -212,7 +213,7 @@
       "tr",
       { class: "job", "data-job-id": id },
       node("td", { class: "job-cell" }, parts.id, parts.model, parts.created, parts.meta),
-      node("td", { class: "status" }, node("div", { class: "status-line" }, parts.badge, parts.live), parts.when, parts.jobError),
+      node("td", { class: "status" }, node("div", { class: "status-line" }, parts.badge, parts.live), parts.when, parts.batches, parts.jobError),
       node("td", { class: "progress-cell" }, parts.bar, parts.pct),
       node("td", { class: "counts" }, parts.completed, " ok · ", parts.failed, " failed", node("br"), "of ", parts.total),
       parts.tokens,
@@ -228,7 +229,7 @@
     const n = done(job);
     const total = job.prompt_count;
     parts.row.dataset.status = job.status;
-    parts.model.textContent = `${job.provider} · ${job.model}`;
+    parts.model.textContent = `${job.provider} · ${job.model}${job.mode === "economy" ? " · economy" : ""}`;
     parts.created.textContent = localTime(job.created_at);
     parts.created.dateTime = job.created_at || "";
     const meta = Object.entries(job.metadata || {}).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ");
@@ -239,6 +240,12 @@
     parts.badge.className = `badge s-${job.status.toLowerCase()}`;
     parts.live.hidden = !state.streams.has(job.job_id);
     parts.when.textContent = duration(job);
+    // An economy job's provider batches, as the provider counts them, while they run.
+    const pb = job.provider_batches;
+    parts.batches.hidden = !pb;
+    parts.batches.textContent = pb
+      ? `provider: ${integer.format(pb.requests_done)} of ${integer.format(pb.requests)} requests · ${integer.format(pb.ended)} of ${integer.format(pb.batches)} batches ended`
+      : "";
     parts.jobError.hidden = !job.error;
     parts.jobError.textContent = job.error ? `${job.error.code}: ${job.error.message}` : "";
 

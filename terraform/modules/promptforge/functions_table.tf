@@ -166,7 +166,7 @@ locals {
       concurrency   = 40
       firestore     = true
       buckets       = {}
-      enqueues      = ["plan", "notify"] # starts the client's next PENDING job; a callback
+      enqueues      = ["plan", "chunks", "notify"] # starts the client's next PENDING job; wakes an economy job's chunks to cancel their provider batches; a callback
       signs_urls    = false
       provider_keys = false
     }
