@@ -417,13 +417,19 @@ class MemoryBatches:
     every open batch (answered like :class:`MemoryProviders` answers, or refused by
     ``script``), :meth:`end` ends them (what was not run comes back expired), and a cancel
     ends a batch where it is. ``submits`` counts creates, so a test sees a duplicate.
+    ``refuse`` may refuse a request before any call (a parameter the provider lacks).
     ``fail_next`` raises an error from the next call of that name (``submit``, ``status``,
     ``outcomes``, ``find``) once, after doing the call's work when ``after`` is set (the
     provider did it, the answer was lost).
     """
 
-    def __init__(self, script: Callable[[ChatRequest], ProviderError | None] | None = None) -> None:
+    def __init__(
+        self,
+        script: Callable[[ChatRequest], ProviderError | None] | None = None,
+        refuse: Callable[[ChatRequest], ProviderError | None] | None = None,
+    ) -> None:
         self.script = script
+        self.refuse = refuse
         self.batches: dict[str, MemoryBatch] = {}
         self.submits = 0
         self.cancels: list[str] = []
@@ -454,7 +460,11 @@ class MemoryBatches:
         for batch in self.batches.values():
             batch.ended = True
 
+    def refusal(self, item: BatchItem) -> ProviderError | None:
+        return self.refuse(item.request) if self.refuse else None
+
     async def submit(self, key: str, model: str, items: Sequence[BatchItem]) -> str:
+        assert all(self.refusal(item) is None for item in items), "a refused request was sent"
         self._fault("submit", False)
         with self._lock:
             self.submits += 1

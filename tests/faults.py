@@ -201,6 +201,9 @@ class ScriptedBatches:
         self._batches: dict[str, tuple[str, list[BatchItem]]] = {}
         self._looked: Counter[str] = Counter()
 
+    def refusal(self, item: BatchItem) -> ProviderError | None:
+        return None
+
     async def submit(self, key: str, model: str, items: Sequence[BatchItem]) -> str:
         done = self._checkpointed()
         for item in items:

@@ -232,6 +232,9 @@ def test_a_request_the_provider_cannot_express_is_refused_before_any_call(
     with pytest.raises(ProviderError) as refused:
         _run(open_batches(name), lambda p: p.submit("k6", MODEL, items))
     assert (refused.value.code, refused.value.retryable) == ("invalid_request", False)
+    # refusal() tells the use case which request it is, so the others still go in a batch.
+    found = _run(open_batches(name), lambda p: asyncio.sleep(0, [p.refusal(item) for item in items]))
+    assert found[0] is None and found[1] is not None and (found[1].code, found[1].retryable) == ("invalid_request", False)
     assert fake.stats()["requests_total"] == 0
 
 

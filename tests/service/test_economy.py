@@ -34,9 +34,10 @@ def economy(deps: StaticDeps, batches: MemoryBatches | None = None) -> tuple[Sta
     return dataclasses.replace(deps, batch_providers=batches), batches
 
 
-def submit_economy(deps: StaticDeps, n: int) -> tuple[str, str]:
-    """An economy job of ``n`` prompts, its upload accepted (chunks of 4 lines)."""
-    client_id, job_id = submit(deps, prompts_file(n))
+def submit_economy(deps: StaticDeps, n: int, extra: bytes = b"") -> tuple[str, str]:
+    """An economy job of ``n`` prompts (and ``extra`` lines), its upload accepted (chunks
+    of 4 lines)."""
+    client_id, job_id = submit(deps, prompts_file(n, extra))
 
     def to_economy(tx: Tx) -> None:
         job = tx.get_job(job_id)
@@ -263,3 +264,25 @@ def test_a_crash_while_mapping_leaves_every_row_once(deps: StaticDeps) -> None:
 
 def _ids(rows: list[dict[str, Any]]) -> list[str]:
     return sorted(str(r["prompt_id"]) for r in rows)
+
+
+def test_a_request_the_provider_cannot_take_gets_its_row_and_the_rest_go_in_the_batch(deps: StaticDeps) -> None:
+    def lacks_top_k(request: ChatRequest) -> ProviderError | None:
+        if "top_k" in request.params:
+            return ProviderError(ErrorCode.INVALID_REQUEST, "parameter 'top_k' is not supported", retryable=False)
+        return None
+
+    deps, batches = economy(deps, MemoryBatches(refuse=lacks_top_k))
+    client_id, job_id = submit_economy(deps, 3, b'{"prompt_id": "odd", "prompt": "q", "params": {"top_k": 5}}\n')
+    [task] = plan(deps)
+    assert step(deps) == [ChunkOutcome.BATCH_SUBMITTED]
+    chunk = deps.store.get_chunk(job_id, 0)
+    assert chunk is not None and chunk.failed == 1  # its row, checkpointed before the batch
+    assert [len(b.items) for b in batches.batches.values()] == [3]
+    batches.run()
+    batches.end()
+    step(deps)
+    results, errors = all_rows(deps, client_id, job_id)
+    assert _ids(results) == ["p0000", "p0001", "p0002"]
+    assert [(e["prompt_id"], e["error"]) for e in errors] == [("odd", "invalid_request")]
+    assert task.poll is None

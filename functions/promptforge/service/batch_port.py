@@ -64,8 +64,16 @@ class BatchProvider(Protocol):
     batch to end. Raises :class:`ProviderError` when the provider refuses a call (a
     retryable one for 429s, 5xx and network errors)."""
 
+    def refusal(self, item: BatchItem) -> ProviderError | None:
+        """Why the provider cannot take this request (a parameter it has no equivalent
+        for, a value it cannot express), found without a call; None when it can. A
+        batch is made of the requests that pass, so one bad line does not fail the rest
+        of its chunk: it gets its own error row, as in a fast job."""
+        ...
+
     async def submit(self, key: str, model: str, items: Sequence[BatchItem]) -> str:
-        """Create one batch of ``items`` for ``model`` labelled with ``key``; returns its id."""
+        """Create one batch of ``items`` (each passed :meth:`refusal`) for ``model``
+        labelled with ``key``; returns its id."""
         ...
 
     async def find(self, key: str, since: datetime, count: int) -> list[str]:

@@ -90,7 +90,7 @@ class EconomyRun(_ChunkRun):
                 # a fast call would, after asking it to stop the batch.
                 self._cancel_quietly(provider)
                 todo, late = self._todo()
-                self._rows(todo, {}, refused=exc)
+                self._rows(todo, {}, self.chunk.batch_key or "", refused=exc)
                 self.checkpoints.pending.errors.extend(late)
                 return self._done()
         finally:
@@ -125,8 +125,24 @@ class EconomyRun(_ChunkRun):
             ids = runtime.run(provider.find(key, self.chunk.batch_since - timedelta(minutes=5), len(todo)))
         found = bool(ids)
         if not ids:
+            items, refused = [], {}
+            for line in todo:
+                item = BatchItem(custom_id(key, line.line), chat_request(self.job, line))
+                refusal = provider.refusal(item)
+                if refusal is None:
+                    items.append(item)
+                else:
+                    refused[item.custom_id] = BatchOutcome(item.custom_id, error=refusal)
+            if refused:
+                # Their rows now, before the batch: a later delivery finds them checkpointed.
+                self._rows([line for line in todo if custom_id(key, line.line) in refused], refused, key)
+                if self.checkpoints.pending:
+                    self.checkpoints.write(self.checkpoints.take())
+                todo = [line for line in todo if custom_id(key, line.line) not in refused]
+            if not items:
+                self.checkpoints.pending.errors.extend(late)
+                return self._done()
             self._store(batch_key=key, batch_since=self.deps.now())
-            items = [BatchItem(custom_id(key, line.line), chat_request(self.job, line)) for line in todo]
             try:
                 ids = [runtime.run(provider.submit(key, self.job.model, items))]
             except ProviderError as exc:
@@ -134,7 +150,7 @@ class EconomyRun(_ChunkRun):
                     raise  # the task's retry finds the key and asks the provider first
                 # The provider refused the batch itself (too large, a bad model): every
                 # prompt in it gets the refusal as its error row, as a fast call would.
-                self._rows(todo, {}, refused=exc)
+                self._rows(todo, {}, key, refused=exc)
                 self.checkpoints.pending.errors.extend(late)
                 return self._done()
         self._store(batch_ids=tuple(ids), batch_total=len(todo), batch_found=found)
@@ -205,14 +221,17 @@ class EconomyRun(_ChunkRun):
             logs.warning("economy batch not found under its key; submitting it", job_id=self.job.job_id, chunk=self.chunk.index)
             self._store(batch_ids=(), batch_found=False, batch_ended=False, batch_done=0, batch_failed=0)
             return self._submit(provider, look=False)
-        self._rows(todo, found)
+        self._rows(todo, found, key)
         self.checkpoints.pending.errors.extend(late)
         return self._done()
 
-    def _rows(self, todo: Sequence[PromptLine], found: dict[str, BatchOutcome], refused: ProviderError | None = None) -> None:
-        """Each line's row, checkpointed a batch of rows at a time."""
+    def _rows(
+        self, todo: Sequence[PromptLine], found: dict[str, BatchOutcome], key: str, refused: ProviderError | None = None
+    ) -> None:
+        """Each line's row from its outcome in ``found`` (by its custom id under ``key``;
+        none: the batch ended without running it), or ``refused`` for every line;
+        checkpointed a batch of rows at a time."""
         cp = self.checkpoints
-        key = self.chunk.batch_key or ""
         for line in todo:
             outcome = found.get(custom_id(key, line.line))
             if outcome is not None and outcome.result is not None:

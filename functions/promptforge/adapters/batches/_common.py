@@ -39,6 +39,15 @@ def check_items(model: str, items: Sequence[BatchItem]) -> None:
             raise ValueError(f"request {item.custom_id!r} is for another model than its batch")
 
 
+def refusal_of(build: Callable[[], object]) -> ProviderError | None:
+    """The error ``build`` (a request's body, made without a call) raises, or None."""
+    try:
+        build()
+    except ProviderError as exc:
+        return exc
+    return None
+
+
 def created(ident: object) -> str:
     """The id of a batch the provider says it created (``unreadable`` when it gave none)."""
     if not isinstance(ident, str) or not ident:

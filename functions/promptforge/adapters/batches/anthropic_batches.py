@@ -21,8 +21,19 @@ from typing import Any
 from ...service.batch_port import BatchInfo, BatchItem, BatchOutcome
 from ..providers._opening import Secret, Settings
 from ..providers.anthropic_sdk import AnthropicProvider, error_for, message_result, open_anthropic, request_body, sdk_errors
-from ..providers.base import ChatRequest
-from ._common import Outcomes, cancel_unless_ended, check_items, created, earliest, expired, not_ended, outcome, unreadable
+from ..providers.base import ChatRequest, ProviderError
+from ._common import (
+    Outcomes,
+    cancel_unless_ended,
+    check_items,
+    created,
+    earliest,
+    expired,
+    not_ended,
+    outcome,
+    refusal_of,
+    unreadable,
+)
 
 _STATES = frozenset({"in_progress", "canceling", "ended"})
 # The HTTP status each of Anthropic's error types comes with, so that an errored request
@@ -74,6 +85,9 @@ class AnthropicBatches:
 
     def __init__(self, provider: AnthropicProvider) -> None:
         self._provider = provider
+
+    def refusal(self, item: BatchItem) -> ProviderError | None:
+        return refusal_of(lambda: batch_params(item.request))
 
     async def submit(self, key: str, model: str, items: Sequence[BatchItem]) -> str:
         check_items(model, items)

@@ -21,12 +21,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import pydantic
 from google.genai import types
 
+from ...domain.outcomes import ErrorCode
 from ...service.batch_port import BatchInfo, BatchItem, BatchOutcome
 from ..providers import _json
 from ..providers._opening import Secret, Settings, deployment_key
-from ..providers.base import ProviderUnavailable
+from ..providers.base import ProviderError, ProviderUnavailable
 from ..providers.gemini_sdk import GeminiProvider, error_for, request_config, response_result, sdk_errors
 from . import _common
 
@@ -78,18 +80,24 @@ class GeminiBatches:
     def __init__(self, provider: GeminiProvider) -> None:
         self._provider = provider
 
+    def _inlined(self, item: BatchItem) -> types.InlinedRequest:
+        contents, config = request_config(item.request)
+        try:
+            return types.InlinedRequest(
+                contents=contents,
+                config=types.GenerateContentConfig(**config) if config else None,
+                metadata={ID_FIELD: item.custom_id},
+            )
+        except pydantic.ValidationError:
+            # A parameter's value the SDK's types refuse (a temperature that is no number).
+            raise ProviderError(ErrorCode.INVALID_REQUEST, "a parameter's value is not one Gemini accepts", False) from None
+
+    def refusal(self, item: BatchItem) -> ProviderError | None:
+        return _common.refusal_of(lambda: self._inlined(item))
+
     async def submit(self, key: str, model: str, items: Sequence[BatchItem]) -> str:
         _common.check_items(model, items)
-        requests: list[types.InlinedRequestOrDict] = []
-        for item in items:
-            contents, config = request_config(item.request)
-            requests.append(
-                types.InlinedRequest(
-                    contents=contents,
-                    config=types.GenerateContentConfig(**config) if config else None,
-                    metadata={ID_FIELD: item.custom_id},
-                )
-            )
+        requests: list[types.InlinedRequestOrDict] = [self._inlined(item) for item in items]
         with sdk_errors(), self._provider.client() as client:
             job = await client.batches.create(model=model, src=requests, config={"display_name": key})
         return _common.created(job.name)

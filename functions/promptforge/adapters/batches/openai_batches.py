@@ -21,7 +21,7 @@ from typing import Any, Final
 from ...service.batch_port import BatchInfo, BatchItem, BatchOutcome
 from ..providers import _json
 from ..providers._opening import Secret, Settings
-from ..providers.base import ChatRequest, ProviderUnavailable
+from ..providers.base import ChatRequest, ProviderError, ProviderUnavailable
 from ..providers.openai_sdk import OpenAIProvider, open_openai, sdk_errors
 from ..providers.openai_wire import FAKE_KEY, completion_result, configured_endpoint, error_for_body
 from . import _common
@@ -47,6 +47,9 @@ class OpenAIBatches:
         request: ChatRequest = item.request
         body = {**self._provider.params(request), "model": request.model, "messages": request.messages}
         return _json.dumps({"custom_id": item.custom_id, "method": "POST", "url": CHAT_ENDPOINT, "body": body}) + b"\n"
+
+    def refusal(self, item: BatchItem) -> ProviderError | None:
+        return _common.refusal_of(lambda: self._line(item))
 
     async def submit(self, key: str, model: str, items: Sequence[BatchItem]) -> str:
         _common.check_items(model, items)
