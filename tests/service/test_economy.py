@@ -16,7 +16,7 @@ from promptforge.domain.outcomes import ErrorCode
 from promptforge.service import lifecycle
 from promptforge.service.chunks import ChunkBusy, process_chunk
 from promptforge.service.deps import StaticDeps
-from promptforge.service.economy import batch_key
+from promptforge.service.economy import EconomyRun, batch_key
 from promptforge.service.plan import plan_job
 from promptforge.service.ports import Tx
 from promptforge.service.provider_port import ChatRequest, ProviderError
@@ -286,3 +286,26 @@ def test_a_request_the_provider_cannot_take_gets_its_row_and_the_rest_go_in_the_
     assert _ids(results) == ["p0000", "p0001", "p0002"]
     assert [(e["prompt_id"], e["error"]) for e in errors] == [("odd", "invalid_request")]
     assert task.poll is None
+
+
+def test_a_chunk_whose_rows_are_all_checkpointed_is_published_without_the_provider(
+    deps: StaticDeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deps, batches = economy(deps)
+    client_id, job_id = submit_economy(deps, 4)
+    step(deps)
+    batches.run()
+    batches.end()
+    poll = tasks_of(deps).chunk_tasks[0]
+    with monkeypatch.context() as patch:
+
+        def die_before_done(self: Any) -> None:
+            raise Lost("killed after the last checkpoint, before DONE")
+
+        patch.setattr(EconomyRun, "_finish", die_before_done)
+        with pytest.raises(Lost):
+            deliver(deps, poll)
+    batches.batches.clear()  # the provider no longer has the batch
+    assert deliver(deps, poll) == ChunkOutcome.DONE
+    results, _ = all_rows(deps, client_id, job_id)
+    assert _ids(results) == ["p0000", "p0001", "p0002", "p0003"]

@@ -76,6 +76,11 @@ class EconomyRun(_ChunkRun):
         if self.poll is not None and self.poll < chunk.batch_polls:
             self._wait(chunk.batch_polls, schedule=False)
             return ChunkOutcome.STALE_POLL
+        if chunk.adds_up():
+            # Every row is checkpointed already (a delivery died before DONE, or finalization
+            # re-drove the chunk to publish it again): no need to ask the provider, whose
+            # results may be gone by now.
+            return self._done()
         provider = self.deps.batch_providers(self.job.provider, self.s, self.job.endpoint)
         try:
             if not chunk.batch_ids:
