@@ -176,12 +176,20 @@ def deliver(url: str, body: dict[str, Any], timeout_s: float = DELIVERY_TIMEOUT_
         time.sleep(0.2)
 
 
-def duplicate_polls(stack: Stack, store: Any, job_id: str, chunks: int, copies: int = 2) -> Counter[str]:
+@dataclass(frozen=True)
+class Delivery:
+    """One poll task delivered again, and what process_chunk said it did."""
+
+    chunk: int
+    poll: int
+    outcome: str
+
+
+def duplicate_polls(stack: Stack, store: Any, job_id: str, chunks: int, copies: int = 2) -> list[Delivery]:
     """Deliver poll tasks again straight to process_chunk, as Cloud Tasks redelivers a task
     (``{"job_id", "chunk", "poll"}``): for each chunk with a batch, the poll it ran last (a
     redelivery of a task already served) and, ``copies`` times at once, the poll it
-    expects next (whose scheduled task still arrives later, one copy more). Returns the
-    outcomes the deliveries reported, counted."""
+    expects next (whose scheduled task still arrives later, one copy more)."""
     bodies = []
     for index in range(chunks):
         chunk = store.get_chunk(job_id, index)
@@ -191,8 +199,12 @@ def duplicate_polls(stack: Stack, store: Any, job_id: str, chunks: int, copies: 
             bodies.append({"job_id": job_id, "chunk": index, "poll": chunk.batch_polls - 1})
         bodies += [{"job_id": job_id, "chunk": index, "poll": chunk.batch_polls}] * copies
     url = stack.function_url("process_chunk")
+
+    def one(body: dict[str, Any]) -> Delivery:
+        return Delivery(body["chunk"], body["poll"], deliver(url, body))
+
     with ThreadPoolExecutor(max(1, min(16, len(bodies)))) as pool:
-        return Counter(pool.map(lambda body: deliver(url, body), bodies))
+        return list(pool.map(one, bodies))
 
 
 def restart_worker(stack: Stack) -> float:
@@ -256,7 +268,8 @@ def run_job(bench: Bench, provider: str, mode: str, prompts: list[tuple[str, str
                 if now["status"] == "PROCESSING":
                     kills.append(restart_worker(bench.stack))
                     polls += duplicate_polls(bench.stack, bench.store, job_id, chunks)
-                run.extra.update(kills=[round(k, 1) for k in kills], duplicate_polls=dict(polls))
+                outcomes = Counter(d.outcome for d in polls)
+                run.extra.update(kills=[round(k, 1) for k in kills], duplicate_polls=dict(outcomes))
             else:
                 run.note = f"ended {now['status']} before every batch was created"
         final = wait_for(base, key, job_id, lambda s: False, timeout_s)
