@@ -33,7 +33,6 @@ overhead and exactly-once through a kill and duplicate polls, not any provider's
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -65,7 +64,10 @@ MODELS = {
 MAX_TOKENS = 50  # every job's params: Anthropic's default of 1024 would dominate the token limit
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 POLL_S = 0.5
-DELIVERY_TIMEOUT_S = 60.0
+DELIVERY_TIMEOUT_S = 300.0
+# How long a delivery may go unanswered before it is tried again (Cloud Tasks' dispatch
+# deadline is the queue's; a chunk delivery normally answers in a second or two).
+DISPATCH_DEADLINE_S = 30.0
 
 
 def log(message: str) -> None:
@@ -159,16 +161,23 @@ def chunk_store(stack: Stack) -> Any:
     )
 
 
-def deliver(url: str, body: dict[str, Any], timeout_s: float = DELIVERY_TIMEOUT_S) -> str:
+def deliver(url: str, body: dict[str, Any], timeout_s: float = DELIVERY_TIMEOUT_S) -> tuple[str, int]:
     """POST a chunk task's body to process_chunk until it answers 2xx, as Cloud Tasks
     retries a delivery (a 503 while another delivery holds the chunk, a worker that is
-    starting); returns the outcome it reports."""
+    starting, no answer within the dispatch deadline); returns the outcome it reported and
+    how many attempts went unanswered for ``DISPATCH_DEADLINE_S``."""
     deadline = time.monotonic() + timeout_s
+    unanswered = 0
     while True:
-        with contextlib.suppress(requests.ConnectionError):
-            res = requests.post(url, json=body, timeout=60)
+        try:
+            res = requests.post(url, json=body, timeout=DISPATCH_DEADLINE_S)
+        except requests.Timeout:
+            unanswered += 1
+        except requests.ConnectionError:
+            pass
+        else:
             if res.ok:
-                return str(res.json().get("outcome"))
+                return str(res.json().get("outcome")), unanswered
             if res.status_code not in (429, 503):
                 raise RuntimeError(f"process_chunk answered {res.status_code} to {body}: {res.text[:300]}")
         if time.monotonic() > deadline:
@@ -183,6 +192,7 @@ class Delivery:
     chunk: int
     poll: int
     outcome: str
+    unanswered: int = 0  # attempts that got no answer within DISPATCH_DEADLINE_S
 
 
 def duplicate_polls(stack: Stack, store: Any, job_id: str, chunks: int, copies: int = 2) -> list[Delivery]:
@@ -201,7 +211,7 @@ def duplicate_polls(stack: Stack, store: Any, job_id: str, chunks: int, copies: 
     url = stack.function_url("process_chunk")
 
     def one(body: dict[str, Any]) -> Delivery:
-        return Delivery(body["chunk"], body["poll"], deliver(url, body))
+        return Delivery(body["chunk"], body["poll"], *deliver(url, body))
 
     with ThreadPoolExecutor(max(1, min(16, len(bodies)))) as pool:
         return list(pool.map(one, bodies))
@@ -270,6 +280,9 @@ def run_job(bench: Bench, provider: str, mode: str, prompts: list[tuple[str, str
                     polls += duplicate_polls(bench.stack, bench.store, job_id, chunks)
                 outcomes = Counter(d.outcome for d in polls)
                 run.extra.update(kills=[round(k, 1) for k in kills], duplicate_polls=dict(outcomes))
+                unanswered = sum(d.unanswered for d in polls)
+                if unanswered:
+                    run.note = f"{unanswered} redelivered polls unanswered for {DISPATCH_DEADLINE_S:g} s"
             else:
                 run.note = f"ended {now['status']} before every batch was created"
         final = wait_for(base, key, job_id, lambda s: False, timeout_s)

@@ -107,6 +107,7 @@ def assert_one_chain(deliveries: list[Delivery], chunks: int) -> None:
         assert sum(d.outcome in ADVANCED for d in mine) <= 1, mine
         assert all(d.outcome in NOTHING for d in mine if d.poll < expected), mine
         assert sum(d.poll == expected for d in mine) == 2, mine
+    assert all(d.unanswered == 0 for d in deliveries), deliveries
 
 
 def assert_like_fast(base: str, economy_job: tuple[str, str], fast_job: tuple[str, str], ids: list[str]) -> None:
@@ -147,6 +148,7 @@ def test_an_economy_job_is_a_fast_one_at_half_price_through_a_worker_kill_and_du
     # once the one it expects next. One chain of polls goes on; the others change nothing.
     assert_one_chain(duplicate_polls(stack, store, eco, 3), 3)
     # A crash of every worker while the batches run.
+    assert status(base, eco_key, eco)["status"] == "PROCESSING"
     restart_worker(stack)
 
     assert_like_fast(base, (eco_key, eco), (fast_key, fast), ids)
