@@ -270,6 +270,31 @@ class Stack:
             # server, which can also be pointed at the fake LLM).
             "PROMPTFORGE_PROVIDERS": LOCAL_PROVIDERS,
             "PROMPTFORGE_BASE_URL": self.base_url,
+            # Economy jobs poll their provider batches after 1 s, then at most every 5 s
+            # (production waits 30 s, doubling to 10 minutes): the fake LLM's batches end
+            # in seconds, and a local economy job should too.
+            "PROMPTFORGE_ECONOMY_POLL_FIRST_SECONDS": "1",
+            "PROMPTFORGE_ECONOMY_POLL_MAX_SECONDS": "5",
+        }
+
+    def sdk_providers_env(self) -> dict[str, str]:
+        """openai, anthropic and gemini enabled and pointed at this stack's fake LLM (which
+        speaks all three formats and their batch APIs), with a throwaway key each: add it
+        to ``extra_env`` to run jobs, economy ones included, on those providers locally.
+
+        Not part of :meth:`env`: shells export that (``stack.py env``), and
+        ``OPENAI_BASE_URL`` or ``OPENAI_API_KEY`` there would point a developer's own SDKs
+        at the fake, or replace their real key.
+        """
+        fake = f"http://{HOST}:{self.ports['fake-llm']}"
+        return {
+            "PROMPTFORGE_PROVIDERS": f"{LOCAL_PROVIDERS},openai,anthropic,gemini",
+            "OPENAI_BASE_URL": f"{fake}/v1",
+            "ANTHROPIC_BASE_URL": fake,
+            "GEMINI_BASE_URL": fake,
+            "OPENAI_API_KEY": "sk-local-fake-llm",
+            "ANTHROPIC_API_KEY": "sk-ant-local-fake-llm",
+            "GEMINI_API_KEY": "local-fake-llm",
         }
 
     def _definitions(self) -> dict[str, Service]:

@@ -229,6 +229,22 @@ def test_the_model_server_is_an_extra_service_and_endpoint_only_when_asked_for()
         Stack("dev", services=["model-server"])
 
 
+def test_the_sdk_providers_env_points_them_at_the_fake_llm_and_stays_out_of_env() -> None:
+    dev = Stack("dev")
+    assert dev.sdk_providers_env() == {
+        "PROMPTFORGE_PROVIDERS": "fake,openai_compatible,openai,anthropic,gemini",
+        "OPENAI_BASE_URL": "http://127.0.0.1:8405/v1",
+        "ANTHROPIC_BASE_URL": "http://127.0.0.1:8405",
+        "GEMINI_BASE_URL": "http://127.0.0.1:8405",
+        "OPENAI_API_KEY": "sk-local-fake-llm",
+        "ANTHROPIC_API_KEY": "sk-ant-local-fake-llm",
+        "GEMINI_API_KEY": "local-fake-llm",
+    }
+    # What shells export enables none of them and carries no key.
+    assert dev.env()["PROMPTFORGE_PROVIDERS"] == "fake,openai_compatible"
+    assert not {k for k in dev.env() if k.endswith("_API_KEY") or k.endswith("_BASE_URL") and k != "PROMPTFORGE_BASE_URL"}
+
+
 def test_env_points_at_the_stack(stack: Stack) -> None:
     env = stack.env()
     b = BASE_PORT
@@ -258,6 +274,8 @@ def test_env_points_at_the_stack(stack: Stack) -> None:
         "PROMPTFORGE_ALLOW_LOOPBACK_HTTP_CALLBACKS": "1",
         "PROMPTFORGE_ENDPOINTS": json.dumps({"local": {"base_url": f"http://127.0.0.1:{b + 5}/v1"}}),
         "PROMPTFORGE_BASE_URL": f"http://127.0.0.1:{b}",
+        "PROMPTFORGE_ECONOMY_POLL_FIRST_SECONDS": "1",
+        "PROMPTFORGE_ECONOMY_POLL_MAX_SECONDS": "5",
     }
     # The files `up` leaves for shells and tools say the same.
     exported = (stack.run_dir / "stack.env").read_text()
