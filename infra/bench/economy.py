@@ -14,9 +14,10 @@ PUT, status polls, results download):
   told those limits (``PROMPTFORGE_RATE_LIMITS``), as an operator would configure them.
 * **economy**: each chunk goes to the provider as one batch; the fake finishes a batch's
   requests evenly over ``--batch-completion-s`` seconds from its creation. Once every chunk's
-  batch is created, the run kills ``process_chunk`` (SIGKILL of its process group) and
-  starts it again, then delivers every chunk's current poll task twice more straight to
-  the function, as Cloud Tasks would redeliver it.
+  batch is created, and again once the first batch has ended, the run delivers every
+  chunk's last poll task again and its next one twice, straight to the function, as Cloud
+  Tasks would redeliver them (``--at-once``: all at the same time), and kills
+  ``process_chunk`` (SIGKILL of its process group) and starts it again.
 
 Measured: wall time from the PUT to the status poll that sees ``COMPLETED``, HTTP calls the
 fake provider received, the job's tokens and estimated cost (its status), the cost ratio
@@ -195,26 +196,31 @@ class Delivery:
     unanswered: int = 0  # attempts that got no answer within DISPATCH_DEADLINE_S
 
 
-def duplicate_polls(stack: Stack, store: Any, job_id: str, chunks: int, copies: int = 2) -> list[Delivery]:
+def duplicate_polls(stack: Stack, store: Any, job_id: str, chunks: int, at_once: bool = True) -> list[Delivery]:
     """Deliver poll tasks again straight to process_chunk, as Cloud Tasks redelivers a task
     (``{"job_id", "chunk", "poll"}``): for each chunk with a batch, the poll it ran last (a
-    redelivery of a task already served) and, ``copies`` times at once, the poll it
-    expects next (whose scheduled task still arrives later, one copy more)."""
-    bodies = []
+    redelivery of a task already served) and twice the poll it expects next (whose
+    scheduled task still arrives later, one copy more). ``at_once``: all of them at the
+    same time; otherwise each chunk's one after the other (a redelivery after the
+    delivery before it was answered), the chunks side by side."""
+    per_chunk = []
     for index in range(chunks):
         chunk = store.get_chunk(job_id, index)
         if chunk is None or not chunk.batch_ids:
             continue
-        if chunk.batch_polls:
-            bodies.append({"job_id": job_id, "chunk": index, "poll": chunk.batch_polls - 1})
-        bodies += [{"job_id": job_id, "chunk": index, "poll": chunk.batch_polls}] * copies
+        polls = [chunk.batch_polls - 1] if chunk.batch_polls else []
+        per_chunk.append([{"job_id": job_id, "chunk": index, "poll": p} for p in [*polls, chunk.batch_polls, chunk.batch_polls]])
     url = stack.function_url("process_chunk")
 
     def one(body: dict[str, Any]) -> Delivery:
         return Delivery(body["chunk"], body["poll"], *deliver(url, body))
 
-    with ThreadPoolExecutor(max(1, min(16, len(bodies)))) as pool:
-        return list(pool.map(one, bodies))
+    def in_turn(bodies: list[dict[str, Any]]) -> list[Delivery]:
+        return [one(body) for body in bodies]
+
+    groups = [[body] for bodies in per_chunk for body in bodies] if at_once else per_chunk
+    with ThreadPoolExecutor(max(1, min(16, len(groups)))) as pool:
+        return [d for done in pool.map(in_turn, groups) for d in done]
 
 
 def restart_worker(stack: Stack) -> float:
@@ -271,13 +277,13 @@ def run_job(bench: Bench, provider: str, mode: str, prompts: list[tuple[str, str
             if now["status"] == "PROCESSING":
                 run.extra["created_s"] = round(time.monotonic() - started, 1)
                 chunks = int(now["provider_batches"]["batches"])
-                polls = duplicate_polls(bench.stack, bench.store, job_id, chunks)
+                polls = duplicate_polls(bench.stack, bench.store, job_id, chunks, at_once=bench.args.at_once)
                 kills = [restart_worker(bench.stack)]  # every worker dies between polls
                 # And again once a batch ended: deliveries are mapping outcomes to rows.
                 now = wait_for(base, key, job_id, lambda s: (s.get("provider_batches") or {}).get("ended", 0) > 0, timeout_s)
                 if now["status"] == "PROCESSING":
                     kills.append(restart_worker(bench.stack))
-                    polls += duplicate_polls(bench.stack, bench.store, job_id, chunks)
+                    polls += duplicate_polls(bench.stack, bench.store, job_id, chunks, at_once=bench.args.at_once)
                 outcomes = Counter(d.outcome for d in polls)
                 run.extra.update(kills=[round(k, 1) for k in kills], duplicate_polls=dict(outcomes))
                 unanswered = sum(d.unanswered for d in polls)
@@ -408,7 +414,8 @@ def render(runs: list[Run], args: argparse.Namespace, markdown: bool = False) ->
         "PromptForge configured with those limits.",
         f"economy: the fake finishes each batch's requests evenly over {args.batch_completion_s:g} s after its creation; "
         "each run went through a SIGKILL of process_chunk once every batch was created and again once the first one "
-        "ended, each time with the chunks' last and next poll tasks delivered again (the next one twice at once).",
+        "ended, each time with the chunks' last poll task delivered again and their next one twice "
+        + ("(all at once)." if args.at_once else "(each chunk's one after the other)."),
         "The fake's batch timing is a pure function of its clock; real providers take minutes to 24 h. "
         "This measures PromptForge's overhead and exactly-once, not a provider's queue.",
     ]
@@ -429,6 +436,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rpm", type=int, default=10_000, help="the fake's (and PromptForge's) request limit for fast jobs")
     p.add_argument("--tpm", type=int, default=2_000_000, help="the fake's (and PromptForge's) token limit for fast jobs")
     p.add_argument("--latency-ms", type=float, default=300.0, help="the fake's answer time for fast jobs")
+    p.add_argument(
+        "--at-once",
+        action="store_true",
+        help="deliver the redelivered polls all at once (default: each chunk's one after the other)",
+    )
     p.add_argument("--base-port", type=int, default=8700)
     p.add_argument("--timeout-s", type=float, default=900.0, help="give up on a job after this long")
     p.add_argument("--out", type=Path, default=ROOT / "bench-out" / "economy")
