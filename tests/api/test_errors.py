@@ -421,3 +421,19 @@ def test_an_event_stream_over_the_clients_cap_is_a_429_with_limit_and_current(
     over = client.get(f"/v1/jobs/{new_job(deps, me).job_id}/events", headers=me.headers)
     err = error(over, 429, "too_many_event_streams")
     assert err["details"] == {"limit": cap, "current": cap} and int(over.headers["Retry-After"]) > 0
+
+
+def test_a_contended_store_is_a_503_to_retry_not_a_500(client: FlaskClient, deps: StaticDeps, me: Caller) -> None:
+    from promptforge.service.ports import StoreContention
+
+    job = new_job(deps, me)
+
+    def contended(fn: Any) -> Any:
+        raise StoreContention("a transaction could not commit under contention")
+
+    deps.store.run_transaction = contended  # type: ignore[method-assign]
+    cancel = client.post(f"/v1/jobs/{job.job_id}/cancel", headers=me.headers)
+    error(cancel, 503, "busy")
+    assert int(cancel.headers["Retry-After"]) >= 1
+    task = client.post("/_tasks/process_chunk", json={"job_id": job.job_id, "chunk": 0})
+    error(task, 503, "busy")  # Cloud Tasks retries it

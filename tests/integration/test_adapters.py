@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -323,7 +324,9 @@ class _Receiver(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         # Header names are case-insensitive; the emulator's urllib re-cases them.
-        self.got.append((self.path, body, {k.lower(): v for k, v in self.headers.items()}))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        headers["received-at"] = str(time.monotonic())
+        self.got.append((self.path, body, headers))
         self.event.set()
         self.send_response(200)
         self.end_headers()
@@ -353,6 +356,52 @@ def test_tasks_reach_their_worker_with_their_payload(live: LiveDeps) -> None:
         assert names == {f"plan-{job_id}", f"chunk-{job_id}-00005"}
     finally:
         server.shutdown()
+
+
+def test_a_poll_task_waits_for_its_time_and_carries_its_number(live: LiveDeps) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        settings = dataclasses.replace(live.settings, chunk_url=f"{base}/chunk")
+        from promptforge.adapters.cloud_tasks import CloudTasksQueue, make_client
+
+        queue = CloudTasksQueue(make_client(settings), settings)
+        job_id = str(uuid.uuid4())
+        enqueued = time.monotonic()
+        queue.enqueue_chunk(job_id, 7, "p3", delay_s=4, poll=3)
+
+        def mine() -> list[tuple[str, dict[str, Any], dict[str, str]]]:
+            return [g for g in _Receiver.got if g[1]["job_id"] == job_id]
+
+        deadline = time.monotonic() + 30
+        while not mine() and time.monotonic() < deadline:
+            _Receiver.event.wait(0.2)
+        [(path, body, headers)] = mine()
+        assert (path, body) == ("/chunk", {"job_id": job_id, "chunk": 7, "poll": 3})
+        assert headers["x-cloudtasks-taskname"] == f"chunk-{job_id}-00007-p3"
+        # Not before its schedule (a lower bound: a busy machine only makes it later).
+        assert float(headers["received-at"]) - enqueued >= 3.0
+    finally:
+        server.shutdown()
+
+
+def test_a_transaction_that_cannot_commit_under_contention_is_store_contention(live: LiveDeps) -> None:
+    from google.api_core import exceptions as gexc
+
+    from promptforge.service.ports import StoreContention
+
+    tries = 0
+
+    def always_contended(tx: Any) -> None:
+        nonlocal tries
+        tries += 1
+        tx.get_job("nobody")
+        raise gexc.Aborted("another writer holds the document")
+
+    with pytest.raises(StoreContention):
+        live.store.run_transaction(always_contended)
+    assert tries >= 6  # retried before giving up
 
 
 def test_free_form_maps_keep_any_keys_and_depth(live: LiveDeps) -> None:

@@ -40,7 +40,7 @@ from ..domain.outcomes import ROW_ERROR_CODES
 from ..domain.plan_state import PlanPhase, PlanSlice, PlanState
 from ..domain.records import ApiKey, BatchTotals, Chunk, ChunkStatus, ClientState, DoneCount, Totals, Waiting
 from ..domain.usage import REQUEST_WINDOW, AwaitingUpload, ClientUsage
-from ..service.ports import BudgetBeat, DoneMark
+from ..service.ports import BudgetBeat, DoneMark, StoreContention
 
 T = TypeVar("T")
 _BATCH = 400  # below Firestore's 500 writes per batch
@@ -280,8 +280,10 @@ class FirestoreJobStore:
                 return result
             except (gexc.Aborted, ValueError) as exc:
                 contended = isinstance(exc, gexc.Aborted) or isinstance(exc.__cause__, gexc.Aborted)
-                if not contended or attempt == 5:
+                if not contended:
                     raise
+                if attempt == 5:
+                    raise StoreContention("a transaction could not commit under contention") from exc
                 time.sleep(random.uniform(0.05, 0.1) * 2**attempt)
         raise AssertionError("unreachable")
 

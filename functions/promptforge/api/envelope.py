@@ -41,5 +41,10 @@ def payload_too_large(limit_bytes: int, advice: str = "") -> ApiError:
     return ApiError(413, "payload_too_large", message, {"limit_bytes": limit_bytes})
 
 
+def busy(retry_after_s: int = 2) -> ApiError:
+    """The store was too contended to commit: nothing changed, the request can be retried."""
+    return ApiError(503, "busy", "Busy; nothing changed, retry shortly", headers={"Retry-After": str(retry_after_s)})
+
+
 def internal() -> ApiError:
     return ApiError(500, "internal", "Internal error; the request can be retried")

@@ -28,9 +28,9 @@ from ..domain.job import Job, JobMode
 from ..domain.provider_registry import BY_NAME
 from ..service import keys, lifecycle, progress, quotas, results
 from ..service.deps import Deps
-from ..service.ports import BlockedAddress
+from ..service.ports import BlockedAddress, StoreContention
 from .body import drain, parse_object, read_limited, to_json
-from .envelope import ApiError, internal, invalid, not_found, payload_too_large, unauthenticated
+from .envelope import ApiError, busy, internal, invalid, not_found, payload_too_large, unauthenticated
 from .schemas import (
     CreateRequest,
     InitRequest,
@@ -69,6 +69,11 @@ def endpoint(handler: Handler, deps_factory: Callable[[], Deps]) -> Callable[[fl
             return json_response(status, body, headers)
         except ApiError as exc:
             return json_response(exc.status, exc.body(), exc.headers)
+        except StoreContention:
+            # Many writers on one document (chunks of a job ending together): transient.
+            logs.warning("store contention", path=request.path)
+            err = busy()
+            return json_response(err.status, err.body(), err.headers)
         except Exception as exc:  # the last line of defence: log where, answer plainly
             logs.error(
                 "unhandled error",

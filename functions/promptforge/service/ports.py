@@ -248,6 +248,12 @@ class TaskQueue(Protocol):
         ...
 
 
+class StoreContention(Exception):
+    """A transaction could not commit: other writers held its documents through every
+    retry. Transient: an HTTP function answers 503 with Retry-After, and a task's delivery
+    is tried again by its queue."""
+
+
 class BlockedAddress(Exception):
     """A URL leads to an address the deployment must not reach (private, loopback, ...)."""
 
