@@ -245,6 +245,7 @@ class Run:
     output_tokens: int | None = None
     cost_usd: float | None = None
     exactly_once: bool = False
+    rows: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # prompt_id -> its row's keys and values but attempts
     result_rows: int = 0
     error_rows: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -305,6 +306,13 @@ def run_job(bench: Bench, provider: str, mode: str, prompts: list[tuple[str, str
         return run
     files = download(base, key, job_id)
     run.exactly_once = exactly_once((pid for pid, _ in prompts), files)
+    # What a client reads in each row (attempts aside: a batch tries a request once).
+    run.rows = {
+        str(r["prompt_id"]): tuple(sorted((k, json.dumps(v)) for k, v in r.items() if k != "attempts"))
+        for rows in files.values()
+        for r in rows
+        if r.get("prompt_id") is not None
+    }
     run.error_rows = len(files.get("errors.jsonl", []))
     run.result_rows = sum(len(rows) for name, rows in files.items() if name != "errors.jsonl")
     if run.error_rows:
@@ -383,6 +391,16 @@ def ratio(runs: list[Run], run: Run) -> str:
     return f"{run.cost_usd / fast.cost_usd:.3f}"
 
 
+def same_rows(runs: list[Run], run: Run) -> str:
+    """Whether an economy job's rows are its fast twin's, field by field (attempts aside)."""
+    if run.mode != "economy":
+        return ""
+    fast = next((r for r in runs if r.provider == run.provider and r.mode == "fast"), None)
+    if fast is None or not fast.rows or not run.rows:
+        return "n/a"
+    return "yes" if run.rows == fast.rows else "NO"
+
+
 def render(runs: list[Run], args: argparse.Namespace, markdown: bool = False) -> str:
     head = [
         "provider",
@@ -392,6 +410,7 @@ def render(runs: list[Run], args: argparse.Namespace, markdown: bool = False) ->
         "tokens in/out",
         "est. cost USD",
         "economy/fast",
+        "rows as fast's",
         "each prompt_id once",
     ]
     rows = [
@@ -403,6 +422,7 @@ def render(runs: list[Run], args: argparse.Namespace, markdown: bool = False) ->
             f"{r.input_tokens:,}/{r.output_tokens:,}" if r.input_tokens is not None and r.output_tokens is not None else "-",
             f"{r.cost_usd:.4f}" if r.cost_usd is not None else "-",
             ratio(runs, r),
+            same_rows(runs, r),
             ("yes" if r.exactly_once else "NO") + (f" ({r.note})" if r.note else ""),
         ]
         for r in runs
@@ -459,10 +479,12 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + render(runs, args), flush=True)
     meta = {"when": datetime.now().isoformat(timespec="seconds"), "command": command, "cpus": os.cpu_count(), **vars(args)}
     meta["out"] = str(args.out)
-    (args.out / "results.json").write_text(json.dumps({"meta": meta, "runs": [asdict(r) for r in runs]}, indent=2) + "\n")
+    (args.out / "results.json").write_text(
+        json.dumps({"meta": meta, "runs": [{**asdict(r), "rows": len(r.rows)} for r in runs]}, indent=2) + "\n"
+    )
     (args.out / "results.md").write_text(f"`{command}` ({meta['when']})\n\n{render(runs, args, markdown=True)}\n")
     print(f"\nwrote {args.out / 'results.json'} and {args.out / 'results.md'}")
-    return 0 if runs and all(r.wall_s is not None and r.exactly_once for r in runs) else 1
+    return 0 if runs and all(r.wall_s is not None and r.exactly_once and same_rows(runs, r) != "NO" for r in runs) else 1
 
 
 if __name__ == "__main__":
