@@ -341,6 +341,19 @@ class RecordingTasks:
         self.chunk_tasks.append(ChunkTask(job_id, index, tag, delay_s, poll))
 
 
+def echo(request: ChatRequest) -> ChatResult:
+    """The in-memory providers' answer: an echo of the last message, with usage counted
+    from its length (about four characters a token)."""
+    text = f"echo: {request.messages[-1].get('content', '')}"
+    return ChatResult(
+        text=text,
+        model=request.model,
+        input_tokens=sum(len(str(m.get("content", ""))) for m in request.messages) // 4 + 1,
+        output_tokens=len(text) // 4 + 1,
+        finish_reason="stop",
+    )
+
+
 class MemoryProviders:
     """A provider factory and the one provider it opens, in memory.
 
@@ -376,17 +389,9 @@ class MemoryProviders:
         error = self.script(request) if self.script else None
         if error is not None:
             raise error
-        prompt = str(request.messages[-1].get("content", ""))
-        text = f"echo: {prompt}"
         with self._lock:
             self.answered += 1
-        return ChatResult(
-            text=text,
-            model=request.model,
-            input_tokens=sum(len(str(m.get("content", ""))) for m in request.messages) // 4 + 1,
-            output_tokens=len(text) // 4 + 1,
-            finish_reason="stop",
-        )
+        return echo(request)
 
     async def aclose(self) -> None:
         return None
@@ -497,10 +502,7 @@ class MemoryBatches:
             if error is not None:
                 out.append(BatchOutcome(item.custom_id, error=error))
             else:
-                text = f"echo: {item.request.messages[-1].get('content', '')}"
-                tokens_in = sum(len(str(m.get("content", ""))) for m in item.request.messages) // 4 + 1
-                result = ChatResult(text, item.request.model, tokens_in, len(text) // 4 + 1, "stop")
-                out.append(BatchOutcome(item.custom_id, result=result))
+                out.append(BatchOutcome(item.custom_id, result=echo(item.request)))
         return out
 
     async def cancel(self, batch_id: str) -> None:

@@ -165,6 +165,18 @@ class Clock:
         self.t += timedelta(seconds=seconds)
 
 
+def scripted_prompt_id(request: ChatRequest) -> str:
+    """The prompt_id a scripted request is for (the prompts are ``answer <prompt_id>``)."""
+    return str(request.messages[-1]["content"]).split()[-1]
+
+
+def scripted_answer(prompt_id: str) -> ChatResult | ProviderError:
+    """The script: prompts whose id ends in 7 are refused for good, the others answered."""
+    if prompt_id.endswith("7"):
+        return ProviderError(ErrorCode.INVALID_REQUEST, "refused by the scripted provider", retryable=False)
+    return ChatResult(text=f"answer to {prompt_id}", model="scripted", input_tokens=3, output_tokens=5)
+
+
 class ScriptedProvider:
     """Answers at once; prompts whose id ends in 7 are refused for good. Every call is
     checked against what is already checkpointed."""
@@ -175,14 +187,14 @@ class ScriptedProvider:
         self._checkpointed = checkpointed
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        prompt = request.messages[-1]["content"]
-        prompt_id = prompt.split()[-1]
+        prompt_id = scripted_prompt_id(request)
         self.calls[prompt_id] += 1
         if prompt_id in self._checkpointed():
             self.after_checkpoint.append(prompt_id)
-        if prompt_id.endswith("7"):
-            raise ProviderError(ErrorCode.INVALID_REQUEST, "refused by the scripted provider", retryable=False)
-        return ChatResult(text=f"answer to {prompt_id}", model="scripted", input_tokens=3, output_tokens=5)
+        answer = scripted_answer(prompt_id)
+        if isinstance(answer, ProviderError):
+            raise answer
+        return answer
 
     async def aclose(self) -> None:
         return None
@@ -207,7 +219,7 @@ class ScriptedBatches:
     async def submit(self, key: str, model: str, items: Sequence[BatchItem]) -> str:
         done = self._checkpointed()
         for item in items:
-            prompt_id = item.request.messages[-1]["content"].split()[-1]
+            prompt_id = scripted_prompt_id(item.request)
             self.sent[prompt_id] += 1
             if prompt_id in done:
                 self.after_checkpoint.append(prompt_id)
@@ -228,13 +240,11 @@ class ScriptedBatches:
     async def outcomes(self, batch_id: str) -> list[BatchOutcome]:
         out = []
         for item in self._batches[batch_id][1]:
-            prompt_id = item.request.messages[-1]["content"].split()[-1]
-            if prompt_id.endswith("7"):
-                error = ProviderError(ErrorCode.INVALID_REQUEST, "refused by the scripted provider", retryable=False)
-                out.append(BatchOutcome(item.custom_id, error=error))
+            answer = scripted_answer(scripted_prompt_id(item.request))
+            if isinstance(answer, ProviderError):
+                out.append(BatchOutcome(item.custom_id, error=answer))
             else:
-                result = ChatResult(text=f"answer to {prompt_id}", model="scripted", input_tokens=3, output_tokens=5)
-                out.append(BatchOutcome(item.custom_id, result=result))
+                out.append(BatchOutcome(item.custom_id, result=answer))
         return out
 
     async def cancel(self, batch_id: str) -> None:

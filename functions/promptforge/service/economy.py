@@ -130,20 +130,21 @@ class EconomyRun(_ChunkRun):
             ids = runtime.run(provider.find(key, self.chunk.batch_since - timedelta(minutes=5), len(todo)))
         found = bool(ids)
         if not ids:
-            items, refused = [], {}
+            accepted: list[tuple[PromptLine, BatchItem]] = []
+            refused: dict[str, BatchOutcome] = {}
             for line in todo:
                 item = BatchItem(custom_id(key, line.line), chat_request(self.job, line))
                 refusal = provider.refusal(item)
                 if refusal is None:
-                    items.append(item)
+                    accepted.append((line, item))
                 else:
                     refused[item.custom_id] = BatchOutcome(item.custom_id, error=refusal)
             if refused:
                 # Their rows now, before the batch: a later delivery finds them checkpointed.
                 self._rows([line for line in todo if custom_id(key, line.line) in refused], refused, key)
-                if self.checkpoints.pending:
-                    self.checkpoints.write(self.checkpoints.take())
-                todo = [line for line in todo if custom_id(key, line.line) not in refused]
+                self._flush()
+            todo = [line for line, _ in accepted]
+            items = [item for _, item in accepted]
             if not items:
                 self.checkpoints.pending.errors.extend(late)
                 return self._done()
@@ -184,28 +185,15 @@ class EconomyRun(_ChunkRun):
         so a crash between the two leaves a poll that is still current), then release
         the lease, keeping the poll's time as the chunk's sign of life."""
         s = self.s
+        lease = timedelta(seconds=s.chunk_lease_seconds)
+        if not schedule:  # a stale poll: the chain's own schedule stands
+            wake = self.chunk.batch_next_poll
+            self._store(status=ChunkStatus.PENDING, lease_until=wake + lease if wake else None)
+            return
         delay = min(s.economy_poll_max_seconds, s.economy_poll_first_seconds * 2 ** min(poll, 20))
         due = self.deps.now() + timedelta(seconds=delay)
-        if schedule:
-            self.deps.tasks.enqueue_chunk(self.job.job_id, self.chunk.index, f"p{poll}", delay_s=delay, poll=poll)
-        mine = self.chunk
-
-        def release(current: Chunk | None) -> Chunk:
-            if current is None or current.deliveries != mine.deliveries or current.status is not ChunkStatus.RUNNING:
-                raise LeaseLost()
-            if not schedule:  # a stale poll: the chain's own schedule stands
-                wake = current.batch_next_poll
-                return current.replace(
-                    status=ChunkStatus.PENDING, lease_until=wake + timedelta(seconds=s.chunk_lease_seconds) if wake else None
-                )
-            return current.replace(
-                status=ChunkStatus.PENDING,
-                batch_polls=poll,
-                batch_next_poll=due,
-                lease_until=due + timedelta(seconds=s.chunk_lease_seconds),
-            )
-
-        self.deps.store.update_chunk(mine.job_id, mine.index, release)
+        self.deps.tasks.enqueue_chunk(self.job.job_id, self.chunk.index, f"p{poll}", delay_s=delay, poll=poll)
+        self._store(status=ChunkStatus.PENDING, batch_polls=poll, batch_next_poll=due, lease_until=due + lease)
 
     # --- map --------------------------------------------------------------------------
 
@@ -251,9 +239,12 @@ class EconomyRun(_ChunkRun):
             if cp.full:
                 cp.write(cp.take())
 
-    def _done(self) -> ChunkOutcome:
+    def _flush(self) -> None:
         if self.checkpoints.pending:
             self.checkpoints.write(self.checkpoints.take())
+
+    def _done(self) -> ChunkOutcome:
+        self._flush()
         self._finish()
         return ChunkOutcome.DONE
 
